@@ -1,0 +1,1064 @@
+//! The driver around the supervisor: one actor task that owns every dyno.
+//!
+//! API calls, run reports (exec'd, port bound, exited) and timers arrive as
+//! messages; the actor feeds them to each dyno's [`Supervision`], persists the
+//! dyno record, and carries out the returned actions: spawn a shim, signal a
+//! run, write a runtime log line, publish an event. Nothing else mutates dyno
+//! state, so there are no locks and no races between, say, a stop and a crash.
+//!
+//! State on disk (`<state-dir>/`):
+//! - `dynos/<app>/<name>.json`: the dyno record (spec + supervision), written
+//!   before any run is spawned, so that a restarted agent knows every run;
+//! - `runs/<run-id>/`: see [`crate::runs`];
+//! - `events.jsonl`: the event log, so that `seq` survives restarts.
+//!
+//! On start the engine re-adopts live runs (shims found by their command line,
+//! watched through a pidfd) and settles runs that ended while it was away from
+//! their exit records (`lost` when there is none).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::jail;
+use crate::logs;
+use crate::runs::{self, RunDir, RunSpec};
+use crate::supervisor::{Action, Ctx, Input, LastExit, Policy, Profile, RunEnd, Signal, State, Supervision, Time};
+
+/// Events kept in memory for `WatchEvents`; older ones need a snapshot.
+const EVENTS_KEPT: usize = 10_000;
+/// How often a web run's $PORT is probed while it is starting.
+const PORT_PROBE: Duration = Duration::from_millis(50);
+
+/// Wall-clock time derived from the monotonic clock: immune to clock steps
+/// while the agent runs, and paused along with tokio's clock in tests.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    wall: Time,
+    mono: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            wall: chrono::Utc::now(),
+            mono: tokio::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> Time {
+        self.wall + self.mono.elapsed()
+    }
+    /// The monotonic instant of a wall-clock deadline.
+    pub fn instant(&self, at: Time) -> tokio::time::Instant {
+        match (at - self.wall).to_std() {
+            Ok(d) => self.mono + d,
+            Err(_) => self.mono,
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// What a dyno runs; fixed until a new StartDyno replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoSpec {
+    pub app: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ptype: String,
+    pub command: String,
+    pub size: String,
+    pub release: String,
+    pub env: BTreeMap<String, String>,
+    /// The slug as given.
+    pub slug: String,
+    pub slug_sha256: Option<String>,
+    /// The unpacked `app/` directory.
+    pub app_dir: PathBuf,
+    pub stack: String,
+    pub one_off: bool,
+    pub time_to_live_secs: u64,
+    pub port: Option<u16>,
+}
+
+impl DynoSpec {
+    /// Same dyno, same everything that matters to the run.
+    fn same_run(&self, other: &DynoSpec) -> bool {
+        let key = |s: &DynoSpec| {
+            (
+                s.command.clone(),
+                s.size.clone(),
+                s.release.clone(),
+                s.env.clone(),
+                s.slug_sha256.clone().unwrap_or_else(|| s.app_dir.display().to_string()),
+                s.stack.clone(),
+            )
+        };
+        key(self) == key(other)
+    }
+
+    fn profile(&self) -> Profile {
+        Profile {
+            web: self.ptype == "web",
+            one_off: self.one_off,
+            time_to_live: Duration::from_secs(self.time_to_live_secs),
+            command: self.command.clone(),
+        }
+    }
+
+    /// The complete environment of a run.
+    fn run_env(&self) -> Vec<(String, String)> {
+        let root = self.app_dir.display().to_string();
+        let mut env: BTreeMap<String, String> = self.env.clone();
+        env.insert("DYNO".into(), self.name.clone());
+        env.insert("HOME".into(), root.clone());
+        env.insert("PATH".into(), format!("{root}/bin:/usr/local/bin:/usr/bin:/bin"));
+        if let Some(port) = self.port {
+            env.insert("PORT".into(), port.to_string());
+        }
+        env.into_iter().collect()
+    }
+}
+
+/// A dyno as stored on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DynoRecord {
+    pub id: String,
+    pub spec: DynoSpec,
+    pub sup: Supervision,
+    pub created_at: Time,
+    pub request_id: Option<String>,
+}
+
+/// A dyno as the API and `dynoctl` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DynoView {
+    pub id: String,
+    pub app: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ptype: String,
+    pub state: State,
+    pub size: String,
+    pub command: String,
+    pub release: String,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub started_at: Option<Time>,
+    pub updated_at: Time,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub next_restart_at: Option<Time>,
+    pub one_off: bool,
+    pub stack: String,
+    pub slug_sha256: Option<String>,
+    pub run_id: Option<String>,
+}
+
+impl DynoRecord {
+    pub fn view(&self) -> DynoView {
+        let s = &self.spec;
+        let run = self.sup.log_run();
+        DynoView {
+            id: self.id.clone(),
+            app: s.app.clone(),
+            name: s.name.clone(),
+            ptype: s.ptype.clone(),
+            state: self.sup.state,
+            size: s.size.clone(),
+            command: s.command.clone(),
+            release: s.release.clone(),
+            pid: self.sup.run.as_ref().and_then(|r| r.pid),
+            port: s.port,
+            started_at: run.map(|r| r.exec_at.unwrap_or(r.spawned_at)),
+            updated_at: self.sup.updated_at,
+            restarts: self.sup.restarts,
+            last_exit: self.sup.last_exit,
+            next_restart_at: self.sup.next_restart_at,
+            one_off: s.one_off,
+            stack: s.stack.clone(),
+            slug_sha256: s.slug_sha256.clone(),
+            run_id: run.map(|r| r.id.clone()),
+        }
+    }
+}
+
+/// A state change, numbered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: Time,
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+    pub dyno: DynoView,
+}
+
+/// A validated start request.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub spec: DynoSpec,
+    pub request_id: Option<String>,
+}
+
+/// Which dynos a stop or restart applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    All,
+    App(String),
+    Type(String, String),
+    Dyno(String, String),
+}
+
+impl Selector {
+    fn matches(&self, s: &DynoSpec) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::App(a) => s.app == *a,
+            Selector::Type(a, t) => s.app == *a && s.ptype == *t,
+            Selector::Dyno(a, n) => s.app == *a && s.name == *n,
+        }
+    }
+}
+
+/// Where to read a dyno's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    pub app: String,
+    pub dyno: String,
+    pub run_id: String,
+    pub log: PathBuf,
+    /// The run is still going.
+    pub active: bool,
+}
+
+/// The start of a `WatchEvents` stream.
+pub struct Watch {
+    /// Present when `after_seq` was 0 or older than the events kept.
+    pub snapshot: Option<(u64, Vec<DynoView>, bool)>,
+    pub backlog: Vec<Event>,
+    pub live: broadcast::Receiver<Event>,
+}
+
+/// Dyno counts and committed memory, for `HostInfo`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub by_state: BTreeMap<&'static str, u32>,
+    pub memory_committed: u64,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+type Key = (String, String);
+
+enum Msg {
+    Start(Box<StartRequest>, Reply<Result<DynoView>>),
+    Stop(Selector, Reply<Result<Vec<DynoView>>>),
+    Restart(Selector, Reply<Result<Vec<DynoView>>>),
+    Get(String, String, Reply<Result<DynoView>>),
+    List(Option<String>, Reply<Vec<DynoView>>),
+    Watch(u64, Reply<Watch>),
+    Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
+    Summary(Reply<Summary>),
+    NextOneOff(String, Reply<String>),
+    Run(Key, Input),
+}
+
+/// A cheap, cloneable handle to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Engine {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| Error::Unavailable("shutting down".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("shutting down".into()))
+    }
+
+    pub async fn start(&self, req: StartRequest) -> Result<DynoView> {
+        self.call(|r| Msg::Start(Box::new(req), r)).await?
+    }
+    pub async fn stop(&self, sel: Selector) -> Result<Vec<DynoView>> {
+        self.call(|r| Msg::Stop(sel, r)).await?
+    }
+    pub async fn restart(&self, sel: Selector) -> Result<Vec<DynoView>> {
+        self.call(|r| Msg::Restart(sel, r)).await?
+    }
+    pub async fn get(&self, app: &str, name: &str) -> Result<DynoView> {
+        self.call(|r| Msg::Get(app.into(), name.into(), r)).await?
+    }
+    pub async fn list(&self, app: Option<String>) -> Result<Vec<DynoView>> {
+        self.call(|r| Msg::List(app, r)).await
+    }
+    pub async fn watch(&self, after_seq: u64) -> Result<Watch> {
+        self.call(|r| Msg::Watch(after_seq, r)).await
+    }
+    pub async fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Result<Vec<LogSource>> {
+        self.call(|r| Msg::Logs(app, dyno, r)).await
+    }
+    pub async fn summary(&self) -> Result<Summary> {
+        self.call(Msg::Summary).await
+    }
+    /// The next free `run.N` name of an app.
+    pub async fn next_one_off(&self, app: &str) -> Result<String> {
+        self.call(|r| Msg::NextOneOff(app.into(), r)).await
+    }
+}
+
+/// Paths under the state directory.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub dynos: PathBuf,
+    pub runs: PathBuf,
+    pub events: PathBuf,
+    pub slugs: PathBuf,
+}
+
+impl Paths {
+    pub fn new(state_dir: &Path) -> Paths {
+        Paths {
+            dynos: state_dir.join("dynos"),
+            runs: state_dir.join("runs"),
+            events: state_dir.join("events.jsonl"),
+            slugs: state_dir.join("slugs"),
+        }
+    }
+    fn record(&self, app: &str, name: &str) -> PathBuf {
+        self.dynos.join(app).join(format!("{name}.json"))
+    }
+}
+
+/// The persistent, numbered event log.
+struct EventLog {
+    path: PathBuf,
+    file: fs::File,
+    kept: VecDeque<Event>,
+    last_seq: u64,
+    live: broadcast::Sender<Event>,
+}
+
+impl EventLog {
+    fn open(path: PathBuf) -> std::io::Result<EventLog> {
+        let mut kept = VecDeque::new();
+        let mut last_seq = 0;
+        let mut lines = 0usize;
+        if let Ok(f) = fs::File::open(&path) {
+            for line in std::io::BufReader::new(f).lines() {
+                lines += 1;
+                // A torn last line after a crash is skipped.
+                if let Ok(ev) = serde_json::from_str::<Event>(&line?) {
+                    last_seq = last_seq.max(ev.seq);
+                    kept.push_back(ev);
+                    if kept.len() > EVENTS_KEPT {
+                        kept.pop_front();
+                    }
+                }
+            }
+        }
+        if lines > 2 * EVENTS_KEPT {
+            // Compact: keep what is kept in memory.
+            let mut text = String::new();
+            for ev in &kept {
+                text.push_str(&serde_json::to_string(ev).map_err(std::io::Error::other)?);
+                text.push('\n');
+            }
+            runs::write_atomic(&path, text.as_bytes())?;
+        }
+        let file = fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let (live, _) = broadcast::channel(4096);
+        Ok(EventLog {
+            path,
+            file,
+            kept,
+            last_seq,
+            live,
+        })
+    }
+
+    fn publish(&mut self, at: Time, from: State, to: State, reason: &str, dyno: DynoView) {
+        self.last_seq += 1;
+        let ev = Event {
+            seq: self.last_seq,
+            at,
+            from,
+            to,
+            reason: reason.to_string(),
+            dyno,
+        };
+        match serde_json::to_string(&ev) {
+            Ok(mut line) => {
+                line.push('\n');
+                if let Err(e) = self.file.write_all(line.as_bytes()) {
+                    error!(path = %self.path.display(), error = %e, "cannot append to the event log");
+                }
+            }
+            Err(e) => error!(error = %e, "cannot encode event"),
+        }
+        self.kept.push_back(ev.clone());
+        if self.kept.len() > EVENTS_KEPT {
+            self.kept.pop_front();
+        }
+        let _ = self.live.send(ev);
+    }
+}
+
+struct Entry {
+    rec: DynoRecord,
+    /// Port probe of the current run.
+    probe: Option<AbortHandle>,
+}
+
+struct Actor {
+    cfg: Arc<Config>,
+    policy: Policy,
+    clock: Clock,
+    paths: Paths,
+    exe: PathBuf,
+    dynos: BTreeMap<Key, Entry>,
+    events: EventLog,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// Opens the state directory, re-adopts what is running and starts the actor.
+/// The actor ends when `shutdown` resolves; dynos keep running.
+pub async fn start(
+    cfg: Arc<Config>,
+    clock: Clock,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Engine, tokio::task::JoinHandle<()>)> {
+    let paths = Paths::new(&cfg.state_dir);
+    for dir in [&paths.dynos, &paths.runs, &paths.slugs] {
+        fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
+    let events = EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("locating the agent binary: {e}"))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut actor = Actor {
+        policy: cfg.policy(),
+        cfg,
+        clock,
+        paths,
+        exe,
+        dynos: BTreeMap::new(),
+        events,
+        tx: tx.clone(),
+    };
+    actor.recover()?;
+    let task = tokio::spawn(actor.run(rx, shutdown));
+    Ok((Engine { tx }, task))
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = self.dynos.values().filter_map(|e| e.rec.sup.next_deadline()).min();
+            let sleep_until = deadline.map(|d| self.clock.instant(d));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = async {
+                    match sleep_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.tick(),
+            }
+        }
+        for e in self.dynos.values() {
+            if let Some(p) = &e.probe {
+                p.abort();
+            }
+        }
+        info!("engine stopped; dynos keep running");
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let due: Vec<Key> = self
+            .dynos
+            .iter()
+            .filter(|(_, e)| e.rec.sup.next_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.step(&key, Input::Tick);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Start(req, reply) => {
+                let _ = reply.send(self.start_dyno(*req));
+            }
+            Msg::Stop(sel, reply) => {
+                let _ = reply.send(self.each(&sel, Input::Stop));
+            }
+            Msg::Restart(sel, reply) => {
+                let _ = reply.send(self.each(&sel, Input::Restart));
+            }
+            Msg::Get(app, name, reply) => {
+                let r = self
+                    .dynos
+                    .get(&(app.clone(), name.clone()))
+                    .map(|e| e.rec.view())
+                    .ok_or_else(|| Error::NotFound(format!("no dyno {name} in app {app}")));
+                let _ = reply.send(r);
+            }
+            Msg::List(app, reply) => {
+                let views = self
+                    .dynos
+                    .values()
+                    .filter(|e| app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
+                    .map(|e| e.rec.view())
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Msg::Watch(after, reply) => {
+                let _ = reply.send(self.watch(after));
+            }
+            Msg::Logs(app, dyno, reply) => {
+                let _ = reply.send(self.log_sources(app, dyno));
+            }
+            Msg::Summary(reply) => {
+                let mut s = Summary::default();
+                for e in self.dynos.values() {
+                    *s.by_state.entry(e.rec.sup.state.as_str()).or_default() += 1;
+                    if e.rec.sup.state != State::Down {
+                        s.memory_committed += self.cfg.sizes.get(&e.rec.spec.size).map_or(0, |l| l.memory_bytes);
+                    }
+                }
+                let _ = reply.send(s);
+            }
+            Msg::NextOneOff(app, reply) => {
+                let n = self
+                    .dynos
+                    .keys()
+                    .filter(|(a, _)| *a == app)
+                    .filter_map(|(_, name)| crate::names::parse_dyno_name(name))
+                    .filter(|(t, _)| *t == "run")
+                    .map(|(_, n)| n)
+                    .max()
+                    .unwrap_or(0);
+                let _ = reply.send(format!("run.{}", n + 1));
+            }
+            Msg::Run(key, input) => self.step(&key, input),
+        }
+    }
+
+    fn watch(&self, after: u64) -> Watch {
+        let live = self.events.live.subscribe();
+        let oldest = self.events.kept.front().map_or(self.events.last_seq + 1, |e| e.seq);
+        let snapshot_needed = after == 0 || after + 1 < oldest || after > self.events.last_seq;
+        if snapshot_needed {
+            let views = self.dynos.values().map(|e| e.rec.view()).collect();
+            let gap = after != 0;
+            Watch {
+                snapshot: Some((self.events.last_seq, views, gap)),
+                backlog: Vec::new(),
+                live,
+            }
+        } else {
+            Watch {
+                snapshot: None,
+                backlog: self.events.kept.iter().filter(|e| e.seq > after).cloned().collect(),
+                live,
+            }
+        }
+    }
+
+    fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Vec<LogSource> {
+        self.dynos
+            .values()
+            .filter(|e| app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
+            .filter(|e| {
+                dyno.as_ref()
+                    .is_none_or(|d| e.rec.spec.name == *d || e.rec.spec.ptype == *d)
+            })
+            .filter_map(|e| {
+                let run = e.rec.sup.log_run()?;
+                Some(LogSource {
+                    app: e.rec.spec.app.clone(),
+                    dyno: e.rec.spec.name.clone(),
+                    run_id: run.id.clone(),
+                    log: RunDir::new(&self.paths.runs, &run.id).log(),
+                    active: e.rec.sup.running(),
+                })
+            })
+            .collect()
+    }
+
+    fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
+        let key = (req.spec.app.clone(), req.spec.name.clone());
+        if let Some(rid) = &req.request_id
+            && let Some(e) = self.dynos.values().find(|e| e.rec.request_id.as_ref() == Some(rid))
+        {
+            return Ok(e.rec.view());
+        }
+        if let Some(entry) = self.dynos.get_mut(&key) {
+            let mut spec = req.spec;
+            // A dyno keeps its port.
+            spec.port = entry.rec.spec.port.or(spec.port);
+            if spec.port.is_some() != entry.rec.spec.port.is_some() {
+                return Err(Error::Internal("port mismatch".into()));
+            }
+            if entry.rec.spec.same_run(&spec) {
+                if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
+                    self.step(&key, Input::Start);
+                }
+            } else {
+                info!(app = %key.0, dyno = %key.1, "new spec: restarting");
+                entry.rec.spec = spec;
+                entry.rec.request_id = req.request_id;
+                self.step(&key, Input::Restart);
+            }
+            return Ok(self.dynos[&key].rec.view());
+        }
+
+        let mut spec = req.spec;
+        if spec.ptype == "web" {
+            spec.port = Some(self.allocate_port()?);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now();
+        let rec = DynoRecord {
+            sup: Supervision::new(id.clone(), now),
+            id,
+            spec,
+            created_at: now,
+            request_id: req.request_id,
+        };
+        fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;
+        self.dynos.insert(key.clone(), Entry { rec, probe: None });
+        self.step(&key, Input::Start);
+        Ok(self.dynos[&key].rec.view())
+    }
+
+    fn allocate_port(&self) -> Result<u16> {
+        let used: std::collections::HashSet<u16> = self.dynos.values().filter_map(|e| e.rec.spec.port).collect();
+        let range = self.cfg.port_range;
+        for p in range.first..=range.last {
+            let p = p as u16;
+            if !used.contains(&p) && std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() {
+                return Ok(p);
+            }
+        }
+        Err(Error::ResourceExhausted(format!(
+            "no free port in {}-{}",
+            range.first, range.last
+        )))
+    }
+
+    fn each(&mut self, sel: &Selector, input: Input) -> Result<Vec<DynoView>> {
+        let keys: Vec<Key> = self
+            .dynos
+            .iter()
+            .filter(|(_, e)| sel.matches(&e.rec.spec))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() && *sel != Selector::All {
+            return Err(Error::NotFound(match sel {
+                Selector::App(a) => format!("app {a} has no dynos"),
+                Selector::Type(a, t) => format!("app {a} has no {t} dynos"),
+                Selector::Dyno(a, n) => format!("no dyno {n} in app {a}"),
+                Selector::All => unreachable!(),
+            }));
+        }
+        for k in &keys {
+            self.step(k, input.clone());
+        }
+        Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect())
+    }
+
+    /// Feeds one input to a dyno and carries out the actions.
+    fn step(&mut self, key: &Key, input: Input) {
+        let Some(entry) = self.dynos.get_mut(key) else {
+            return;
+        };
+        let profile = entry.rec.spec.profile();
+        let mut rng = rand::rng();
+        let mut jitter = || rng.random::<f64>();
+        let mut cx = Ctx {
+            profile: &profile,
+            policy: &self.policy,
+            now: self.clock.now(),
+            jitter: &mut jitter,
+        };
+        debug!(app = %key.0, dyno = %key.1, ?input, "input");
+        let actions = entry.rec.sup.step(&mut cx, input);
+        self.apply(key, actions);
+    }
+
+    fn apply(&mut self, key: &Key, actions: Vec<Action>) {
+        // Spawns first prepare their run directory, so that the runtime lines
+        // written below land in the new run's log.
+        for a in &actions {
+            if let Action::Spawn { run_id } = a
+                && let Err(e) = self.prepare_run(key, run_id)
+            {
+                error!(app = %key.0, dyno = %key.1, error = %e, "cannot prepare run");
+            }
+        }
+        // The record is durable before any shim exists: a restarted agent
+        // knows every run it may have started.
+        self.persist(key);
+        let entry = &self.dynos[key];
+        let log = entry.rec.sup.log_run().map(|r| RunDir::new(&self.paths.runs, &r.id).log());
+        let mut follow_up = Vec::new();
+        for a in actions {
+            match a {
+                Action::Log(text) => {
+                    if let Some(log) = &log
+                        && let Err(e) = logs::append_runtime(log, &key.1, &text)
+                    {
+                        warn!(path = %log.display(), error = %e, "cannot write runtime log line");
+                    }
+                }
+                Action::Changed { from, to, reason } => {
+                    let view = self.dynos[key].rec.view();
+                    info!(app = %key.0, dyno = %key.1, %from, %to, reason, "state changed");
+                    self.events.publish(self.clock.now(), from, to, reason, view);
+                }
+                Action::Signal(sig) => self.signal(key, sig),
+                other => follow_up.push(other),
+            }
+        }
+        for a in follow_up {
+            match a {
+                Action::Spawn { run_id } => self.spawn(key, run_id),
+                Action::WatchPort { run_id } => self.watch_port(key, run_id),
+                _ => {}
+            }
+        }
+        // A new run or an ended one: the old run's probe is stale.
+        let entry = self.dynos.get_mut(key).expect("present");
+        if !entry.rec.sup.running()
+            && let Some(p) = entry.probe.take()
+        {
+            p.abort();
+        }
+    }
+
+    fn persist(&self, key: &Key) {
+        let rec = &self.dynos[key].rec;
+        let path = self.paths.record(&key.0, &key.1);
+        if let Err(e) = runs::write_json_atomic(&path, rec) {
+            error!(path = %path.display(), error = %e, "cannot persist dyno record");
+        }
+    }
+
+    fn prepare_run(&mut self, key: &Key, run_id: &str) -> std::io::Result<()> {
+        let rec = &self.dynos[key].rec;
+        let dir = RunDir::new(&self.paths.runs, run_id);
+        fs::create_dir_all(&dir.path)?;
+        let spec = RunSpec {
+            run_id: run_id.to_string(),
+            app: rec.spec.app.clone(),
+            dyno: rec.spec.name.clone(),
+            command: rec.spec.command.clone(),
+            env: rec.spec.run_env(),
+            workdir: rec.spec.app_dir.clone(),
+            log_max_bytes: self.cfg.log_max_bytes,
+        };
+        runs::write_json_atomic(&dir.spec(), &spec)?;
+        // Keep the previous run's directory for its logs; drop older ones.
+        if let Some(n) = run_id.rsplit_once('.').and_then(|(_, n)| n.parse::<u32>().ok())
+            && n > 2
+        {
+            let old = RunDir::new(&self.paths.runs, &format!("{}.{}", rec.sup.run_prefix, n - 2));
+            let _ = fs::remove_dir_all(old.path);
+        }
+        Ok(())
+    }
+
+    fn signal(&self, key: &Key, sig: Signal) {
+        let Some(pid) = self.dynos[key].rec.sup.run.as_ref().and_then(|r| r.pid) else {
+            return; // not exec'd yet: the supervisor repeats it on Spawned
+        };
+        let signo = match sig {
+            Signal::Term => libc::SIGTERM,
+            Signal::KillAll => libc::SIGKILL,
+        };
+        if let Err(e) = jail::kill_group(pid, signo) {
+            debug!(app = %key.0, dyno = %key.1, pid, error = %e, "signal not delivered");
+        }
+    }
+
+    fn spawn(&mut self, key: &Key, run_id: String) {
+        let exe = self.exe.clone();
+        let dir = RunDir::new(&self.paths.runs, &run_id);
+        let tx = self.tx.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let input = match spawn_shim(&exe, &run_id, &dir).await {
+                Ok((shim_pid, exec)) => {
+                    let _ = tx.send(Msg::Run(
+                        key.clone(),
+                        Input::Spawned {
+                            run_id: run_id.clone(),
+                            pid: exec.pid,
+                            at: exec.started_at,
+                        },
+                    ));
+                    watch_exit(shim_pid, &dir, run_id).await
+                }
+                Err(error) => {
+                    warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
+                    Input::SpawnFailed { run_id, error }
+                }
+            };
+            let _ = tx.send(Msg::Run(key, input));
+        });
+    }
+
+    fn watch_port(&mut self, key: &Key, run_id: String) {
+        let Some(port) = self.dynos[key].rec.spec.port else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let k = key.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let probe = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
+                    let _ = tx.send(Msg::Run(k, Input::PortBound { run_id }));
+                    return;
+                }
+                tokio::time::sleep(PORT_PROBE).await;
+            }
+        });
+        let entry = self.dynos.get_mut(key).expect("present");
+        if let Some(old) = entry.probe.replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Loads dyno records and re-adopts or settles their runs.
+    fn recover(&mut self) -> anyhow::Result<()> {
+        let mut records = Vec::new();
+        for app in fs::read_dir(&self.paths.dynos)? {
+            let app = app?.path();
+            if !app.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(&app)? {
+                let f = f?.path();
+                if f.extension().is_some_and(|e| e == "json") {
+                    match runs::read_json::<DynoRecord>(&f) {
+                        Ok(Some(rec)) => records.push(rec),
+                        Ok(None) => {}
+                        Err(e) => error!(path = %f.display(), error = %e, "skipping unreadable dyno record"),
+                    }
+                }
+            }
+        }
+        let live: HashMap<String, u32> = runs::live_shims(&self.paths.runs).into_iter().collect();
+        let mut referenced = std::collections::HashSet::new();
+        let mut settle = Vec::new();
+        for rec in records {
+            let key = (rec.spec.app.clone(), rec.spec.name.clone());
+            for r in [&rec.sup.run, &rec.sup.last_run].into_iter().flatten() {
+                referenced.insert(r.id.clone());
+            }
+            if let Some(run) = rec.sup.run.clone() {
+                settle.push((key.clone(), run, rec.spec.port));
+            }
+            self.dynos.insert(key, Entry { rec, probe: None });
+        }
+        info!(dynos = self.dynos.len(), live_runs = live.len(), "recovered state");
+
+        for (key, run, port) in settle {
+            let dir = RunDir::new(&self.paths.runs, &run.id);
+            let exec = dir.read_exec().ok().flatten();
+            if run.pid.is_none()
+                && let Some(exec) = exec
+            {
+                self.step(
+                    &key,
+                    Input::Spawned {
+                        run_id: run.id.clone(),
+                        pid: exec.pid,
+                        at: exec.started_at,
+                    },
+                );
+            }
+            if let Some(&shim_pid) = live.get(&run.id) {
+                info!(app = %key.0, dyno = %key.1, run = %run.id, shim_pid, "re-adopting live run");
+                let tx = self.tx.clone();
+                let k = key.clone();
+                let run_id = run.id.clone();
+                tokio::spawn(async move {
+                    // The shim may still be starting its command.
+                    let exec = loop {
+                        if let Ok(Some(exec)) = dir.read_exec() {
+                            break Some(exec);
+                        }
+                        if jail::cmdline(shim_pid).is_none() {
+                            break None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    };
+                    if let Some(exec) = exec {
+                        let _ = tx.send(Msg::Run(
+                            k.clone(),
+                            Input::Spawned {
+                                run_id: run_id.clone(),
+                                pid: exec.pid,
+                                at: exec.started_at,
+                            },
+                        ));
+                    }
+                    let input = watch_exit(shim_pid, &dir, run_id).await;
+                    let _ = tx.send(Msg::Run(k, input));
+                });
+                let state = self.dynos[&key].rec.sup.state;
+                if state == State::Starting && port.is_some() {
+                    self.watch_port(&key, run.id.clone());
+                }
+            } else {
+                let input = ended_input(&dir, run.id.clone(), self.clock.now());
+                info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");
+                self.step(&key, input);
+            }
+        }
+
+        // Shims nobody knows about (their record was lost): end them.
+        for (run_id, shim_pid) in &live {
+            if !referenced.contains(run_id) {
+                let dir = RunDir::new(&self.paths.runs, run_id);
+                warn!(run = %run_id, shim_pid, "ending an orphaned run");
+                if let Ok(Some(exec)) = dir.read_exec() {
+                    let _ = jail::kill_group(exec.pid, libc::SIGKILL);
+                }
+            }
+        }
+        // Run directories of no dyno.
+        for d in fs::read_dir(&self.paths.runs)?.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if !referenced.contains(&name) && !live.contains_key(&name) {
+                let _ = fs::remove_dir_all(d.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a run whose shim is gone ended: from its exit record, else `lost`.
+fn ended_input(dir: &RunDir, run_id: String, now: Time) -> Input {
+    let end = match dir.read_exit() {
+        Ok(Some(x)) => RunEnd {
+            code: x.code,
+            signal: x.signal,
+            oom: false,
+            lost: false,
+            at: x.exited_at,
+        },
+        _ => {
+            // The shim vanished without a record; its command may still run
+            // in its own session. End it, so that a restart never runs two.
+            if let Ok(Some(exec)) = dir.read_exec()
+                && jail::start_ticks(exec.pid) == Some(exec.start_ticks)
+            {
+                let _ = jail::kill_group(exec.pid, libc::SIGKILL);
+            }
+            RunEnd {
+                code: None,
+                signal: None,
+                oom: false,
+                lost: true,
+                at: now,
+            }
+        }
+    };
+    Input::Exited { run_id, end }
+}
+
+/// Starts `dynoagent shim` for a prepared run directory and waits for its
+/// report. Returns the shim's pid and the exec record.
+async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Result<(u32, runs::ExecRecord), String> {
+    let shim_log = fs::File::create(dir.shim_log()).map_err(|e| format!("{}: {e}", dir.shim_log().display()))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("shim")
+        .arg(run_id)
+        .arg(&dir.path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(shim_log)
+        .env_clear()
+        .spawn()
+        .map_err(|e| format!("starting the shim: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let result = tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line)).await;
+    // The first shim process exits right after forking the real one.
+    let _ = child.wait().await;
+    match result {
+        Err(_) => return Err("the shim did not report within 30s".into()),
+        Ok(Err(e)) => return Err(format!("reading the shim's report: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    let line = line.trim();
+    if let Some(msg) = line.strip_prefix("err ") {
+        return Err(msg.to_string());
+    }
+    let mut parts = line.strip_prefix("ok ").unwrap_or("").split(' ');
+    let shim_pid: u32 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| {
+            let diag = fs::read_to_string(dir.shim_log()).unwrap_or_default();
+            format!("the shim ended without a report: {}", diag.trim())
+        })?;
+    let exec = dir
+        .read_exec()
+        .map_err(|e| e.to_string())?
+        .ok_or("the shim reported success without an exec record")?;
+    Ok((shim_pid, exec))
+}
+
+/// Waits (through a pidfd) until the shim has exited, then reads how the run ended.
+async fn watch_exit(shim_pid: u32, dir: &RunDir, run_id: String) -> Input {
+    match jail::pidfd_open(shim_pid) {
+        Ok(fd) => {
+            // The pid may have been reused before we opened it: it is ours only
+            // while its command line still names this run.
+            let ours = jail::cmdline(shim_pid).is_some_and(|a| a.len() == 4 && jail::arg_is(&a[2], &run_id));
+            if ours {
+                match jail::pidfd_wait(fd).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        warn!(shim_pid, error = %e, "cannot watch the shim; polling");
+                        while jail::cmdline(shim_pid).is_some() {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => debug!(shim_pid, error = %e, "shim already gone"),
+    }
+    ended_input(dir, run_id, chrono::Utc::now())
+}

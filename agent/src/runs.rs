@@ -1,0 +1,175 @@
+//! A run's state directory: the contract between the agent and the shim.
+//!
+//! `<state-dir>/runs/<run-id>/` holds
+//! - `spec.json`  ([`RunSpec`], by the agent before the shim starts),
+//! - `exec.json`  ([`ExecRecord`], by the shim once the command is exec'd),
+//! - `exit.json`  ([`ExitRecord`], by the shim when the command has ended),
+//! - `log`, `log.1` (the run's log, see [`crate::logs`]),
+//! - `shim.log`   (the shim's own diagnostics).
+//!
+//! Records are written atomically (temp file, fsync, rename, fsync of the
+//! directory), so a reader sees a whole record or none, even after a crash.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::Time;
+
+/// What the shim runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub run_id: String,
+    pub app: String,
+    /// `web.1`
+    pub dyno: String,
+    /// Shell command line, run as `/bin/sh -c`.
+    pub command: String,
+    /// The complete environment of the command.
+    pub env: Vec<(String, String)>,
+    /// Working directory: the slug's `app/`.
+    pub workdir: PathBuf,
+    /// The run's log is rotated past this size.
+    pub log_max_bytes: u64,
+}
+
+/// Written by the shim once the command is exec'd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRecord {
+    /// Host pid of the command.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
+    pub started_at: Time,
+    /// The shim's own pid.
+    pub shim_pid: u32,
+}
+
+/// Written by the shim when the command has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub exited_at: Time,
+}
+
+/// Paths of one run's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(runs_root: &Path, run_id: &str) -> RunDir {
+        RunDir { path: runs_root.join(run_id) }
+    }
+    pub fn spec(&self) -> PathBuf {
+        self.path.join("spec.json")
+    }
+    pub fn exec(&self) -> PathBuf {
+        self.path.join("exec.json")
+    }
+    pub fn exit(&self) -> PathBuf {
+        self.path.join("exit.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.path.join("log")
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.path.join("shim.log")
+    }
+    pub fn read_exec(&self) -> io::Result<Option<ExecRecord>> {
+        read_json(&self.exec())
+    }
+    pub fn read_exit(&self) -> io::Result<Option<ExitRecord>> {
+        read_json(&self.exit())
+    }
+}
+
+/// Writes `value` as JSON to `path` atomically and durably.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+/// Reads a JSON record; `Ok(None)` when the file does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))),
+    }
+}
+
+/// Live shims whose run directory lies under `runs_root`, by run id, found by
+/// their command line (`… shim <run-id> <run-dir>`).
+pub fn live_shims(runs_root: &Path) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
+    for pid in crate::jail::all_pids() {
+        let Some(args) = crate::jail::cmdline(pid) else { continue };
+        if args.len() != 4 || !crate::jail::arg_is(&args[1], "shim") {
+            continue;
+        }
+        let (Ok(run_id), Ok(dir)) = (std::str::from_utf8(&args[2]), std::str::from_utf8(&args[3])) else {
+            continue;
+        };
+        if Path::new(dir) == runs_root.join(run_id) {
+            found.push((run_id.to_string(), pid));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_roundtrips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        let rec = ExitRecord {
+            code: Some(3),
+            signal: None,
+            exited_at: chrono::Utc::now(),
+        };
+        write_json_atomic(&path, &rec).unwrap();
+        assert_eq!(read_json::<ExitRecord>(&path).unwrap(), Some(rec));
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["exit.json"]);
+    }
+
+    #[test]
+    fn missing_record_is_none_and_garbage_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exec.json");
+        assert_eq!(read_json::<ExecRecord>(&path).unwrap(), None);
+        fs::write(&path, b"{not json").unwrap();
+        let err = read_json::<ExecRecord>(&path).unwrap_err();
+        assert!(err.to_string().contains("exec.json"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! `dynoctl`: the ops command line of dynoagent.
+fn main() {
+    std::process::exit(dyno_agent::ctl::main());
+}
