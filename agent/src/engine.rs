@@ -571,12 +571,12 @@ impl Actor {
     fn watch(&self, after: u64) -> Watch {
         let live = self.events.live.subscribe();
         let oldest = self.events.kept.front().map_or(self.events.last_seq + 1, |e| e.seq);
-        let snapshot_needed = after == 0 || after + 1 < oldest || after > self.events.last_seq;
-        if snapshot_needed {
+        // Events after `after` are no longer all kept, or `after` is from a
+        // future this agent never reached (its state was reset): snapshot.
+        if after + 1 < oldest || after > self.events.last_seq {
             let views = self.dynos.values().map(|e| e.rec.view()).collect();
-            let gap = after != 0;
             Watch {
-                snapshot: Some((self.events.last_seq, views, gap)),
+                snapshot: Some((self.events.last_seq, views, true)),
                 backlog: Vec::new(),
                 live,
             }

@@ -112,6 +112,16 @@ pub fn spawn_command(plan: &ExecPlan, stdin: &OwnedFd, stdout: &OwnedFd, stderr:
             if libc::setsid() < 0 {
                 fail(1);
             }
+            // Ignored signals stay ignored across exec: give the command the
+            // default dispositions and an empty signal mask.
+            for sig in 1..libc::SIGRTMIN() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             for (target, fd) in fds.iter().enumerate() {
                 if libc::dup2(*fd, target as libc::c_int) < 0 {
                     fail(2);

@@ -985,7 +985,7 @@ fn spawn_failed_is_a_lost_run() {
     });
     assert_eq!(d.sup.state, State::Crashed);
     assert_eq!(
-        &out[2..],
+        &out[1..],
         &[
             log("State changed from starting to crashed"),
             changed(State::Starting, State::Crashed, "lost"),
