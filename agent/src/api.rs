@@ -365,7 +365,7 @@ impl pb::agent_server::Agent for AgentService {
             }
         }
         let sources = self.engine.log_sources(app.clone(), dyno.clone()).await?;
-        if req.until_exit && (sources.len() != 1 || dyno.as_deref().is_none_or(|d| names::parse_dyno_name(d).is_none())) {
+        if req.until_exit && dyno.as_deref().is_none_or(|d| names::parse_dyno_name(d).is_none()) {
             return Err(Error::invalid("until_exit", "needs exactly one dyno, named").into());
         }
         if sources.is_empty()
@@ -433,10 +433,13 @@ async fn follow_logs(
     sources: Vec<LogSource>,
     tx: mpsc::Sender<std::result::Result<pb::LogLine, Status>>,
 ) {
-    let watched_run = sources.first().map(|s| s.run_id.clone());
+    let watched_run = sources.iter().find(|s| s.current).map(|s| s.run_id.clone());
     let mut followers: HashMap<String, (LogSource, Follower)> = HashMap::new();
     let mut first: Vec<(String, String)> = Vec::new();
     for s in sources {
+        if req.from_run_start && !s.current {
+            continue;
+        }
         let mut f = Follower::new(s.log.clone(), true);
         let mut rotated = s.log.clone().into_os_string();
         rotated.push(".1");
@@ -446,7 +449,7 @@ async fn follow_logs(
         first.extend(f.poll().into_iter().map(|l| (s.app.clone(), l)));
         followers.insert(s.run_id.clone(), (s, f));
     }
-    first.sort_by(|a, b| a.1.cmp(&b.1));
+    sort_by_time(&mut first);
     if !req.from_run_start {
         let skip = first.len().saturating_sub(req.tail as usize);
         first.drain(..skip);
@@ -473,7 +476,7 @@ async fn follow_logs(
             if !followers.contains_key(&c.run_id) {
                 if req.until_exit {
                     // A new run of the dyno: the one we watched is over.
-                    done = true;
+                    done |= c.current;
                     continue;
                 }
                 let mut f = Follower::new(c.log.clone(), true);
@@ -487,11 +490,20 @@ async fn follow_logs(
                 lines.extend(f.poll().into_iter().map(|l| (s.app.clone(), l)));
             }
         }
-        lines.sort_by(|a, b| a.1.cmp(&b.1));
+        sort_by_time(&mut lines);
         if send_lines(&tx, lines).await.is_err() || done {
             return;
         }
     }
+}
+
+/// Orders lines of several logs by their timestamps; stable, so lines of one
+/// log with equal timestamps keep their order.
+fn sort_by_time(lines: &mut [(String, String)]) {
+    lines.sort_by(|a, b| {
+        let ts = |l: &str| l.split_once(' ').map_or("", |(t, _)| t).to_string();
+        ts(&a.1).cmp(&ts(&b.1))
+    });
 }
 
 async fn send_lines(

@@ -244,6 +244,8 @@ pub struct LogSource {
     pub dyno: String,
     pub run_id: String,
     pub log: PathBuf,
+    /// The dyno's current (or, when none runs, last) run.
+    pub current: bool,
     /// The run is still going.
     pub active: bool,
 }
@@ -590,24 +592,30 @@ impl Actor {
     }
 
     fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Vec<LogSource> {
-        self.dynos
-            .values()
-            .filter(|e| app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
-            .filter(|e| {
-                dyno.as_ref()
-                    .is_none_or(|d| e.rec.spec.name == *d || e.rec.spec.ptype == *d)
-            })
-            .filter_map(|e| {
-                let run = e.rec.sup.log_run()?;
-                Some(LogSource {
-                    app: e.rec.spec.app.clone(),
-                    dyno: e.rec.spec.name.clone(),
+        let mut sources = Vec::new();
+        for e in self.dynos.values() {
+            let spec = &e.rec.spec;
+            if app.as_ref().is_some_and(|a| spec.app != *a) || dyno.as_ref().is_some_and(|d| spec.name != *d && spec.ptype != *d) {
+                continue;
+            }
+            let current = e.rec.sup.log_run().map(|r| r.id.clone());
+            // The previous run first: its last lines tell why it ended.
+            for run in [&e.rec.sup.last_run, &e.rec.sup.run].into_iter().flatten() {
+                let is_current = Some(&run.id) == current.as_ref();
+                if !is_current && e.rec.sup.run.is_none() {
+                    continue; // last_run is the current one then
+                }
+                sources.push(LogSource {
+                    app: spec.app.clone(),
+                    dyno: spec.name.clone(),
                     run_id: run.id.clone(),
                     log: RunDir::new(&self.paths.runs, &run.id).log(),
-                    active: e.rec.sup.running(),
-                })
-            })
-            .collect()
+                    current: is_current,
+                    active: is_current && e.rec.sup.running(),
+                });
+            }
+        }
+        sources
     }
 
     fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {

@@ -1,0 +1,294 @@
+#![allow(dead_code)] // each test file uses a different part of the harness
+//! Harness for the end-to-end tests: a real `dynoagent` in a temporary state
+//! directory, driven with the real `dynoctl` and a gRPC client over its Unix
+//! socket.
+//!
+//! Every [`TestAgent`] has its own state directory, socket and port range, so
+//! tests run in parallel. Dropping it (also when a test fails) kills the agent,
+//! every dyno process and shim it started (found by pid from its own run
+//! records, never by name), and removes the directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dyno_proto::v1 as pb;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// Generous: the CI machine has 2 cores and runs tests in parallel.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Lifecycle durations short enough for tests.
+pub const FAST: &str = r#"
+boot_timeout = "3s"
+stop_grace = "2s"
+restart_cooloffs = ["2s", "3s"]
+stable_window = "10m"
+cycling = false
+"#;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_e2e-dynoagent")
+}
+
+pub fn ctl_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_e2e-dynoctl")
+}
+
+/// Waits until `check` returns `Some`, polling; panics with `what` after `DEADLINE`.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub ports: (u16, u16),
+    child: Option<Child>,
+}
+
+impl TestAgent {
+    /// Starts an agent with `FAST` durations plus `extra` configuration.
+    pub fn start(extra: &str) -> TestAgent {
+        let dir = tempfile::Builder::new().prefix("dyno-e2e-").tempdir().expect("tempdir");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        // Disjoint port ranges per agent, across test binaries too.
+        let base = 30000 + ((std::process::id() % 97) * 300 + n * 20) as u16 % 30000;
+        let ports = (base, base + 19);
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!("{FAST}\nport_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n", ports.0, ports.1),
+        )
+        .expect("config");
+        let mut a = TestAgent {
+            state: dir.path().join("state"),
+            socket: dir.path().join("agent.sock"),
+            config,
+            ports,
+            dir,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// (Re)starts the agent process on the same state directory.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("DYNOAGENT_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dynoagent");
+        self.child = Some(child);
+        wait_for("the agent's socket", || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
+            }
+            std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
+        });
+    }
+
+    pub fn agent_pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9` the agent (dynos keep running).
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// SIGTERM the agent and return its exit status.
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(start.elapsed() < DEADLINE, "agent did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Runs dynoctl against this agent.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(ctl_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dynoctl")
+    }
+
+    /// Runs dynoctl, asserts success, returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "dynoctl {args:?} failed with {}: {}\n--- agent log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.agent_log()
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// `dynoctl --json ps` as JSON.
+    pub fn ps(&self) -> Vec<Value> {
+        let out = self.ctl_ok(&["--json", "ps"]);
+        serde_json::from_str::<Vec<Value>>(&out).expect("ps json")
+    }
+
+    /// One dyno from `ps --json`.
+    pub fn dyno(&self, app: &str, name: &str) -> Option<Value> {
+        self.ps().into_iter().find(|d| d["app"] == app && d["name"] == name)
+    }
+
+    /// Waits until the dyno satisfies `pred`; returns it.
+    pub fn wait_dyno(&self, app: &str, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(d) = self.dyno(app, name)
+                && pred(&d)
+            {
+                return d;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting for {app}/{name}: {what}; last seen: {:?}\n--- agent log ---\n{}",
+                    self.dyno(app, name),
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a state; returns the dyno.
+    pub fn wait_state(&self, app: &str, name: &str, state: &str) -> Value {
+        self.wait_dyno(app, name, state, |d| d["state"] == state)
+    }
+
+    pub async fn client(&self) -> pb::agent_client::AgentClient<Channel> {
+        let ch = dyno_agent::client::connect(&self.socket).await.expect("connect");
+        pb::agent_client::AgentClient::new(ch)
+    }
+
+    /// A directory slug with the given files under `app/` (mode 0755).
+    pub fn slug(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.dir.path().join("slugs").join(name);
+        for (path, body) in files {
+            let p = root.join("app").join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, body).expect("write");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::create_dir_all(root.join("app")).expect("mkdir app");
+        root
+    }
+
+    /// Kills every dyno process and shim this agent's runs recorded.
+    fn kill_runs(&self) {
+        let runs = self.state.join("runs");
+        let Ok(dir) = std::fs::read_dir(&runs) else { return };
+        for run in dir.flatten() {
+            let path = run.path();
+            if let Ok(Some(exec)) = dyno_agent::runs::read_json::<dyno_agent::runs::ExecRecord>(&path.join("exec.json")) {
+                if dyno_agent::jail::start_ticks(exec.pid) == Some(exec.start_ticks) {
+                    let _ = dyno_agent::jail::kill_group(exec.pid, libc_sigkill());
+                }
+            }
+        }
+        for (_, shim) in dyno_agent::runs::live_shims(&runs) {
+            let _ = dyno_agent::jail::kill_pid(shim, libc_sigkill());
+        }
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    nix::sys::signal::Signal::SIGKILL as i32
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_runs();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({}) ---\n{}", self.dir.path().display(), self.agent_log());
+        }
+    }
+}
+
+/// Reads the run's log lines (text after `…]: `) for a dyno from `dynoctl logs`.
+pub fn texts(logs: &str) -> Vec<String> {
+    logs.lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, t)| t.to_string()))
+        .collect()
+}
+
+/// The pid field of a dyno, as u32.
+pub fn pid_of(d: &Value) -> u32 {
+    d["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {d}")) as u32
+}
+
+/// Sends a signal to a pid.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
+}
+
+/// Path helper for messages.
+pub fn show(p: &Path) -> String {
+    p.display().to_string()
+}
