@@ -883,13 +883,9 @@ impl Actor {
             }
         }
         let live: HashMap<String, u32> = runs::live_shims(&self.paths.runs).into_iter().collect();
-        let mut referenced = std::collections::HashSet::new();
         let mut settle = Vec::new();
         for rec in records {
             let key = (rec.spec.app.clone(), rec.spec.name.clone());
-            for r in [&rec.sup.run, &rec.sup.last_run].into_iter().flatten() {
-                referenced.insert(r.id.clone());
-            }
             if let Some(run) = rec.sup.run.clone() {
                 settle.push((key.clone(), run, rec.spec.port));
             }
@@ -952,6 +948,14 @@ impl Actor {
             }
         }
 
+        // Runs of a dyno (settling may have started new ones above).
+        let referenced: std::collections::HashSet<String> = self
+            .dynos
+            .values()
+            .flat_map(|e| [&e.rec.sup.run, &e.rec.sup.last_run])
+            .flatten()
+            .map(|r| r.id.clone())
+            .collect();
         // Shims nobody knows about (their record was lost): end them.
         for (run_id, shim_pid) in &live {
             if !referenced.contains(run_id) {

@@ -81,9 +81,17 @@ impl TestAgent {
         let base = 30000 + ((std::process::id() % 97) * 300 + n * 20) as u16 % 30000;
         let ports = (base, base + 19);
         let config = dir.path().join("agent.toml");
+        // `extra` overrides the FAST keys it repeats.
+        let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+        let extra_keys: Vec<String> = extra.lines().map(key).filter(|k| !k.is_empty()).collect();
+        let fast: String = FAST
+            .lines()
+            .filter(|l| !extra_keys.contains(&key(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write(
             &config,
-            format!("{FAST}\nport_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n", ports.0, ports.1),
+            format!("{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n", ports.0, ports.1),
         )
         .expect("config");
         let mut a = TestAgent {
