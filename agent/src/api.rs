@@ -102,42 +102,75 @@ fn opt(s: &str) -> Option<String> {
 /// Checks a start request field by field; the slug is resolved separately.
 pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     if !names::valid_app(&req.app) {
-        return Err(Error::invalid("app", format!("{:?} must match ^[a-z][a-z0-9-]{{2,29}}$", req.app)));
+        return Err(Error::invalid(
+            "app",
+            format!("{:?} must match ^[a-z][a-z0-9-]{{2,29}}$", req.app),
+        ));
     }
     if req.name.is_empty() {
         if !req.one_off {
-            return Err(Error::invalid("name", "required (only a one-off dyno gets a name picked for it)"));
+            return Err(Error::invalid(
+                "name",
+                "required (only a one-off dyno gets a name picked for it)",
+            ));
         }
     } else {
         let Some((ptype, _)) = names::parse_dyno_name(&req.name) else {
-            return Err(Error::invalid("name", format!("{:?} must be <type>.<n>, like web.1", req.name)));
+            return Err(Error::invalid(
+                "name",
+                format!("{:?} must be <type>.<n>, like web.1", req.name),
+            ));
         };
         if req.one_off && ptype != "run" {
-            return Err(Error::invalid("name", format!("{:?}: a one-off dyno is named run.N", req.name)));
+            return Err(Error::invalid(
+                "name",
+                format!("{:?}: a one-off dyno is named run.N", req.name),
+            ));
         }
     }
     if req.command.len() > names::MAX_COMMAND || req.command.contains('\0') {
-        return Err(Error::invalid("command", format!("at most {} bytes, no NUL bytes", names::MAX_COMMAND)));
+        return Err(Error::invalid(
+            "command",
+            format!("at most {} bytes, no NUL bytes", names::MAX_COMMAND),
+        ));
     }
     if req.one_off && req.command.trim().is_empty() {
         return Err(Error::invalid("command", "a one-off dyno needs a command"));
     }
     if !req.size.is_empty() && !cfg.sizes.contains_key(&req.size) {
         let known: Vec<&str> = cfg.sizes.keys().map(String::as_str).collect();
-        return Err(Error::invalid("size", format!("unknown size {:?}; known: {}", req.size, known.join(", "))));
+        return Err(Error::invalid(
+            "size",
+            format!("unknown size {:?}; known: {}", req.size, known.join(", ")),
+        ));
     }
     if !names::valid_release(&req.release) {
-        return Err(Error::invalid("release", format!("{:?} must be printable ASCII without spaces, at most 64 bytes", req.release)));
+        return Err(Error::invalid(
+            "release",
+            format!(
+                "{:?} must be printable ASCII without spaces, at most 64 bytes",
+                req.release
+            ),
+        ));
     }
     if req.env.len() > names::MAX_ENV_VARS {
-        return Err(Error::invalid("env", format!("at most {} variables", names::MAX_ENV_VARS)));
+        return Err(Error::invalid(
+            "env",
+            format!("at most {} variables", names::MAX_ENV_VARS),
+        ));
     }
     for (k, v) in &req.env {
         if !names::valid_env_key(k) {
-            return Err(Error::invalid(format!("env.{k}"), "keys must match ^[A-Za-z_][A-Za-z0-9_]*$"));
+            return Err(Error::invalid(
+                format!("env.{k}"),
+                "keys must match ^[A-Za-z_][A-Za-z0-9_]*$",
+            ));
         }
         if v.len() > names::MAX_ENV_VALUE || v.contains('\0') {
-            return Err(Error::invalid(format!("env.{k}"), format!("values have at most {} bytes and no NUL", names::MAX_ENV_VALUE)));
+            return Err(Error::invalid(
+                format!("env.{k}"),
+                format!("values have at most {} bytes and no NUL", names::MAX_ENV_VALUE),
+            ));
         }
     }
     if req.slug.is_empty() {
@@ -145,7 +178,10 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     }
     if !req.stack.is_empty() && !cfg.stacks.contains_key(&req.stack) {
         let known: Vec<&str> = cfg.stacks.keys().map(String::as_str).collect();
-        return Err(Error::invalid("stack", format!("unknown stack {:?}; configured: [{}]", req.stack, known.join(", "))));
+        return Err(Error::invalid(
+            "stack",
+            format!("unknown stack {:?}; configured: [{}]", req.stack, known.join(", ")),
+        ));
     }
     if let Some(ttl) = &req.time_to_live {
         if !req.one_off {
@@ -171,7 +207,10 @@ fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
         return Ok(Selector::All);
     }
     if !names::valid_app(&sel.app) {
-        return Err(Error::invalid("selector.app", format!("{:?} is not a valid app name", sel.app)));
+        return Err(Error::invalid(
+            "selector.app",
+            format!("{:?} is not a valid app name", sel.app),
+        ));
     }
     if sel.target.is_empty() {
         Ok(Selector::App(sel.app))
@@ -180,7 +219,10 @@ fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
     } else if names::valid_type(&sel.target) {
         Ok(Selector::Type(sel.app, sel.target))
     } else {
-        Err(Error::invalid("selector.target", format!("{:?} is neither a dyno name nor a process type", sel.target)))
+        Err(Error::invalid(
+            "selector.target",
+            format!("{:?} is neither a dyno name nor a process type", sel.target),
+        ))
     }
 }
 
@@ -194,14 +236,19 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Se
 
 #[tonic::async_trait]
 impl pb::agent_server::Agent for AgentService {
-    async fn start_dyno(&self, request: Request<pb::StartDynoRequest>) -> std::result::Result<Response<pb::Dyno>, Status> {
+    async fn start_dyno(
+        &self,
+        request: Request<pb::StartDynoRequest>,
+    ) -> std::result::Result<Response<pb::Dyno>, Status> {
         let req = request.into_inner();
         validate_start(&req, &self.cfg)?;
         let name = match req.name.as_str() {
             "" => self.engine.next_one_off(&req.app).await?,
             n => n.to_string(),
         };
-        let ptype = names::parse_dyno_name(&name).map(|(t, _)| t.to_string()).expect("validated");
+        let ptype = names::parse_dyno_name(&name)
+            .map(|(t, _)| t.to_string())
+            .expect("validated");
         let one_off = req.one_off || ptype == "run";
         let cache = self.cfg.state_dir.join("slugs");
         let (source, sha) = (req.slug.clone(), opt(&req.sha256));
@@ -233,7 +280,9 @@ impl pb::agent_server::Agent for AgentService {
             slug: req.slug,
             slug_sha256: slug.sha256,
             app_dir: slug.app_dir,
-            stack: opt(&req.stack).or_else(|| self.cfg.default_stack().map(str::to_string)).unwrap_or_default(),
+            stack: opt(&req.stack)
+                .or_else(|| self.cfg.default_stack().map(str::to_string))
+                .unwrap_or_default(),
             one_off,
             time_to_live_secs: if one_off { ttl } else { 0 },
             port: None,
@@ -248,7 +297,10 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(dyno_pb(&view)))
     }
 
-    async fn stop_dyno(&self, request: Request<pb::StopDynoRequest>) -> std::result::Result<Response<pb::StopDynoResponse>, Status> {
+    async fn stop_dyno(
+        &self,
+        request: Request<pb::StopDynoRequest>,
+    ) -> std::result::Result<Response<pb::StopDynoResponse>, Status> {
         let sel = selector(request.into_inner().selector)?;
         let dynos = self.engine.stop(sel).await?;
         Ok(Response::new(pb::StopDynoResponse {
@@ -256,7 +308,10 @@ impl pb::agent_server::Agent for AgentService {
         }))
     }
 
-    async fn restart_dyno(&self, request: Request<pb::RestartDynoRequest>) -> std::result::Result<Response<pb::RestartDynoResponse>, Status> {
+    async fn restart_dyno(
+        &self,
+        request: Request<pb::RestartDynoRequest>,
+    ) -> std::result::Result<Response<pb::RestartDynoResponse>, Status> {
         let sel = selector(request.into_inner().selector)?;
         if sel == Selector::All {
             return Err(Error::invalid("selector.all", "restart takes an app").into());
@@ -278,7 +333,10 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(dyno_pb(&self.engine.get(&req.app, &req.name).await?)))
     }
 
-    async fn list_dynos(&self, request: Request<pb::ListDynosRequest>) -> std::result::Result<Response<pb::ListDynosResponse>, Status> {
+    async fn list_dynos(
+        &self,
+        request: Request<pb::ListDynosRequest>,
+    ) -> std::result::Result<Response<pb::ListDynosResponse>, Status> {
         let app = opt(&request.into_inner().app);
         if let Some(a) = &app
             && !names::valid_app(a)
@@ -293,7 +351,10 @@ impl pb::agent_server::Agent for AgentService {
 
     type WatchEventsStream = Stream_<pb::WatchEventsResponse>;
 
-    async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> std::result::Result<Response<Self::WatchEventsStream>, Status> {
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> std::result::Result<Response<Self::WatchEventsStream>, Status> {
         let after = request.into_inner().after_seq;
         let engine = self.engine.clone();
         let first = engine.watch(after).await?;
@@ -308,14 +369,22 @@ impl pb::agent_server::Agent for AgentService {
                         dynos: dynos.iter().map(dyno_pb).collect(),
                         gap,
                     };
-                    if tx.send(Ok(watch_msg(pb::watch_events_response::Kind::Snapshot(snap)))).await.is_err() {
+                    if tx
+                        .send(Ok(watch_msg(pb::watch_events_response::Kind::Snapshot(snap))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     last = seq;
                 }
                 for ev in watch.backlog.drain(..) {
                     last = ev.seq;
-                    if tx.send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev))))).await.is_err() {
+                    if tx
+                        .send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev)))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -324,7 +393,11 @@ impl pb::agent_server::Agent for AgentService {
                         Ok(ev) if ev.seq <= last => {}
                         Ok(ev) => {
                             last = ev.seq;
-                            if tx.send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev))))).await.is_err() {
+                            if tx
+                                .send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev)))))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -347,7 +420,10 @@ impl pb::agent_server::Agent for AgentService {
 
     type StreamLogsStream = Stream_<pb::LogLine>;
 
-    async fn stream_logs(&self, request: Request<pb::StreamLogsRequest>) -> std::result::Result<Response<Self::StreamLogsStream>, Status> {
+    async fn stream_logs(
+        &self,
+        request: Request<pb::StreamLogsRequest>,
+    ) -> std::result::Result<Response<Self::StreamLogsStream>, Status> {
         let req = request.into_inner();
         let app = opt(&req.app);
         let dyno = opt(&req.dyno);
@@ -379,7 +455,10 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn host_info(&self, _request: Request<pb::HostInfoRequest>) -> std::result::Result<Response<pb::HostInfoResponse>, Status> {
+    async fn host_info(
+        &self,
+        _request: Request<pb::HostInfoRequest>,
+    ) -> std::result::Result<Response<pb::HostInfoResponse>, Status> {
         let stats = tokio::task::spawn_blocking(crate::host::stats)
             .await
             .map_err(|e| Error::Internal(format!("host stats: {e}")))?;
@@ -523,11 +602,18 @@ pub struct UsageService;
 
 #[tonic::async_trait]
 impl pb::usage_server::Usage for UsageService {
-    async fn collect(&self, _r: Request<pb::CollectRequest>) -> std::result::Result<Response<pb::CollectResponse>, Status> {
-        Err(Status::unimplemented("usage metering is not available in this agent version"))
+    async fn collect(
+        &self,
+        _r: Request<pb::CollectRequest>,
+    ) -> std::result::Result<Response<pb::CollectResponse>, Status> {
+        Err(Status::unimplemented(
+            "usage metering is not available in this agent version",
+        ))
     }
     async fn ack(&self, _r: Request<pb::AckRequest>) -> std::result::Result<Response<pb::AckResponse>, Status> {
-        Err(Status::unimplemented("usage metering is not available in this agent version"))
+        Err(Status::unimplemented(
+            "usage metering is not available in this agent version",
+        ))
     }
 }
 
@@ -559,7 +645,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::StartDynoRequest)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::StartDynoRequest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("app", Box::new(|r| r.app = "Shop!".into())),
             ("name", Box::new(|r| r.name = "web".into())),
             ("name", Box::new(|r| r.name = String::new())),
@@ -567,12 +654,18 @@ mod tests {
             ("command", Box::new(|r| r.command = "a\0b".into())),
             ("size", Box::new(|r| r.size = "huge".into())),
             ("release", Box::new(|r| r.release = "v 1".into())),
-            ("env.1BAD", Box::new(|r| {
-                r.env.insert("1BAD".into(), "x".into());
-            })),
+            (
+                "env.1BAD",
+                Box::new(|r| {
+                    r.env.insert("1BAD".into(), "x".into());
+                }),
+            ),
             ("slug", Box::new(|r| r.slug = String::new())),
             ("stack", Box::new(|r| r.stack = "nope".into())),
-            ("time_to_live", Box::new(|r| r.time_to_live = Some(prost_types::Duration { seconds: 5, nanos: 0 }))),
+            (
+                "time_to_live",
+                Box::new(|r| r.time_to_live = Some(prost_types::Duration { seconds: 5, nanos: 0 })),
+            ),
             ("request_id", Box::new(|r| r.request_id = "x".repeat(200))),
         ];
         for (field, mutate) in cases {
@@ -590,7 +683,10 @@ mod tests {
         r.command = " ".into();
         assert_eq!(field_of(r.clone()), "command");
         r.command = "true".into();
-        r.time_to_live = Some(prost_types::Duration { seconds: 90_000, nanos: 0 });
+        r.time_to_live = Some(prost_types::Duration {
+            seconds: 90_000,
+            nanos: 0,
+        });
         assert_eq!(field_of(r.clone()), "time_to_live");
         r.time_to_live = Some(prost_types::Duration { seconds: 60, nanos: 0 });
         validate_start(&r, &Config::default()).unwrap();
@@ -598,11 +694,23 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let s = |app: &str, target: &str, all| selector(Some(pb::DynoSelector { app: app.into(), target: target.into(), all }));
+        let s = |app: &str, target: &str, all| {
+            selector(Some(pb::DynoSelector {
+                app: app.into(),
+                target: target.into(),
+                all,
+            }))
+        };
         assert_eq!(s("", "", true).unwrap(), Selector::All);
         assert_eq!(s("shop", "", false).unwrap(), Selector::App("shop".into()));
-        assert_eq!(s("shop", "web", false).unwrap(), Selector::Type("shop".into(), "web".into()));
-        assert_eq!(s("shop", "web.2", false).unwrap(), Selector::Dyno("shop".into(), "web.2".into()));
+        assert_eq!(
+            s("shop", "web", false).unwrap(),
+            Selector::Type("shop".into(), "web".into())
+        );
+        assert_eq!(
+            s("shop", "web.2", false).unwrap(),
+            Selector::Dyno("shop".into(), "web.2".into())
+        );
         assert!(s("shop", "web.x!", false).is_err());
         assert!(s("shop", "", true).is_err());
         assert!(s("", "", false).is_err());

@@ -147,8 +147,14 @@ impl Default for Config {
             scheduler: None,
             log_format: LogFormat::Text,
             stacks: BTreeMap::new(),
-            port_range: Range { first: 20000, last: 29999 },
-            uid_range: Range { first: 100000, last: 165535 },
+            port_range: Range {
+                first: 20000,
+                last: 29999,
+            },
+            uid_range: Range {
+                first: 100000,
+                last: 165535,
+            },
             boot_timeout: policy.boot_timeout,
             stop_grace: policy.stop_grace,
             restart_cooloffs: policy.cooloffs,
@@ -221,7 +227,9 @@ impl Config {
 
         let mut from_env = BTreeMap::new();
         for (var, value) in env {
-            let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(key) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let key = key.to_ascii_lowercase();
             // The socket variable is shared with dynoctl; the log filter is RUST_LOG-like.
             if key == "log" {
@@ -271,17 +279,27 @@ impl Config {
         }
 
         problems.extend(config.problems());
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
     }
 
     /// Semantic checks, all of them.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.host_id.is_empty() || self.host_id.contains(':') || self.host_id.len() > 253 {
-            p.push(format!("host_id: {:?} must be 1-253 characters without ':'", self.host_id));
+            p.push(format!(
+                "host_id: {:?} must be 1-253 characters without ':'",
+                self.host_id
+            ));
         }
         if !self.state_dir.is_absolute() {
-            p.push(format!("state_dir: {} must be an absolute path", self.state_dir.display()));
+            p.push(format!(
+                "state_dir: {} must be an absolute path",
+                self.state_dir.display()
+            ));
         }
         if self.socket.as_os_str().is_empty() {
             p.push("socket: must not be empty".into());
@@ -316,17 +334,22 @@ impl Config {
             p.push("log_max_bytes: must be at least 4096".into());
         }
         if !self.sizes.contains_key(&self.default_size) {
-            p.push(format!("default_size: {:?} is not in the size table", self.default_size));
+            p.push(format!(
+                "default_size: {:?} is not in the size table",
+                self.default_size
+            ));
         }
         for (name, s) in &self.sizes {
             if s.memory_bytes < 4 * 1024 * 1024 {
                 p.push(format!("sizes.{name}.memory_bytes: must be at least 4 MiB"));
             }
-            if s.cpu_quota.is_some_and(|q| !(q > 0.0)) {
+            if s.cpu_quota.is_some_and(|q| q.is_nan() || q <= 0.0) {
                 p.push(format!("sizes.{name}.cpu_quota: must be greater than zero"));
             }
             if s.pids_max == 0 || s.nofile == 0 || s.cpu_shares == 0 {
-                p.push(format!("sizes.{name}: pids_max, nofile and cpu_shares must be greater than zero"));
+                p.push(format!(
+                    "sizes.{name}: pids_max, nofile and cpu_shares must be greater than zero"
+                ));
             }
         }
         for (name, dir) in &self.stacks {
@@ -411,7 +434,13 @@ mod tests {
         let mins: Vec<u64> = c.restart_cooloffs.iter().map(|d| d.as_secs() / 60).collect();
         assert_eq!(mins, [20, 40, 60, 180, 320]);
         assert_eq!(c.sizes["standard-1x"].memory_bytes, 512 * 1024 * 1024);
-        assert_eq!(c.port_range, Range { first: 20000, last: 29999 });
+        assert_eq!(
+            c.port_range,
+            Range {
+                first: 20000,
+                last: 29999
+            }
+        );
         assert_eq!(c.default_size, "standard-1x");
     }
 
@@ -437,7 +466,14 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in ["bogus", "boot_timeout", "port_range", "default_size", "log_max_bytes", "DYNOAGENT_ALSO_BOGUS"] {
+        for needle in [
+            "bogus",
+            "boot_timeout",
+            "port_range",
+            "default_size",
+            "log_max_bytes",
+            "DYNOAGENT_ALSO_BOGUS",
+        ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(err.0.len(), 6, "{text}");
@@ -466,8 +502,12 @@ mod tests {
 
     #[test]
     fn environment_values_may_be_toml_literals() {
-        let c = load("", &[("DYNOAGENT_CYCLING", "false"), ("DYNOAGENT_LOG_MAX_BYTES", "65536")], &Overrides::default())
-            .unwrap();
+        let c = load(
+            "",
+            &[("DYNOAGENT_CYCLING", "false"), ("DYNOAGENT_LOG_MAX_BYTES", "65536")],
+            &Overrides::default(),
+        )
+        .unwrap();
         assert!(!c.cycling);
         assert_eq!(c.log_max_bytes, 65536);
         assert_eq!(c.policy().cycle, None);
@@ -481,7 +521,12 @@ mod tests {
         };
         let c = load("", &[], &flags).unwrap();
         assert_eq!(c.default_stack(), Some("default"));
-        let c = load("[stacks]\nheroku-24 = \"/s/24\"\nabc = \"/s/abc\"\n", &[], &Overrides::default()).unwrap();
+        let c = load(
+            "[stacks]\nheroku-24 = \"/s/24\"\nabc = \"/s/abc\"\n",
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.default_stack(), Some("abc"));
     }
 

@@ -20,7 +20,12 @@ use tonic::transport::Channel;
 #[command(name = "dynoctl", version, about)]
 pub struct Cli {
     /// The agent's socket.
-    #[arg(long, env = "DYNOAGENT_SOCKET", default_value = "/run/dynoagent/dynoagent.sock", global = true)]
+    #[arg(
+        long,
+        env = "DYNOAGENT_SOCKET",
+        default_value = "/run/dynoagent/dynoagent.sock",
+        global = true
+    )]
     pub socket: PathBuf,
     /// Machine-readable output.
     #[arg(long, global = true)]
@@ -263,7 +268,10 @@ async fn dispatch(cli: Cli) -> R<i32> {
                 if json && !follow {
                     all.push(json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line}));
                 } else if json {
-                    println!("{}", json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line}));
+                    println!(
+                        "{}",
+                        json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line})
+                    );
                 } else {
                     println!("{}", line.line);
                 }
@@ -289,7 +297,10 @@ async fn dispatch(cli: Cli) -> R<i32> {
             } else {
                 let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
                 println!("host:      {} (dynoagent {})", i.host_id, i.agent_version);
-                println!("cpus:      {}  load {:.2} {:.2} {:.2}", i.cpus, i.load1, i.load5, i.load15);
+                println!(
+                    "cpus:      {}  load {:.2} {:.2} {:.2}",
+                    i.cpus, i.load1, i.load5, i.load15
+                );
                 println!(
                     "memory:    {:.2} GiB total, {:.2} GiB available, {:.2} GiB committed to dynos",
                     gib(i.memory_total_bytes),
@@ -300,7 +311,14 @@ async fn dispatch(cli: Cli) -> R<i32> {
                     "dynos:     {} up, {} starting, {} crashed, {} down",
                     i.dynos_up, i.dynos_starting, i.dynos_crashed, i.dynos_down
                 );
-                println!("stacks:    {}", if i.stacks.is_empty() { "(none)".into() } else { i.stacks.join(", ") });
+                println!(
+                    "stacks:    {}",
+                    if i.stacks.is_empty() {
+                        "(none)".into()
+                    } else {
+                        i.stacks.join(", ")
+                    }
+                );
             }
             Ok(0)
         }
@@ -310,9 +328,10 @@ async fn dispatch(cli: Cli) -> R<i32> {
 fn start_request(s: &SlugArgs) -> R<pb::StartDynoRequest> {
     let mut env = std::collections::HashMap::new();
     for kv in &s.env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| Failure { message: format!("--env {kv:?}: expected K=V"), code: 2 })?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| Failure {
+            message: format!("--env {kv:?}: expected K=V"),
+            code: 2,
+        })?;
         env.insert(k.to_string(), v.to_string());
     }
     Ok(pb::StartDynoRequest {
@@ -413,7 +432,12 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
                 } else if json {
                     println!("{v}");
                 } else {
-                    println!("snapshot at seq {} ({} dynos{})", s.seq, s.dynos.len(), if s.gap { ", events before it are gone" } else { "" });
+                    println!(
+                        "snapshot at seq {} ({} dynos{})",
+                        s.seq,
+                        s.dynos.len(),
+                        if s.gap { ", events before it are gone" } else { "" }
+                    );
                 }
                 done_at = Some(s.seq);
             }
@@ -454,7 +478,13 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
     let mut records = Vec::new();
     let mut after = after;
     loop {
-        let r = usage.collect(pb::CollectRequest { after_seq: after, limit: 1000 }).await?.into_inner();
+        let r = usage
+            .collect(pb::CollectRequest {
+                after_seq: after,
+                limit: 1000,
+            })
+            .await?
+            .into_inner();
         after = r.records.last().map_or(after, |x| x.seq);
         records.extend(r.records);
         if !r.more {
@@ -494,7 +524,14 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
     } else {
         let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
         for u in &records {
-            println!("{:>8} {:<20} {:<12} {} {:>6}s", u.seq, u.app, u.dyno, u.start.map(ts).unwrap_or_default(), u.seconds);
+            println!(
+                "{:>8} {:<20} {:<12} {} {:>6}s",
+                u.seq,
+                u.app,
+                u.dyno,
+                u.start.map(ts).unwrap_or_default(),
+                u.seconds
+            );
             *totals.entry((u.app.clone(), u.size.clone())).or_default() += u.seconds;
         }
         for ((app, size), secs) in totals {
@@ -645,6 +682,18 @@ async fn ps(agent: &mut AgentClient<Channel>, app: Option<String>, json: bool) -
     Ok(0)
 }
 
+/// The whole `dynoctl` binary; returns its exit code.
+pub fn main() -> i32 {
+    let cli = <Cli as clap::Parser>::parse();
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("dynoctl: starting the runtime: {e}");
+            1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,8 +757,21 @@ mod tests {
         };
         let v = dyno_json(&d);
         for k in [
-            "id", "app", "name", "type", "state", "size", "command", "release", "pid", "port", "started_at",
-            "updated_at", "restarts", "last_exit", "next_restart_at",
+            "id",
+            "app",
+            "name",
+            "type",
+            "state",
+            "size",
+            "command",
+            "release",
+            "pid",
+            "port",
+            "started_at",
+            "updated_at",
+            "restarts",
+            "last_exit",
+            "next_restart_at",
         ] {
             assert!(v.get(k).is_some(), "{k} missing");
         }
@@ -723,17 +785,5 @@ mod tests {
         assert_eq!(exit_code(tonic::Code::InvalidArgument), 2);
         assert_eq!(exit_code(tonic::Code::NotFound), 3);
         assert_ne!(exit_code(tonic::Code::Internal), 0);
-    }
-}
-
-/// The whole `dynoctl` binary; returns its exit code.
-pub fn main() -> i32 {
-    let cli = <Cli as clap::Parser>::parse();
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(run(cli)),
-        Err(e) => {
-            eprintln!("dynoctl: starting the runtime: {e}");
-            1
-        }
     }
 }

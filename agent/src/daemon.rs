@@ -50,8 +50,12 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<pb::agent_server::AgentServer<AgentService>>().await;
-    health_reporter.set_serving::<pb::usage_server::UsageServer<UsageService>>().await;
+    health_reporter
+        .set_serving::<pb::agent_server::AgentServer<AgentService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::usage_server::UsageServer<UsageService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(dyno_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,7 +110,10 @@ async fn start_sample(engine: &Engine, cfg: &Config) -> anyhow::Result<()> {
     let root: PathBuf = cfg.state_dir.join("sample-slug");
     let app = root.join("app");
     std::fs::create_dir_all(app.join("public"))?;
-    std::fs::write(app.join("Procfile"), "web: exec busybox httpd -f -v -p $PORT -h public\n")?;
+    std::fs::write(
+        app.join("Procfile"),
+        "web: exec busybox httpd -f -v -p $PORT -h public\n",
+    )?;
     std::fs::write(
         app.join("public/index.html"),
         "<!doctype html><title>dynoagent sample</title><h1>Hello from a dyno</h1>\n",
@@ -136,7 +143,10 @@ async fn start_sample(engine: &Engine, cfg: &Config) -> anyhow::Result<()> {
         .await?;
     let port = view.port.unwrap_or_default();
     info!(port, "sample dyno sample/web.1 started");
-    println!("sample dyno sample/web.1 is {}: curl http://127.0.0.1:{port}/", view.state);
+    println!(
+        "sample dyno sample/web.1 is {}: curl http://127.0.0.1:{port}/",
+        view.state
+    );
     Ok(())
 }
 
@@ -235,7 +245,9 @@ pub fn main() -> i32 {
 fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DYNOAGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         crate::config::LogFormat::Json => builder.json().init(),
         crate::config::LogFormat::Text => builder.init(),

@@ -451,7 +451,8 @@ pub async fn start(
     for dir in [&paths.dynos, &paths.runs, &paths.slugs] {
         fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
-    let events = EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
+    let events =
+        EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("locating the agent binary: {e}"))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
@@ -595,7 +596,9 @@ impl Actor {
         let mut sources = Vec::new();
         for e in self.dynos.values() {
             let spec = &e.rec.spec;
-            if app.as_ref().is_some_and(|a| spec.app != *a) || dyno.as_ref().is_some_and(|d| spec.name != *d && spec.ptype != *d) {
+            if app.as_ref().is_some_and(|a| spec.app != *a)
+                || dyno.as_ref().is_some_and(|d| spec.name != *d && spec.ptype != *d)
+            {
                 continue;
             }
             let current = e.rec.sup.log_run().map(|r| r.id.clone());
@@ -733,7 +736,11 @@ impl Actor {
         // knows every run it may have started.
         self.persist(key);
         let entry = &self.dynos[key];
-        let log = entry.rec.sup.log_run().map(|r| RunDir::new(&self.paths.runs, &r.id).log());
+        let log = entry
+            .rec
+            .sup
+            .log_run()
+            .map(|r| RunDir::new(&self.paths.runs, &r.id).log());
         let mut follow_up = Vec::new();
         for a in actions {
             match a {
@@ -1037,13 +1044,10 @@ async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Resu
         return Err(msg.to_string());
     }
     let mut parts = line.strip_prefix("ok ").unwrap_or("").split(' ');
-    let shim_pid: u32 = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| {
-            let diag = fs::read_to_string(dir.shim_log()).unwrap_or_default();
-            format!("the shim ended without a report: {}", diag.trim())
-        })?;
+    let shim_pid: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| {
+        let diag = fs::read_to_string(dir.shim_log()).unwrap_or_default();
+        format!("the shim ended without a report: {}", diag.trim())
+    })?;
     let exec = dir
         .read_exec()
         .map_err(|e| e.to_string())?

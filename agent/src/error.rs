@@ -61,6 +61,9 @@ mod tests {
         for (e, code) in cases {
             assert_eq!(tonic::Status::from(e).code(), code);
         }
-        assert_eq!(tonic::Status::from(Error::invalid("env.1X", "bad key")).message(), "env.1X: bad key");
+        assert_eq!(
+            tonic::Status::from(Error::invalid("env.1X", "bad key")).message(),
+            "env.1X: bad key"
+        );
     }
 }

@@ -22,7 +22,9 @@ pub fn stats() -> HostStats {
     };
     let load = System::load_average().map_or([0.0; 3], |l| [l.one, l.five, l.fifteen]);
     HostStats {
-        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         memory_total,
         memory_available,
         load,

@@ -24,7 +24,10 @@ pub struct ExecPlan {
 impl ExecPlan {
     /// `/bin/sh -c <command>` with exactly `env`, run in `workdir`.
     pub fn shell(command: &str, env: &[(String, String)], workdir: &Path) -> io::Result<ExecPlan> {
-        let c = |b: &[u8]| CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in command, environment or path"));
+        let c = |b: &[u8]| {
+            CString::new(b)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in command, environment or path"))
+        };
         Ok(ExecPlan {
             path: c(b"/bin/sh")?,
             argv: vec![c(b"sh")?, c(b"-c")?, c(command.as_bytes())?],
@@ -38,7 +41,11 @@ impl ExecPlan {
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// A pipe whose both ends are close-on-exec: (read, write).
@@ -196,7 +203,12 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     loop {
         // SAFETY: `info` is a valid siginfo_t owned by this frame.
         let r = unsafe {
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
         };
         if r < 0 {
             let e = io::Error::last_os_error();
@@ -212,7 +224,11 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     if child == 0 {
         return Ok(None);
     }
-    Ok(Some(if code == libc::CLD_EXITED { ExitStatus::Code(status) } else { ExitStatus::Signal(status) }))
+    Ok(Some(if code == libc::CLD_EXITED {
+        ExitStatus::Code(status)
+    } else {
+        ExitStatus::Signal(status)
+    }))
 }
 
 /// Reaps child `pid`, blocking until it has exited.
@@ -239,7 +255,10 @@ pub fn wait_exit(pid: u32) -> io::Result<ExitStatus> {
 /// Sends `sig` to every process of the process group `pgid`.
 pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
     if pgid <= 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal process group 0 or 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal process group 0 or 1",
+        ));
     }
     // SAFETY: kill with a negative pid signals a process group; no memory involved.
     cvt(unsafe { libc::kill(-(pgid as libc::pid_t), sig) }).map(drop)
@@ -248,7 +267,10 @@ pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
 /// Sends `sig` to one process.
 pub fn kill_pid(pid: u32, sig: i32) -> io::Result<()> {
     if pid <= 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal pid 0 or 1"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pid 0 or 1",
+        ));
     }
     // SAFETY: kill on a positive pid; no memory involved.
     cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(drop)
@@ -287,16 +309,18 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 /// The arguments of `pid` as in `/proc/PID/cmdline`.
 pub fn cmdline(pid: u32) -> Option<Vec<Vec<u8>>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect())
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+    )
 }
 
 /// Every pid currently in `/proc`.
 pub fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default()
 }
 

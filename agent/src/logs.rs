@@ -68,7 +68,12 @@ pub fn parse_line(line: &str) -> Option<Parsed<'_>> {
         "dyno" => Source::Dyno,
         _ => return None,
     };
-    Some(Parsed { timestamp, source, dyno, text })
+    Some(Parsed {
+        timestamp,
+        source,
+        dyno,
+        text,
+    })
 }
 
 /// Appends one runtime line to a run's log.
@@ -322,6 +327,9 @@ mod tests {
         append_runtime(&log, "run.1", "Starting process with command `true`").unwrap();
         let lines = tail(&log, 10);
         let p = parse_line(&lines[0]).unwrap();
-        assert_eq!((p.source, p.dyno, p.text), (Source::Dyno, "run.1", "Starting process with command `true`"));
+        assert_eq!(
+            (p.source, p.dyno, p.text),
+            (Source::Dyno, "run.1", "Starting process with command `true`")
+        );
     }
 }

@@ -16,14 +16,16 @@ fn lower_start(s: &str) -> bool {
 pub fn valid_app(s: &str) -> bool {
     (3..=30).contains(&s.len())
         && lower_start(s)
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `^[a-z][a-z0-9_-]{0,29}$`
 pub fn valid_type(s: &str) -> bool {
     (1..=30).contains(&s.len())
         && lower_start(s)
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// `<type>.<n>` with n a positive integer without leading zeros; returns the
@@ -65,7 +67,17 @@ mod tests {
         for ok in ["shop", "abc", "my-app-2", "a23456789012345678901234567890"] {
             assert!(valid_app(ok), "{ok}");
         }
-        for bad in ["", "ab", "Shop", "1shop", "-shop", "sh_op", "shop!", "a234567890123456789012345678901", "shöp"] {
+        for bad in [
+            "",
+            "ab",
+            "Shop",
+            "1shop",
+            "-shop",
+            "sh_op",
+            "shop!",
+            "a234567890123456789012345678901",
+            "shöp",
+        ] {
             assert!(!valid_app(bad), "{bad}");
         }
     }
@@ -84,7 +96,17 @@ mod tests {
     fn dyno_names() {
         assert_eq!(parse_dyno_name("web.1"), Some(("web", 1)));
         assert_eq!(parse_dyno_name("run.4711"), Some(("run", 4711)));
-        for bad in ["web", "web.", ".1", "web.0", "web.01", "web.x", "Web.1", "web.1234567", "web.-1"] {
+        for bad in [
+            "web",
+            "web.",
+            ".1",
+            "web.0",
+            "web.01",
+            "web.x",
+            "Web.1",
+            "web.1234567",
+            "web.-1",
+        ] {
             assert_eq!(parse_dyno_name(bad), None, "{bad}");
         }
     }

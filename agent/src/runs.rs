@@ -64,7 +64,9 @@ pub struct RunDir {
 
 impl RunDir {
     pub fn new(runs_root: &Path, run_id: &str) -> RunDir {
-        RunDir { path: runs_root.join(run_id) }
+        RunDir {
+            path: runs_root.join(run_id),
+        }
     }
     pub fn spec(&self) -> PathBuf {
         self.path.join("spec.json")
@@ -130,7 +132,9 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
 pub fn live_shims(runs_root: &Path) -> Vec<(String, u32)> {
     let mut found = Vec::new();
     for pid in crate::jail::all_pids() {
-        let Some(args) = crate::jail::cmdline(pid) else { continue };
+        let Some(args) = crate::jail::cmdline(pid) else {
+            continue;
+        };
         if args.len() != 4 || !crate::jail::arg_is(&args[1], "shim") {
             continue;
         }
@@ -159,7 +163,10 @@ mod tests {
         };
         write_json_atomic(&path, &rec).unwrap();
         assert_eq!(read_json::<ExitRecord>(&path).unwrap(), Some(rec));
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["exit.json"]);
     }
 

@@ -37,7 +37,9 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("usage: dynoagent shim <run-id> <run-dir>");
         return 2;
     };
-    let run = RunDir { path: PathBuf::from(dir) };
+    let run = RunDir {
+        path: PathBuf::from(dir),
+    };
     if let Err(e) = jail::new_session() {
         eprintln!("shim {run_id}: setsid: {e}");
         return 1;
@@ -74,7 +76,13 @@ fn report(line: &str) {
 
 fn ignore_signals() -> io::Result<()> {
     use nix::sys::signal::{SigHandler, Signal, signal};
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGPIPE, Signal::SIGQUIT] {
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: installing SIG_IGN runs no code in signal context.
         unsafe { signal(sig, SigHandler::SigIgn) }.map_err(io::Error::from)?;
     }
@@ -119,7 +127,14 @@ fn supervise(run: &RunDir) -> io::Result<()> {
         ExitStatus::Code(c) => (Some(c), None),
         ExitStatus::Signal(s) => (None, Some(s)),
     };
-    write_json_atomic(&run.exit(), &ExitRecord { code, signal, exited_at })
+    write_json_atomic(
+        &run.exit(),
+        &ExitRecord {
+            code,
+            signal,
+            exited_at,
+        },
+    )
 }
 
 /// Copies output into the log until the command exits; then ends the rest of

@@ -32,7 +32,9 @@ fn invalid(message: impl Into<String>) -> Error {
 /// Resolves `source` to an unpacked `app/` directory under `cache`.
 pub fn resolve(source: &str, expected_sha256: Option<&str>, cache: &Path) -> Result<Slug, Error> {
     if source.starts_with("http://") || source.starts_with("https://") {
-        return Err(invalid(format!("{source}: http(s) slugs are not supported by this agent yet; give a local path")));
+        return Err(invalid(format!(
+            "{source}: http(s) slugs are not supported by this agent yet; give a local path"
+        )));
     }
     let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
     if !path.is_absolute() {
@@ -41,31 +43,45 @@ pub fn resolve(source: &str, expected_sha256: Option<&str>, cache: &Path) -> Res
     if let Some(want) = expected_sha256
         && (want.len() != 64 || !want.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
     {
-        return Err(Error::invalid("sha256", format!("{want:?} is not 64 lowercase hex digits")));
+        return Err(Error::invalid(
+            "sha256",
+            format!("{want:?} is not 64 lowercase hex digits"),
+        ));
     }
     let meta = fs::metadata(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if meta.is_dir() {
         if expected_sha256.is_some() {
-            return Err(Error::invalid("sha256", "only a tarball slug has a sha256; this slug is a directory"));
+            return Err(Error::invalid(
+                "sha256",
+                "only a tarball slug has a sha256; this slug is a directory",
+            ));
         }
         let app_dir = path.join("app");
         if !app_dir.is_dir() {
             return Err(invalid(format!("{}: has no app/ directory", path.display())));
         }
-        let app_dir = app_dir.canonicalize().map_err(|e| invalid(format!("{}: {e}", app_dir.display())))?;
+        let app_dir = app_dir
+            .canonicalize()
+            .map_err(|e| invalid(format!("{}: {e}", app_dir.display())))?;
         return Ok(Slug { app_dir, sha256: None });
     }
     let digest = sha256_file(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if let Some(want) = expected_sha256
         && want != digest
     {
-        return Err(invalid(format!("{}: sha256 mismatch: expected {want}, got {digest}", path.display())));
+        return Err(invalid(format!(
+            "{}: sha256 mismatch: expected {want}, got {digest}",
+            path.display()
+        )));
     }
     let dest = cache.join(&digest);
     if !dest.join("app").is_dir() {
         unpack(path, cache, &dest)?;
     }
-    Ok(Slug { app_dir: dest.join("app"), sha256: Some(digest) })
+    Ok(Slug {
+        app_dir: dest.join("app"),
+        sha256: Some(digest),
+    })
 }
 
 /// sha256 of a file, lowercase hex.
@@ -119,7 +135,12 @@ pub fn procfile_command(app_dir: &Path, ptype: &str) -> Result<String, Error> {
         .into_iter()
         .find(|(t, _)| t == ptype)
         .map(|(_, c)| c)
-        .ok_or_else(|| Error::invalid("command", format!("no command given and the Procfile has no `{ptype}` process type")))
+        .ok_or_else(|| {
+            Error::invalid(
+                "command",
+                format!("no command given and the Procfile has no `{ptype}` process type"),
+            )
+        })
 }
 
 /// `type: command` lines; blank lines and `#` comments skipped.
@@ -159,7 +180,13 @@ mod tests {
     #[test]
     fn procfile_lines() {
         let p = parse_procfile("web: bin/web --port $PORT\n# c\n\nworker:  run.sh\nBad: x\nnocolon\n");
-        assert_eq!(p, [("web".into(), "bin/web --port $PORT".into()), ("worker".into(), "run.sh".into())]);
+        assert_eq!(
+            p,
+            [
+                ("web".into(), "bin/web --port $PORT".into()),
+                ("worker".into(), "run.sh".into())
+            ]
+        );
     }
 
     #[test]
@@ -179,13 +206,20 @@ mod tests {
         let t = tarball(dir.path(), &[("app/Procfile", "web: x\n")]);
         let digest = sha256_file(&t).unwrap();
         let bad = "0".repeat(64);
-        let err = resolve(t.to_str().unwrap(), Some(&bad), &cache).unwrap_err().to_string();
+        let err = resolve(t.to_str().unwrap(), Some(&bad), &cache)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&bad) && err.contains(&digest), "{err}");
         assert!(!cache.exists());
         let s = resolve(t.to_str().unwrap(), Some(&digest), &cache).unwrap();
         assert_eq!(s.app_dir, cache.join(&digest).join("app"));
         assert_eq!(procfile_command(&s.app_dir, "web").unwrap(), "x");
-        assert!(procfile_command(&s.app_dir, "clock").unwrap_err().to_string().contains("clock"));
+        assert!(
+            procfile_command(&s.app_dir, "clock")
+                .unwrap_err()
+                .to_string()
+                .contains("clock")
+        );
         let entries: Vec<_> = fs::read_dir(&cache).unwrap().collect();
         assert_eq!(entries.len(), 1, "no staging left behind");
     }
@@ -205,6 +239,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(resolve("slug.tgz", None, dir.path()).is_err());
         assert!(resolve("http://127.0.0.1/slug.tgz", None, dir.path()).is_err());
-        assert!(resolve("/nonexistent/slug.tgz", None, dir.path()).unwrap_err().to_string().starts_with("slug: "));
+        assert!(
+            resolve("/nonexistent/slug.tgz", None, dir.path())
+                .unwrap_err()
+                .to_string()
+                .starts_with("slug: ")
+        );
     }
 }

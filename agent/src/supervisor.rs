@@ -450,18 +450,25 @@ impl Supervision {
         };
         run.pid = Some(pid);
         run.exec_at = Some(at);
-        if !cx.profile.one_off && self.stopping.is_none() {
-            if let Some((interval, jitter)) = cx.policy.cycle {
-                self.cycle_at = Some(at + interval + jitter.mul_f64((cx.jitter)().clamp(0.0, 1.0)));
-            }
+        if !cx.profile.one_off
+            && self.stopping.is_none()
+            && let Some((interval, jitter)) = cx.policy.cycle
+        {
+            self.cycle_at = Some(at + interval + jitter.mul_f64((cx.jitter)().clamp(0.0, 1.0)));
         }
         if let Some(stopping) = self.stopping {
             // Asked to stop before the command was exec'd: deliver it now.
-            out.push(Action::Signal(if stopping.killed { Signal::KillAll } else { Signal::Term }));
+            out.push(Action::Signal(if stopping.killed {
+                Signal::KillAll
+            } else {
+                Signal::Term
+            }));
             return;
         }
         if cx.profile.web {
-            out.push(Action::WatchPort { run_id: run_id.to_string() });
+            out.push(Action::WatchPort {
+                run_id: run_id.to_string(),
+            });
         } else {
             self.became_up(cx, out);
         }
@@ -521,7 +528,9 @@ impl Supervision {
         }
         match end.status() {
             Some(status) => out.push(Action::Log(format!("Process exited with status {status}"))),
-            None if end.lost && was_execd => out.push(Action::Log("Process lost: its run ended without an exit record".into())),
+            None if end.lost && was_execd => {
+                out.push(Action::Log("Process lost: its run ended without an exit record".into()))
+            }
             None => {}
         }
         let crash_reason = if end.lost {
@@ -543,18 +552,29 @@ impl Supervision {
         };
 
         match stopping {
-            Some(Stopping { intent: Intent::BootTimeout, .. }) => {
+            Some(Stopping {
+                intent: Intent::BootTimeout,
+                ..
+            }) => {
                 record(ExitReason::BootTimeout);
                 self.crashed(cx, "boot_timeout", out);
             }
             Some(s) => {
-                let reason = if s.killed { ExitReason::StopTimeout } else { ExitReason::Stopped };
+                let reason = if s.killed {
+                    ExitReason::StopTimeout
+                } else {
+                    ExitReason::Stopped
+                };
                 record(reason);
                 if s.intent.runs_again() {
                     let why = if s.intent == Intent::Cycle { "cycle" } else { "restart" };
                     self.spawn(cx, why, out);
                 } else {
-                    let why = if s.intent == Intent::TimeToLive { "time_to_live" } else { "stop" };
+                    let why = if s.intent == Intent::TimeToLive {
+                        "time_to_live"
+                    } else {
+                        "stop"
+                    };
                     self.set_state(State::Down, why, now, out);
                 }
             }
@@ -633,6 +653,19 @@ impl Supervision {
         }
         if due(self.next_restart_at) && self.state == State::Crashed && !self.running() {
             self.spawn(cx, "crash_restart", out);
+        }
+        // A deadline that is due but no longer applies must not stay due, or
+        // the driver would wake up for it again and again.
+        for deadline in [
+            &mut self.boot_deadline,
+            &mut self.stable_at,
+            &mut self.cycle_at,
+            &mut self.ttl_at,
+            &mut self.next_restart_at,
+        ] {
+            if deadline.is_some_and(|t| t <= now) {
+                *deadline = None;
+            }
         }
     }
 }

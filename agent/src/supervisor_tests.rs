@@ -68,12 +68,7 @@ fn policy() -> Policy {
 }
 
 /// Builds the context of one step.
-fn ctx<'a>(
-    profile: &'a Profile,
-    policy: &'a Policy,
-    now: Time,
-    jitter: &'a mut dyn FnMut() -> f64,
-) -> Ctx<'a> {
+fn ctx<'a>(profile: &'a Profile, policy: &'a Policy, now: Time, jitter: &'a mut dyn FnMut() -> f64) -> Ctx<'a> {
     Ctx {
         profile,
         policy,
@@ -102,9 +97,7 @@ fn changed(from: State, to: State, reason: &'static str) -> Action {
 }
 
 fn spawn(run_id: &str) -> Action {
-    Action::Spawn {
-        run_id: run_id.into(),
-    }
+    Action::Spawn { run_id: run_id.into() }
 }
 
 /// What a fresh run from state `from` produces.
@@ -118,22 +111,12 @@ fn start_actions(from: State, reason: &'static str, command: &str, run_id: &str)
 }
 
 /// A crash from state `from` that is restarted at once as `run_id`.
-fn crash_and_restart(
-    from: State,
-    reason: &'static str,
-    command: &str,
-    run_id: &str,
-) -> Vec<Action> {
+fn crash_and_restart(from: State, reason: &'static str, command: &str, run_id: &str) -> Vec<Action> {
     let mut out = vec![
         log(format!("State changed from {from} to crashed")),
         changed(from, State::Crashed, reason),
     ];
-    out.extend(start_actions(
-        State::Crashed,
-        "crash_restart",
-        command,
-        run_id,
-    ));
+    out.extend(start_actions(State::Crashed, "crash_restart", command, run_id));
     out
 }
 
@@ -310,10 +293,7 @@ fn default_policy_is_the_contract() {
     let p = Policy::default();
     assert_eq!(p.boot_timeout, secs(60));
     assert_eq!(p.stop_grace, secs(30));
-    assert_eq!(
-        p.cooloffs,
-        vec![mins(20), mins(40), mins(60), mins(180), mins(320)]
-    );
+    assert_eq!(p.cooloffs, vec![mins(20), mins(40), mins(60), mins(180), mins(320)]);
     assert_eq!(p.stable_window, mins(10));
     assert_eq!(p.cycle, Some((mins(24 * 60), mins(216))));
 }
@@ -337,17 +317,10 @@ fn cooloff_per_crash_index() {
     for (crashes, half, full) in table {
         let (half, full) = (mins(half), mins(full));
         assert_eq!(p.cooloff(crashes, 0.0), half, "crash {crashes}, u=0");
-        assert_eq!(
-            p.cooloff(crashes, 0.5),
-            full.mul_f64(0.75),
-            "crash {crashes}, u=0.5"
-        );
+        assert_eq!(p.cooloff(crashes, 0.5), full.mul_f64(0.75), "crash {crashes}, u=0.5");
         let high = p.cooloff(crashes, 0.999);
         assert!(high <= full, "crash {crashes}: {high:?} > {full:?}");
-        assert!(
-            high >= full.mul_f64(0.999),
-            "crash {crashes}: {high:?} too short"
-        );
+        assert!(high >= full.mul_f64(0.999), "crash {crashes}: {high:?} too short");
         assert_eq!(p.cooloff(crashes, 1.0), full, "crash {crashes}, u=1");
     }
 }
@@ -508,10 +481,7 @@ fn start_of_a_new_web_dyno_spawns_its_first_run() {
 #[test]
 fn start_of_a_worker_has_no_boot_deadline() {
     let mut d = Dyno::worker();
-    assert_eq!(
-        d.start(),
-        start_actions(State::Down, "start", WORKER_CMD, "worker.1.1")
-    );
+    assert_eq!(d.start(), start_actions(State::Down, "start", WORKER_CMD, "worker.1.1"));
     assert_eq!(d.sup.boot_deadline, None);
     assert_eq!(d.sup.next_deadline(), None);
 }
@@ -613,8 +583,7 @@ fn no_cycling_when_disabled() {
 // Boot timeout (R10)
 // ---------------------------------------------------------------------------
 
-const R10_LINE: &str =
-    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 7 seconds of launch";
+const R10_LINE: &str = "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 7 seconds of launch";
 
 fn boot_timeout_kill() -> Vec<Action> {
     vec![
@@ -653,12 +622,7 @@ fn boot_timeout_kills_a_web_dyno_and_counts_as_a_crash() {
 
     let end = exited_signal(9, d.now);
     let mut expected = vec![log("Process exited with status 137")];
-    expected.extend(crash_and_restart(
-        State::Starting,
-        "boot_timeout",
-        WEB_CMD,
-        "web.1.2",
-    ));
+    expected.extend(crash_and_restart(State::Starting, "boot_timeout", WEB_CMD, "web.1.2"));
     assert_eq!(d.exited(end), expected);
     assert_eq!(
         d.sup.last_exit,
@@ -754,12 +718,7 @@ fn first_crash_restarts_at_once() {
     d.advance(secs(20));
     let end = exited_code(1, d.now - secs(1));
     let mut expected = vec![log("Process exited with status 1")];
-    expected.extend(crash_and_restart(
-        State::Up,
-        "exit",
-        WORKER_CMD,
-        "worker.1.2",
-    ));
+    expected.extend(crash_and_restart(State::Up, "exit", WORKER_CMD, "worker.1.2"));
     assert_eq!(d.exited(end), expected);
 
     let s = &d.sup;
@@ -828,12 +787,7 @@ fn crash_reasons_row_by_row() {
         d.advance(secs(5));
         let out = d.exited(end);
         let mut expected: Vec<Action> = lines.iter().map(|l| log(*l)).collect();
-        expected.extend(crash_and_restart(
-            State::Up,
-            reason.as_str(),
-            WORKER_CMD,
-            "worker.1.2",
-        ));
+        expected.extend(crash_and_restart(State::Up, reason.as_str(), WORKER_CMD, "worker.1.2"));
         assert_eq!(out, expected, "{reason:?}");
         assert_eq!(
             d.sup.last_exit,
@@ -851,10 +805,7 @@ fn crash_reasons_row_by_row() {
 
 #[test]
 fn second_crash_waits_a_cooloff_in_half_to_full_of_20_min() {
-    for (u, lo, hi) in [
-        (0.0, mins(10), mins(10)),
-        (0.999, mins(20).mul_f64(0.999), mins(20)),
-    ] {
+    for (u, lo, hi) in [(0.0, mins(10), mins(10)), (0.999, mins(20).mul_f64(0.999), mins(20))] {
         let mut d = Dyno::worker().started_up();
         d.crash();
         d.spawned();
@@ -954,12 +905,7 @@ fn spawn_failed_is_a_lost_run() {
         // Never exec'd: no "Process lost" line.
         log("Failed to start process: clone: Operation not permitted"),
     ];
-    expected.extend(crash_and_restart(
-        State::Starting,
-        "lost",
-        WORKER_CMD,
-        "worker.1.2",
-    ));
+    expected.extend(crash_and_restart(State::Starting, "lost", WORKER_CMD, "worker.1.2"));
     assert_eq!(out, expected);
     let s = &d.sup;
     assert_eq!(
@@ -972,10 +918,7 @@ fn spawn_failed_is_a_lost_run() {
         })
     );
     let last = s.last_run.as_ref().unwrap();
-    assert_eq!(
-        (last.id.as_str(), last.pid, last.exec_at),
-        ("worker.1.1", None, None)
-    );
+    assert_eq!((last.id.as_str(), last.pid, last.exec_at), ("worker.1.1", None, None));
     assert_eq!(s.crashes, 1);
 
     // Failing again: a cool-off.
@@ -1020,12 +963,7 @@ fn stable_window_resets_the_crash_count() {
     // The next crash is a first crash again: restarted at once.
     d.advance(secs(5));
     let mut expected = vec![log("Process exited with status 1")];
-    expected.extend(crash_and_restart(
-        State::Up,
-        "exit",
-        WORKER_CMD,
-        "worker.1.3",
-    ));
+    expected.extend(crash_and_restart(State::Up, "exit", WORKER_CMD, "worker.1.3"));
     assert_eq!(d.crash(), expected);
     assert_eq!(d.sup.crashes, 1);
 }
@@ -1113,9 +1051,7 @@ fn stop_past_the_grace_is_r12_then_sigkill() {
     assert_eq!(
         d.tick(),
         vec![
-            log(
-                "Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM"
-            ),
+            log("Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM"),
             log(SIGKILL_LINE),
             Action::Signal(Signal::KillAll),
         ]
@@ -1204,10 +1140,7 @@ fn start_of_a_stopped_dyno_starts_a_new_run() {
     let end = exited_signal(15, d.now);
     d.exited(end);
     d.advance(secs(100));
-    assert_eq!(
-        d.start(),
-        start_actions(State::Down, "start", WORKER_CMD, "worker.1.2")
-    );
+    assert_eq!(d.start(), start_actions(State::Down, "start", WORKER_CMD, "worker.1.2"));
     let s = &d.sup;
     assert_eq!(s.state, State::Starting);
     assert_eq!((s.runs, s.restarts), (2, 1));
@@ -1286,12 +1219,7 @@ fn start_while_stopping_runs_again_afterwards() {
     assert_eq!(d.sup.stopping.unwrap().intent, Intent::Restart);
     let end = exited_signal(15, d.now);
     let mut expected = vec![log("Process exited with status 143")];
-    expected.extend(start_actions(
-        State::Up,
-        "restart",
-        WORKER_CMD,
-        "worker.1.2",
-    ));
+    expected.extend(start_actions(State::Up, "restart", WORKER_CMD, "worker.1.2"));
     assert_eq!(d.exited(end), expected);
 }
 
@@ -1330,11 +1258,7 @@ fn restart_of_a_running_dyno_stops_it_then_runs_again() {
     let mut d = worker_with_two_crashes();
     assert_eq!(
         d.restart(),
-        vec![
-            log("Restarting"),
-            log(SIGTERM_LINE),
-            Action::Signal(Signal::Term)
-        ]
+        vec![log("Restarting"), log(SIGTERM_LINE), Action::Signal(Signal::Term)]
     );
     assert_eq!(d.sup.crashes, 0);
     assert_eq!(d.sup.stopping.unwrap().intent, Intent::Restart);
@@ -1343,12 +1267,7 @@ fn restart_of_a_running_dyno_stops_it_then_runs_again() {
     d.advance(secs(2));
     let end = exited_signal(15, d.now);
     let mut expected = vec![log("Process exited with status 143")];
-    expected.extend(start_actions(
-        State::Up,
-        "restart",
-        WORKER_CMD,
-        "worker.1.4",
-    ));
+    expected.extend(start_actions(State::Up, "restart", WORKER_CMD, "worker.1.4"));
     assert_eq!(d.exited(end), expected);
     let s = &d.sup;
     assert_eq!(s.state, State::Starting);
@@ -1484,17 +1403,10 @@ fn one_off_exit_is_down_and_never_restarted() {
     for (end, reason, line) in [
         (exited_code(0, t0()), "exit", "Process exited with status 0"),
         (exited_code(2, t0()), "exit", "Process exited with status 2"),
-        (
-            exited_signal(9, t0()),
-            "signal",
-            "Process exited with status 137",
-        ),
+        (exited_signal(9, t0()), "signal", "Process exited with status 137"),
     ] {
         let mut d = Dyno::one_off();
-        assert_eq!(
-            d.start(),
-            start_actions(State::Down, "start", RUN_CMD, "run.1.1")
-        );
+        assert_eq!(d.start(), start_actions(State::Down, "start", RUN_CMD, "run.1.1"));
         assert_eq!(d.sup.ttl_at, Some(t0() + secs(600)));
         d.spawned();
         assert_eq!(d.sup.state, State::Up);
@@ -1509,10 +1421,7 @@ fn one_off_exit_is_down_and_never_restarted() {
         );
         let s = &d.sup;
         assert_eq!(s.state, State::Down);
-        assert_eq!(
-            (s.run.clone(), s.next_restart_at, s.ttl_at),
-            (None, None, None)
-        );
+        assert_eq!((s.run.clone(), s.next_restart_at, s.ttl_at), (None, None, None));
         assert_eq!(s.crashes, 0);
         assert_eq!(s.last_exit.unwrap().reason.as_str(), reason);
         assert_eq!(s.next_deadline(), None);
@@ -1586,10 +1495,7 @@ fn one_off_time_to_live_past_the_grace_is_stop_timeout() {
     assert_eq!(d.tick().last(), Some(&Action::Signal(Signal::KillAll)));
     let end = exited_signal(9, d.now);
     let out = d.exited(end);
-    assert_eq!(
-        out.last(),
-        Some(&changed(State::Up, State::Down, "time_to_live"))
-    );
+    assert_eq!(out.last(), Some(&changed(State::Up, State::Down, "time_to_live")));
     assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::StopTimeout);
 }
 
@@ -1619,11 +1525,7 @@ fn cycling_restarts_the_run_without_counting_a_crash() {
     d.now = cycle_at;
     assert_eq!(
         d.tick(),
-        vec![
-            log("Cycling"),
-            log(SIGTERM_LINE),
-            Action::Signal(Signal::Term)
-        ]
+        vec![log("Cycling"), log(SIGTERM_LINE), Action::Signal(Signal::Term)]
     );
     assert_eq!(d.sup.cycle_at, None);
     assert_eq!(d.sup.stopping.unwrap().intent, Intent::Cycle);
@@ -1682,10 +1584,7 @@ fn contract_names() {
     ] {
         assert_eq!(state.as_str(), name);
         assert_eq!(state.to_string(), name);
-        assert_eq!(
-            serde_json::to_string(&state).unwrap(),
-            format!("\"{name}\"")
-        );
+        assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{name}\""));
     }
     for (reason, name) in [
         (ExitReason::Exit, "exit"),
@@ -1697,10 +1596,7 @@ fn contract_names() {
         (ExitReason::StopTimeout, "stop_timeout"),
     ] {
         assert_eq!(reason.as_str(), name);
-        assert_eq!(
-            serde_json::to_string(&reason).unwrap(),
-            format!("\"{name}\"")
-        );
+        assert_eq!(serde_json::to_string(&reason).unwrap(), format!("\"{name}\""));
     }
 }
 
@@ -1799,10 +1695,7 @@ async fn cooloff_schedule_with_paused_time() {
         advance(wake - Instant::now()).await;
         assert_eq!(Instant::now(), wake);
         assert_eq!(clock(), deadline);
-        assert_eq!(
-            Instant::now() - origin - (crashed_at - base).to_std().unwrap(),
-            delay
-        );
+        assert_eq!(Instant::now() - origin - (crashed_at - base).to_std().unwrap(), delay);
         let out = step(&mut sup, Input::Tick, u);
         let next_run = format!("worker.1.{}", n + 1);
         assert_eq!(
@@ -1814,4 +1707,22 @@ async fn cooloff_schedule_with_paused_time() {
         assert_eq!(sup.restarts, n);
     }
     assert_eq!(sup.runs, 9);
+}
+
+// ---------------------------------------------------------------------------
+// Deadlines never stay due
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_due_deadline_that_no_longer_applies_is_dropped_on_tick() {
+    // A web dyno that is up while a stale boot deadline (e.g. from an older
+    // record) and a stale restart time are in the past: a tick must not act on
+    // them and must not leave them due, or the driver would spin.
+    let mut d = Dyno::web().started_up();
+    d.sup.boot_deadline = Some(d.now - secs(1));
+    d.sup.next_restart_at = Some(d.now - secs(1));
+    let out = d.tick();
+    assert_eq!(out, vec![]);
+    assert_eq!(d.sup.state, State::Up);
+    assert!(d.sup.next_deadline().is_none_or(|t| t > d.now), "{:?}", d.sup.next_deadline());
 }

@@ -35,7 +35,10 @@ const GOAL_PRIVATE_KIB: u64 = 1024;
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
         Err(_) => default,
     }
 }
@@ -74,7 +77,11 @@ async fn start_and_wait_up(
         ..Default::default()
     };
     let t0 = Instant::now();
-    let dyno = client.start_dyno(req).await.unwrap_or_else(|e| panic!("StartDyno {name}: {e}")).into_inner();
+    let dyno = client
+        .start_dyno(req)
+        .await
+        .unwrap_or_else(|e| panic!("StartDyno {name}: {e}"))
+        .into_inner();
     let rpc = t0.elapsed();
     let up = wait_event(events, name, &dyno.run_id, pb::DynoState::Up).await;
     (t0.elapsed(), rpc, up)
@@ -82,7 +89,12 @@ async fn start_and_wait_up(
 
 /// Reads the event stream until `name` (of the run `run_id`, when known)
 /// changes to `to`.
-async fn wait_event(events: &mut Streaming<pb::WatchEventsResponse>, name: &str, run_id: &str, to: pb::DynoState) -> pb::Event {
+async fn wait_event(
+    events: &mut Streaming<pb::WatchEventsResponse>,
+    name: &str,
+    run_id: &str,
+    to: pb::DynoState,
+) -> pb::Event {
     loop {
         let msg = tokio::time::timeout(EVENT_TIMEOUT, events.message())
             .await
@@ -116,7 +128,9 @@ async fn stop(client: &mut AgentClient<Channel>, target: &str) {
         all: false,
     };
     client
-        .stop_dyno(pb::StopDynoRequest { selector: Some(selector) })
+        .stop_dyno(pb::StopDynoRequest {
+            selector: Some(selector),
+        })
         .await
         .unwrap_or_else(|e| panic!("StopDyno {target}: {e}"));
 }
@@ -126,7 +140,10 @@ async fn stop(client: &mut AgentClient<Channel>, target: &str) {
 /// through a close-on-exec pipe, or uses a vfork-style posix_spawn).
 fn floor_sample() -> Duration {
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", COMMAND]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["-c", COMMAND])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let t0 = Instant::now();
     let mut child = cmd.spawn().expect("spawn /bin/sh");
     let dt = t0.elapsed();
@@ -212,12 +229,19 @@ fn stats_row(label: &str, s: &Stats) -> String {
 }
 
 fn mean_max(v: &[u64]) -> (f64, u64) {
-    (v.iter().sum::<u64>() as f64 / v.len() as f64, v.iter().copied().max().unwrap_or(0))
+    (
+        v.iter().sum::<u64>() as f64 / v.len() as f64,
+        v.iter().copied().max().unwrap_or(0),
+    )
 }
 
 async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> String {
     let mut client = agent.client().await;
-    let host = client.host_info(pb::HostInfoRequest {}).await.expect("HostInfo").into_inner();
+    let host = client
+        .host_info(pb::HostInfoRequest {})
+        .await
+        .expect("HostInfo")
+        .into_inner();
     let mut events = client
         .clone()
         .watch_events(pb::WatchEventsRequest { after_seq: 0 })
@@ -262,7 +286,10 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
             .expect("exec.json")
             .unwrap_or_else(|| panic!("{name}: no {}", exec_json.display()));
         assert_eq!(exec.pid, *pid, "{name}: exec.json and the dyno disagree on the pid");
-        assert!(common::alive(exec.shim_pid) && common::alive(exec.pid), "{name}: shim or command not running");
+        assert!(
+            common::alive(exec.shim_pid) && common::alive(exec.pid),
+            "{name}: shim or command not running"
+        );
         shim_mem.push(smaps_rollup(exec.shim_pid));
         cmd_mem.push(smaps_rollup(exec.pid));
     }
@@ -280,7 +307,12 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
     for (name, run_id, _) in &runs {
         wait_event(&mut events, name, run_id, pb::DynoState::Down).await;
     }
-    let left = client.list_dynos(pb::ListDynosRequest::default()).await.expect("ListDynos").into_inner().dynos;
+    let left = client
+        .list_dynos(pb::ListDynosRequest::default())
+        .await
+        .expect("ListDynos")
+        .into_inner()
+        .dynos;
     let not_down = left.iter().filter(|d| d.state != pb::DynoState::Down as i32).count();
     assert_eq!(not_down, 0, "dynos still running after stop --all");
 
@@ -290,12 +322,19 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
         "\ndynoagent startup benchmark: N={n} starts (+{WARMUP} warm-up), {mem_dynos} idle dynos for memory\n\
          host: {} cpus, cgroups: {}, agent {}\n",
         host.cpus,
-        if host.cgroup_version.is_empty() { "none" } else { &host.cgroup_version },
+        if host.cgroup_version.is_empty() {
+            "none"
+        } else {
+            &host.cgroup_version
+        },
         host.agent_version
     ));
     let (a, r, f) = (stats(&to_up), stats(&rpc), stats(&floor));
     out.push_str(&format!("\n1. Start latency, worker dyno `{COMMAND}` (ms)\n"));
-    out.push_str(&format!("  {:<34} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "", "p50", "p90", "p99", "max", "mean"));
+    out.push_str(&format!(
+        "  {:<34} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "", "p50", "p90", "p99", "max", "mean"
+    ));
     out.push_str(&stats_row("agent: StartDyno -> `up` event", &a));
     out.push_str(&stats_row("  of which the StartDyno call", &r));
     out.push_str(&stats_row("floor: spawn sh -c (until exec)", &f));
@@ -316,17 +355,7 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
         "\n2. Memory per dyno, {mem_dynos} idle worker dynos (KiB, from /proc/<pid>/smaps_rollup)\n\
          \x20 {:<26} {:>17} {:>17} {:>17}\n\
          \x20 {:<26} {:>9} {:>7} {:>9} {:>7} {:>9} {:>7}\n",
-        "",
-        "Private_Clean+Dirty",
-        "Pss",
-        "Rss",
-        "",
-        "mean",
-        "max",
-        "mean",
-        "max",
-        "mean",
-        "max"
+        "", "Private_Clean+Dirty", "Pss", "Rss", "", "mean", "max", "mean", "max", "mean", "max"
     ));
     out.push_str(&row("shim (dynoagent shim)", &shim_mem));
     out.push_str(&row("command (sleep, reference)", &cmd_mem));

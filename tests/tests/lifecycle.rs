@@ -24,7 +24,17 @@ fn http_get(port: u64) -> String {
 fn web_dyno_serves_then_crash_restarts_with_cooloff() {
     let a = TestAgent::start("");
     let slug = a.slug("web", &[("index.html", "hello from web.1\n")]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "web.1", "--slug", &show(&slug), "--command", WEB]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "web.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        WEB,
+    ]);
     let d = a.wait_state("shop", "web.1", "up");
     let port = d["port"].as_u64().expect("web dyno has a port");
     assert!((a.ports.0 as u64..=a.ports.1 as u64).contains(&port));
@@ -34,7 +44,9 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
     // First crash: restarted at once.
     let pid1 = pid_of(&d);
     signal(pid1, Signal::SIGKILL);
-    let d = a.wait_dyno("shop", "web.1", "restarted once and up", |d| d["restarts"] == 1 && d["state"] == "up");
+    let d = a.wait_dyno("shop", "web.1", "restarted once and up", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     assert_ne!(pid_of(&d), pid1);
     assert_eq!(d["last_exit"]["signal"], 9);
     assert_eq!(d["last_exit"]["reason"], "signal");
@@ -44,13 +56,22 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
     let d = a.wait_state("shop", "web.1", "crashed");
     assert!(d["next_restart_at"].is_string(), "next_restart_at set: {d}");
     let human = a.ctl_ok(&["ps", "--app", "shop"]);
-    assert!(human.contains("web.1: crashed") && human.contains("restart in ~"), "{human}");
-    let d = a.wait_dyno("shop", "web.1", "restarted after the cool-off", |d| d["restarts"] == 2 && d["state"] == "up");
+    assert!(
+        human.contains("web.1: crashed") && human.contains("restart in ~"),
+        "{human}"
+    );
+    let d = a.wait_dyno("shop", "web.1", "restarted after the cool-off", |d| {
+        d["restarts"] == 2 && d["state"] == "up"
+    });
     assert!(d["next_restart_at"].is_null());
     assert!(http_get(d["port"].as_u64().unwrap()).contains("hello"));
 
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "web.1", "-n", "50"]));
-    for line in ["State changed from crashed to starting", "Process exited with status 137", "State changed from starting to up"] {
+    for line in [
+        "State changed from crashed to starting",
+        "Process exited with status 137",
+        "State changed from starting to up",
+    ] {
         assert!(logs.iter().any(|l| l == line), "{line:?} missing in {logs:#?}");
     }
 }
@@ -59,8 +80,28 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
 fn stop_is_graceful_then_forced_after_the_grace() {
     let a = TestAgent::start("");
     let slug = a.slug("w", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "stubborn.1", "--slug", &show(&slug), "--command", "trap '' TERM; exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "stubborn.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "trap '' TERM; exec sleep 600",
+    ]);
     let w = a.wait_state("shop", "worker.1", "up");
     let s = a.wait_state("shop", "stubborn.1", "up");
 
@@ -78,8 +119,14 @@ fn stop_is_graceful_then_forced_after_the_grace() {
     assert_eq!(s2["last_exit"]["signal"], 9);
     assert!(!alive(pid_of(&s)));
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "stubborn.1"]));
-    assert!(logs.iter().any(|l| l.starts_with("Error R12 (Exit timeout)")), "{logs:#?}");
-    assert!(logs.iter().any(|l| l == "Stopping all processes with SIGTERM"), "{logs:#?}");
+    assert!(
+        logs.iter().any(|l| l.starts_with("Error R12 (Exit timeout)")),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter().any(|l| l == "Stopping all processes with SIGTERM"),
+        "{logs:#?}"
+    );
 
     // Stopped dynos stay down: not restarted.
     std::thread::sleep(Duration::from_secs(3));
@@ -91,11 +138,22 @@ fn stop_ends_background_processes_of_the_dyno() {
     let a = TestAgent::start("");
     let slug = a.slug("bg", &[]);
     // A child in the background, then the main process.
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "sleep 600 & echo bg=$!; exec sleep 601"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "sleep 600 & echo bg=$!; exec sleep 601",
+    ]);
     a.wait_state("shop", "worker.1", "up");
     let bg: u32 = wait_for("background pid in the log", || {
         let logs = texts(&a.ctl_ok(&["logs", "--app", "shop"]));
-        logs.iter().find_map(|l| l.strip_prefix("bg=").and_then(|p| p.parse().ok()))
+        logs.iter()
+            .find_map(|l| l.strip_prefix("bg=").and_then(|p| p.parse().ok()))
     });
     assert!(alive(bg));
     a.ctl_ok(&["stop", "--app", "shop", "worker.1"]);
@@ -107,15 +165,30 @@ fn stop_ends_background_processes_of_the_dyno() {
 fn web_dyno_that_never_binds_hits_the_boot_timeout() {
     let a = TestAgent::start("");
     let slug = a.slug("slow", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "web.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
-    let d = a.wait_dyno("shop", "web.1", "starting with a pid", |d| d["state"] == "starting" && d["pid"].is_u64());
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "web.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
+    let d = a.wait_dyno("shop", "web.1", "starting with a pid", |d| {
+        d["state"] == "starting" && d["pid"].is_u64()
+    });
     assert!(alive(pid_of(&d)));
-    let d = a.wait_dyno("shop", "web.1", "a boot timeout", |d| d["last_exit"]["reason"] == "boot_timeout");
+    let d = a.wait_dyno("shop", "web.1", "a boot timeout", |d| {
+        d["last_exit"]["reason"] == "boot_timeout"
+    });
     // The first crash restarts at once: the dyno is starting again.
     assert_eq!(d["restarts"], 1);
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "-n", "200"]));
     assert!(
-        logs.iter().any(|l| l.starts_with("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 3 seconds")),
+        logs.iter()
+            .any(|l| l.starts_with("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 3 seconds")),
         "{logs:#?}"
     );
 }
@@ -124,13 +197,40 @@ fn web_dyno_that_never_binds_hits_the_boot_timeout() {
 fn one_off_run_streams_output_and_returns_the_exit_status() {
     let a = TestAgent::start("");
     let slug = a.slug("one", &[("hello.sh", "echo \"hello $1 from $DYNO\"\n")]);
-    let out = a.ctl(&["run", "--app", "shop", "--slug", &show(&slug), "--", "sh", "-c", "echo hi; sh hello.sh there; echo oops >&2; exit 7"]);
-    assert_eq!(out.status.code(), Some(7), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = a.ctl(&[
+        "run",
+        "--app",
+        "shop",
+        "--slug",
+        &show(&slug),
+        "--",
+        "sh",
+        "-c",
+        "echo hi; sh hello.sh there; echo oops >&2; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout, "hi\nhello there from run.1\noops\n");
 
     // Words with spaces and quotes arrive intact.
-    let out = a.ctl(&["run", "--app", "shop", "--slug", &show(&slug), "--", "printf", "%s|", "a b", "it's", "$HOME"]);
+    let out = a.ctl(&[
+        "run",
+        "--app",
+        "shop",
+        "--slug",
+        &show(&slug),
+        "--",
+        "printf",
+        "%s|",
+        "a b",
+        "it's",
+        "$HOME",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$HOME|\n");
 
@@ -147,7 +247,17 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
 fn one_off_killed_by_a_signal_exits_128_plus_signal() {
     let a = TestAgent::start("");
     let slug = a.slug("sig", &[]);
-    let out = a.ctl(&["run", "--app", "shop", "--slug", &show(&slug), "--", "sh", "-c", "kill -9 $$"]);
+    let out = a.ctl(&[
+        "run",
+        "--app",
+        "shop",
+        "--slug",
+        &show(&slug),
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
     assert_eq!(out.status.code(), Some(137));
 }
 
@@ -155,10 +265,22 @@ fn one_off_killed_by_a_signal_exits_128_plus_signal() {
 fn restart_resets_and_replaces_the_run() {
     let a = TestAgent::start("");
     let slug = a.slug("r", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
     let d = a.wait_state("shop", "worker.1", "up");
     a.ctl_ok(&["restart", "--app", "shop", "worker"]);
-    let d2 = a.wait_dyno("shop", "worker.1", "a new run", |x| x["state"] == "up" && x["pid"] != d["pid"]);
+    let d2 = a.wait_dyno("shop", "worker.1", "a new run", |x| {
+        x["state"] == "up" && x["pid"] != d["pid"]
+    });
     assert_eq!(d2["restarts"], 1);
     assert!(!alive(pid_of(&d)));
     assert_ne!(d2["run_id"], d["run_id"]);

@@ -21,9 +21,39 @@ fn exec_record(a: &TestAgent, d: &Value) -> dyno_agent::runs::ExecRecord {
 fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[("index.html", "ok\n")]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "web.1", "--slug", &show(&slug), "--command", "exec busybox httpd -f -p $PORT -h ."]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "clock.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "web.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec busybox httpd -f -p $PORT -h .",
+    ]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "clock.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
     let web = a.wait_state("shop", "web.1", "up");
     let worker = a.wait_state("shop", "worker.1", "up");
     let clock = a.wait_state("shop", "clock.1", "up");
@@ -47,12 +77,17 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
     assert!(!alive(pid_of(&worker)));
 
     signal(pid_of(&web), Signal::SIGKILL);
-    let web2 = a.wait_dyno("shop", "web.1", "restarted after a crash", |d| d["restarts"] == 1 && d["state"] == "up");
+    let web2 = a.wait_dyno("shop", "web.1", "restarted after a crash", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     assert_ne!(web2["pid"], web["pid"]);
 
     // Its logs continue in the same place.
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "worker.1"]));
-    assert!(logs.iter().any(|l| l == "Stopping all processes with SIGTERM"), "{logs:#?}");
+    assert!(
+        logs.iter().any(|l| l == "Stopping all processes with SIGTERM"),
+        "{logs:#?}"
+    );
 }
 
 #[test]
@@ -61,24 +96,45 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
     let slug = a.slug("s", &[]);
     let flag = a.dir.path().join("go");
     // Each run waits for the flag and consumes it.
-    let cmd = format!("while [ ! -e {f} ]; do sleep 0.05; done; rm {f}; echo bye; exit 3", f = flag.display());
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", &cmd]);
+    let cmd = format!(
+        "while [ ! -e {f} ]; do sleep 0.05; done; rm {f}; echo bye; exit 3",
+        f = flag.display()
+    );
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        &cmd,
+    ]);
     let d = a.wait_state("shop", "worker.1", "up");
     let run_dir = a.state.join("runs").join(d["run_id"].as_str().unwrap());
 
     a.kill9();
     std::fs::write(&flag, "").unwrap();
     wait_for("the exit record", || run_dir.join("exit.json").exists().then_some(()));
-    let exit: dyno_agent::runs::ExitRecord = dyno_agent::runs::read_json(&run_dir.join("exit.json")).unwrap().unwrap();
+    let exit: dyno_agent::runs::ExitRecord = dyno_agent::runs::read_json(&run_dir.join("exit.json"))
+        .unwrap()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     a.spawn();
 
     // Settled as a crash with the recorded status and time, then restarted.
-    let d2 = a.wait_dyno("shop", "worker.1", "settled and restarted", |d| d["restarts"] == 1 && d["state"] == "up");
+    let d2 = a.wait_dyno("shop", "worker.1", "settled and restarted", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     assert_eq!(d2["last_exit"]["code"], 3);
     assert_eq!(d2["last_exit"]["reason"], "exit");
     let at = chrono::DateTime::parse_from_rfc3339(d2["last_exit"]["at"].as_str().unwrap()).unwrap();
-    assert_eq!(at.timestamp_micros(), exit.exited_at.timestamp_micros(), "billed to its real exit time");
+    assert_eq!(
+        at.timestamp_micros(),
+        exit.exited_at.timestamp_micros(),
+        "billed to its real exit time"
+    );
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "-n", "100"]));
     assert!(logs.iter().any(|l| l == "bye"), "{logs:#?}");
     assert!(logs.iter().any(|l| l == "Process exited with status 3"), "{logs:#?}");
@@ -88,11 +144,23 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
 fn a_killed_shim_is_a_lost_run_and_its_command_does_not_linger() {
     let a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
     let d = a.wait_state("shop", "worker.1", "up");
     let exec = exec_record(&a, &d);
     signal(exec.shim_pid, Signal::SIGKILL);
-    let d2 = a.wait_dyno("shop", "worker.1", "lost and restarted", |d| d["restarts"] == 1 && d["state"] == "up");
+    let d2 = a.wait_dyno("shop", "worker.1", "lost and restarted", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     assert_eq!(d2["last_exit"]["reason"], "lost");
     wait_for("the old command to be ended", || (!alive(exec.pid)).then_some(()));
     assert_ne!(d2["pid"], d["pid"]);
@@ -102,14 +170,26 @@ fn a_killed_shim_is_a_lost_run_and_its_command_does_not_linger() {
 fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
     let d = a.wait_state("shop", "worker.1", "up");
     let exec = exec_record(&a, &d);
     a.kill9();
     signal(exec.shim_pid, Signal::SIGKILL);
     wait_for("the shim to be gone", || (!alive(exec.shim_pid)).then_some(()));
     a.spawn();
-    let d2 = a.wait_dyno("shop", "worker.1", "lost and restarted", |d| d["restarts"] == 1 && d["state"] == "up");
+    let d2 = a.wait_dyno("shop", "worker.1", "lost and restarted", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     assert_eq!(d2["last_exit"]["reason"], "lost");
     wait_for("the orphaned command to be ended", || (!alive(exec.pid)).then_some(()));
     // Exactly one live command for the dyno.
@@ -120,20 +200,37 @@ fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
 fn a_crashed_dyno_keeps_its_cooloff_across_an_agent_restart() {
     let mut a = TestAgent::start("restart_cooloffs = [\"4s\"]");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&["start", "--app", "shop", "--name", "worker.1", "--slug", &show(&slug), "--command", "exec sleep 600"]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
     let d = a.wait_state("shop", "worker.1", "up");
     signal(pid_of(&d), Signal::SIGKILL);
-    let d = a.wait_dyno("shop", "worker.1", "restarted once", |d| d["restarts"] == 1 && d["state"] == "up");
+    let d = a.wait_dyno("shop", "worker.1", "restarted once", |d| {
+        d["restarts"] == 1 && d["state"] == "up"
+    });
     signal(pid_of(&d), Signal::SIGKILL);
     let crashed = a.wait_state("shop", "worker.1", "crashed");
-    let due = crashed["next_restart_at"].as_str().expect("next_restart_at").to_string();
+    let due = crashed["next_restart_at"]
+        .as_str()
+        .expect("next_restart_at")
+        .to_string();
 
     a.kill9();
     a.spawn();
     let after = a.dyno("shop", "worker.1").unwrap();
     assert_eq!(after["state"], "crashed");
     assert_eq!(after["next_restart_at"], due.as_str(), "the same restart time");
-    let up = a.wait_dyno("shop", "worker.1", "restarted when due", |d| d["restarts"] == 2 && d["state"] == "up");
+    let up = a.wait_dyno("shop", "worker.1", "restarted when due", |d| {
+        d["restarts"] == 2 && d["state"] == "up"
+    });
     let started = chrono::DateTime::parse_from_rfc3339(up["started_at"].as_str().unwrap()).unwrap();
     let due = chrono::DateTime::parse_from_rfc3339(&due).unwrap();
     assert!(started >= due, "restarted at {started}, not before {due}");

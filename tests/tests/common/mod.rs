@@ -91,7 +91,10 @@ impl TestAgent {
             .collect();
         std::fs::write(
             &config,
-            format!("{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n", ports.0, ports.1),
+            format!(
+                "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n",
+                ports.0, ports.1
+            ),
         )
         .expect("config");
         let mut a = TestAgent {
@@ -150,7 +153,11 @@ impl TestAgent {
     /// SIGTERM the agent and return its exit status.
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
         let start = Instant::now();
         loop {
             if let Some(s) = c.try_wait().expect("wait") {
@@ -250,10 +257,10 @@ impl TestAgent {
         let Ok(dir) = std::fs::read_dir(&runs) else { return };
         for run in dir.flatten() {
             let path = run.path();
-            if let Ok(Some(exec)) = dyno_agent::runs::read_json::<dyno_agent::runs::ExecRecord>(&path.join("exec.json")) {
-                if dyno_agent::jail::start_ticks(exec.pid) == Some(exec.start_ticks) {
-                    let _ = dyno_agent::jail::kill_group(exec.pid, libc_sigkill());
-                }
+            if let Ok(Some(exec)) = dyno_agent::runs::read_json::<dyno_agent::runs::ExecRecord>(&path.join("exec.json"))
+                && dyno_agent::jail::start_ticks(exec.pid) == Some(exec.start_ticks)
+            {
+                let _ = dyno_agent::jail::kill_group(exec.pid, libc_sigkill());
             }
         }
         for (_, shim) in dyno_agent::runs::live_shims(&runs) {
@@ -274,7 +281,11 @@ impl Drop for TestAgent {
         }
         self.kill_runs();
         if std::thread::panicking() {
-            eprintln!("--- agent log ({}) ---\n{}", self.dir.path().display(), self.agent_log());
+            eprintln!(
+                "--- agent log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.agent_log()
+            );
         }
     }
 }
