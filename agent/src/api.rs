@@ -355,7 +355,8 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> std::result::Result<Response<Self::WatchEventsStream>, Status> {
-        let after = request.into_inner().after_seq;
+        let req = request.into_inner();
+        let (after, follow) = (req.after_seq, req.follow);
         let engine = self.engine.clone();
         let first = engine.watch(after).await?;
         let (tx, rx) = mpsc::channel(256);
@@ -387,6 +388,9 @@ impl pb::agent_server::Agent for AgentService {
                     {
                         return;
                     }
+                }
+                if !follow {
+                    return;
                 }
                 loop {
                     match watch.live.recv().await {

@@ -408,22 +408,14 @@ async fn run_one_off(agent: &mut AgentClient<Channel>, slug: &SlugArgs, argv: &[
 
 async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json: bool) -> R<i32> {
     let mut stream = agent
-        .watch_events(pb::WatchEventsRequest { after_seq: after })
+        .watch_events(pb::WatchEventsRequest {
+            after_seq: after,
+            follow,
+        })
         .await?
         .into_inner();
     let mut all = Vec::new();
-    let mut done_at: Option<u64> = None;
-    loop {
-        // Without -f: what is there now, then stop.
-        let next = if follow {
-            stream.message().await?
-        } else {
-            match tokio::time::timeout(std::time::Duration::from_millis(300), stream.message()).await {
-                Ok(m) => m?,
-                Err(_) => None,
-            }
-        };
-        let Some(msg) = next else { break };
+    while let Some(msg) = stream.message().await? {
         match msg.kind {
             Some(pb::watch_events_response::Kind::Snapshot(s)) => {
                 let v = json!({"snapshot": {"seq": s.seq, "gap": s.gap, "dynos": s.dynos.iter().map(dyno_json).collect::<Vec<_>>()}});
@@ -439,7 +431,6 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
                         if s.gap { ", events before it are gone" } else { "" }
                     );
                 }
-                done_at = Some(s.seq);
             }
             Some(pb::watch_events_response::Kind::Event(e)) => {
                 let d = e.dyno.clone().unwrap_or_default();
@@ -461,12 +452,10 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
                         e.reason
                     );
                 }
-                done_at = Some(e.seq);
             }
             None => {}
         }
     }
-    let _ = done_at;
     if json && !follow {
         print_json(&Value::Array(all));
     }

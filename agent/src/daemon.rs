@@ -37,6 +37,7 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     let listener = bind_socket(&cfg.socket).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let stopped = {
         let mut rx = stop_rx.clone();
         async move {
@@ -72,7 +73,15 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .add_service(reflection)
         .add_service(pb::agent_server::AgentServer::new(agent))
         .add_service(pb::usage_server::UsageServer::new(UsageService))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), {
+            // Stop the engine first: that ends the open log and event streams,
+            // which the server waits for before it returns.
+            let stop_tx = stop_tx.clone();
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            }
+        })
         .await;
     let _ = stop_tx.send(true);
     let _ = engine_task.await;

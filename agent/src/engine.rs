@@ -576,7 +576,7 @@ impl Actor {
         let oldest = self.events.kept.front().map_or(self.events.last_seq + 1, |e| e.seq);
         // Events after `after` are no longer all kept, or `after` is from a
         // future this agent never reached (its state was reset): snapshot.
-        if after + 1 < oldest || after > self.events.last_seq {
+        if after.saturating_add(1) < oldest || after > self.events.last_seq {
             let views = self.dynos.values().map(|e| e.rec.view()).collect();
             Watch {
                 snapshot: Some((self.events.last_seq, views, true)),

@@ -1724,5 +1724,9 @@ fn a_due_deadline_that_no_longer_applies_is_dropped_on_tick() {
     let out = d.tick();
     assert_eq!(out, vec![]);
     assert_eq!(d.sup.state, State::Up);
-    assert!(d.sup.next_deadline().is_none_or(|t| t > d.now), "{:?}", d.sup.next_deadline());
+    assert!(
+        d.sup.next_deadline().is_none_or(|t| t > d.now),
+        "{:?}",
+        d.sup.next_deadline()
+    );
 }

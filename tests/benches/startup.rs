@@ -254,7 +254,10 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
         .into_inner();
     let mut events = client
         .clone()
-        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
+        .watch_events(pb::WatchEventsRequest {
+            after_seq: 0,
+            follow: true,
+        })
         .await
         .expect("WatchEvents")
         .into_inner();
