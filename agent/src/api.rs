@@ -183,6 +183,12 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
             format!("unknown stack {:?}; configured: [{}]", req.stack, known.join(", ")),
         ));
     }
+    if req.stack.is_empty() && cfg.default_stack().is_none() && !cfg.allow_unjailed {
+        return Err(Error::invalid(
+            "stack",
+            "no stack is configured on this agent (start it with --stack NAME=DIR; rootfs/build.sh builds one)",
+        ));
+    }
     if let Some(ttl) = &req.time_to_live {
         if !req.one_off {
             return Err(Error::invalid("time_to_live", "only one-off dynos have a time to live"));
@@ -635,8 +641,15 @@ mod tests {
         }
     }
 
+    /// The defaults plus a default stack.
+    fn cfg() -> Config {
+        let mut c = Config::default();
+        c.stacks.insert("default".into(), "/var/lib/dynoagent/stacks/busybox".into());
+        c
+    }
+
     fn field_of(req: pb::StartDynoRequest) -> String {
-        match validate_start(&req, &Config::default()) {
+        match validate_start(&req, &cfg()) {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
@@ -644,7 +657,7 @@ mod tests {
 
     #[test]
     fn a_good_request_passes() {
-        validate_start(&good(), &Config::default()).unwrap();
+        validate_start(&good(), &cfg()).unwrap();
     }
 
     #[test]
@@ -693,7 +706,21 @@ mod tests {
         });
         assert_eq!(field_of(r.clone()), "time_to_live");
         r.time_to_live = Some(prost_types::Duration { seconds: 60, nanos: 0 });
-        validate_start(&r, &Config::default()).unwrap();
+        validate_start(&r, &cfg()).unwrap();
+    }
+
+    #[test]
+    fn without_a_stack_only_an_explicit_development_agent_runs_dynos() {
+        let mut c = Config::default();
+        match validate_start(&good(), &c) {
+            Err(Error::InvalidArgument { field, message }) => {
+                assert_eq!(field, "stack");
+                assert!(message.contains("--stack"), "{message}");
+            }
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+        c.allow_unjailed = true;
+        validate_start(&good(), &c).unwrap();
     }
 
     #[test]

@@ -129,6 +129,13 @@ pub struct Config {
     /// Usage slice length (billing records never span two slices).
     #[serde(with = "humantime_serde")]
     pub usage_slice: Duration,
+    /// Bytes a dyno may write (its `/app` changes and `/tmp` together).
+    pub disk_limit: u64,
+    /// `oom_score_adj` of dynos: the kernel's OOM killer picks them first.
+    pub dyno_oom_score_adj: i32,
+    /// Development only: without a configured stack, run dynos on the host,
+    /// unjailed, as root. Off by default: the agent then refuses such starts.
+    pub allow_unjailed: bool,
     /// Default dyno size.
     pub default_size: String,
     /// The size table.
@@ -165,6 +172,9 @@ impl Default for Config {
             oneoff_ttl: Duration::from_secs(24 * 3600),
             log_max_bytes: 10 * 1024 * 1024,
             usage_slice: Duration::from_secs(3600),
+            disk_limit: 1024 * 1024 * 1024,
+            dyno_oom_score_adj: 800,
+            allow_unjailed: false,
             default_size: "standard-1x".into(),
             sizes: default_sizes(),
         }
@@ -329,6 +339,12 @@ impl Config {
         }
         if self.restart_cooloffs.is_empty() {
             p.push("restart_cooloffs: needs at least one duration".into());
+        }
+        if self.disk_limit < 1024 * 1024 {
+            p.push("disk_limit: must be at least 1 MiB".into());
+        }
+        if !(-1000..=1000).contains(&self.dyno_oom_score_adj) {
+            p.push("dyno_oom_score_adj: must lie in -1000..=1000".into());
         }
         if self.log_max_bytes < 4096 {
             p.push("log_max_bytes: must be at least 4096".into());

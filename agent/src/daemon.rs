@@ -116,6 +116,9 @@ async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 /// The sample app: a static page served by busybox httpd on $PORT.
 async fn start_sample(engine: &Engine, cfg: &Config) -> anyhow::Result<()> {
+    if cfg.default_stack().is_none() && !cfg.allow_unjailed {
+        bail!("--sample needs a stack: --stack default=DIR (rootfs/build.sh DIR builds one)");
+    }
     let root: PathBuf = cfg.state_dir.join("sample-slug");
     let app = root.join("app");
     std::fs::create_dir_all(app.join("public"))?;

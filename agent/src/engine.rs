@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jail;
 use crate::logs;
-use crate::runs::{self, RunDir, RunSpec};
+use crate::runs::{self, JailSpec, RunDir, RunSpec};
 use crate::supervisor::{Action, Ctx, Input, LastExit, Policy, Profile, RunEnd, Signal, State, Supervision, Time};
 
 /// Events kept in memory for `WatchEvents`; older ones need a snapshot.
@@ -122,9 +122,9 @@ impl DynoSpec {
         }
     }
 
-    /// The complete environment of a run.
-    fn run_env(&self) -> Vec<(String, String)> {
-        let root = self.app_dir.display().to_string();
+    /// The complete environment of a run whose `app/` is at `root`.
+    fn run_env(&self, root: &str) -> Vec<(String, String)> {
+        let root = root.to_string();
         let mut env: BTreeMap<String, String> = self.env.clone();
         env.insert("DYNO".into(), self.name.clone());
         env.insert("HOME".into(), root.clone());
@@ -144,7 +144,14 @@ pub struct DynoRecord {
     pub sup: Supervision,
     pub created_at: Time,
     pub request_id: Option<String>,
+    /// The dyno's own unprivileged uid (and gid), from `uid_range`.
+    #[serde(default)]
+    pub uid: u32,
 }
+
+/// Sources `.profile.d/*.sh` and `.profile` of the app before its command.
+const PROFILE: &str =
+    "for f in .profile.d/*.sh; do [ -r \"$f\" ] && . \"./$f\"; done; unset f; [ -r .profile ] && . ./.profile; ";
 
 /// A dyno as the API and `dynoctl` show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -660,6 +667,7 @@ impl Actor {
             spec,
             created_at: now,
             request_id: req.request_id,
+            uid: self.allocate_uid()?,
         };
         fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;
         self.dynos.insert(key.clone(), Entry { rec, probe: None });
@@ -680,6 +688,15 @@ impl Actor {
             "no free port in {}-{}",
             range.first, range.last
         )))
+    }
+
+    /// The lowest uid of `uid_range` no other dyno has.
+    fn allocate_uid(&self) -> Result<u32> {
+        let used: std::collections::HashSet<u32> = self.dynos.values().map(|e| e.rec.uid).collect();
+        let range = self.cfg.uid_range;
+        (range.first..=range.last)
+            .find(|u| !used.contains(u))
+            .ok_or_else(|| Error::ResourceExhausted(format!("no free uid in {}-{}", range.first, range.last)))
     }
 
     fn each(&mut self, sel: &Selector, input: Input) -> Result<Vec<DynoView>> {
@@ -788,14 +805,39 @@ impl Actor {
         let rec = &self.dynos[key].rec;
         let dir = RunDir::new(&self.paths.runs, run_id);
         fs::create_dir_all(&dir.path)?;
+        let size = self.cfg.sizes.get(&rec.spec.size);
+        let jail = match self.cfg.stacks.get(&rec.spec.stack) {
+            Some(stack) => Some(JailSpec {
+                stack: stack.clone(),
+                uid: rec.uid,
+                gid: rec.uid,
+                hostname: rec.id.clone(),
+                disk_bytes: self.cfg.disk_limit,
+                nofile: size.map_or(10_000, |s| s.nofile),
+                cgroup_procs: Vec::new(),
+                oom_score_adj: self.cfg.dyno_oom_score_adj,
+            }),
+            None if self.cfg.allow_unjailed => None,
+            None => {
+                return Err(std::io::Error::other(format!(
+                    "stack {:?} is not configured and allow_unjailed is off",
+                    rec.spec.stack
+                )));
+            }
+        };
+        let root = match &jail {
+            Some(_) => "/app".to_string(),
+            None => rec.spec.app_dir.display().to_string(),
+        };
         let spec = RunSpec {
             run_id: run_id.to_string(),
             app: rec.spec.app.clone(),
             dyno: rec.spec.name.clone(),
-            command: rec.spec.command.clone(),
-            env: rec.spec.run_env(),
+            command: format!("{PROFILE}{}", rec.spec.command),
+            env: rec.spec.run_env(&root),
             workdir: rec.spec.app_dir.clone(),
             log_max_bytes: self.cfg.log_max_bytes,
+            jail,
         };
         runs::write_json_atomic(&dir.spec(), &spec)?;
         // Keep the previous run's directory for its logs; drop older ones.
@@ -809,15 +851,28 @@ impl Actor {
     }
 
     fn signal(&self, key: &Key, sig: Signal) {
-        let Some(pid) = self.dynos[key].rec.sup.run.as_ref().and_then(|r| r.pid) else {
+        let Some(run) = self.dynos[key].rec.sup.run.as_ref().filter(|r| r.pid.is_some()) else {
             return; // not exec'd yet: the supervisor repeats it on Spawned
         };
         let signo = match sig {
             Signal::Term => libc::SIGTERM,
             Signal::KillAll => libc::SIGKILL,
         };
-        if let Err(e) = jail::kill_group(pid, signo) {
-            debug!(app = %key.0, dyno = %key.1, pid, error = %e, "signal not delivered");
+        let exec = match RunDir::new(&self.paths.runs, &run.id).read_exec() {
+            Ok(Some(exec)) => exec,
+            other => {
+                warn!(app = %key.0, dyno = %key.1, ?other, "no exec record: cannot signal the run");
+                return;
+            }
+        };
+        // A jailed dyno's init passes SIGTERM to every process of the dyno;
+        // SIGKILL to it ends its whole pid namespace.
+        let result = match exec.init_pid {
+            Some(init) => jail::kill_pid(init, signo),
+            None => jail::kill_group(exec.pid, signo),
+        };
+        if let Err(e) = result {
+            debug!(app = %key.0, dyno = %key.1, pid = exec.pid, error = %e, "signal not delivered");
         }
     }
 
@@ -1000,6 +1055,10 @@ fn ended_input(dir: &RunDir, run_id: String, now: Time) -> Input {
             if let Ok(Some(exec)) = dir.read_exec()
                 && jail::start_ticks(exec.pid) == Some(exec.start_ticks)
             {
+                // SIGKILL to a jailed dyno's init ends its whole pid namespace.
+                if let Some(init) = exec.init_pid {
+                    let _ = jail::kill_pid(init, libc::SIGKILL);
+                }
                 let _ = jail::kill_group(exec.pid, libc::SIGKILL);
             }
             RunEnd {

@@ -317,6 +317,13 @@ pub fn cmdline(pid: u32) -> Option<Vec<Vec<u8>>> {
     )
 }
 
+/// Whether `pid` lives in the caller's pid namespace (a dyno's init, a fork
+/// of its shim with the same command line, does not).
+pub fn in_my_pid_namespace(pid: u32) -> bool {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    ns(&pid.to_string()).is_some_and(|n| Some(n) == ns("self"))
+}
+
 /// Every pid currently in `/proc`.
 pub fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -358,4 +365,593 @@ mod tests {
         assert!(kill_group(1, libc::SIGTERM).is_err());
         assert!(kill_pid(0, libc::SIGTERM).is_err());
     }
+}
+
+// ---------------------------------------------------------------------------
+// The jail: namespaces, mounts, pivot_root, credentials, capabilities
+// ---------------------------------------------------------------------------
+
+/// What a jailed run looks like; everything prepared before any fork.
+#[derive(Clone, Debug)]
+pub struct JailPlan {
+    /// Empty directory the new root is mounted on (`<run-dir>/root`).
+    pub root: std::path::PathBuf,
+    /// Empty directory the run's writable tmpfs is mounted on (`<run-dir>/rw`).
+    pub rw: std::path::PathBuf,
+    /// The stack image, bind-mounted read-only as `/`.
+    pub stack: std::path::PathBuf,
+    /// The slug's unpacked `app/`: the read-only lower layer of `/app`.
+    pub app: std::path::PathBuf,
+    /// Bytes a dyno may write (`/app` changes and `/tmp` together).
+    pub disk_bytes: u64,
+    pub hostname: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub nofile: u64,
+}
+
+/// Messages from the dyno's init to the shim, on the report pipe: three
+/// native-endian i32s each.
+pub mod report {
+    /// The command was exec'd: `[STARTED, 0, 0]`.
+    pub const STARTED: i32 = 0;
+    /// Setting up the jail failed: `[FAILED, step, errno]`.
+    pub const FAILED: i32 = 1;
+    /// The command exited: `[EXITED, 0, code]` or `[EXITED, 1, signal]`.
+    pub const EXITED: i32 = 2;
+}
+
+/// Steps of the jail set-up, named in errors.
+pub fn step_name(step: i32) -> &'static str {
+    match step {
+        1 => "unshare(mount, uts, ipc)",
+        2 => "making / private",
+        3 => "mounting the run's tmpfs",
+        4 => "preparing the writable layer",
+        5 => "bind-mounting the stack read-only",
+        6 => "mounting /app (overlayfs)",
+        7 => "giving /app to the dyno's uid",
+        8 => "mounting /tmp",
+        9 => "mounting /proc",
+        10 => "masking /proc paths",
+        11 => "mounting /dev",
+        12 => "setting the hostname",
+        13 => "pivot_root",
+        14 => "forking the command",
+        20 => "setsid",
+        21 => "setting rlimits",
+        22 => "chdir /app",
+        23 => "dropping capabilities",
+        24 => "switching to the dyno's uid/gid",
+        25 => "no_new_privs",
+        26 => "redirecting standard streams",
+        27 => "closing inherited fds",
+        28 => "exec /bin/sh",
+        _ => "setting up the jail",
+    }
+}
+
+fn c(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = src.map(c).transpose()?;
+    let target = c(target)?;
+    let fstype = fstype.map(|f| CString::new(f).expect("static fs type"));
+    let data = data
+        .map(|d| CString::new(d).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data")))
+        .transpose()?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is either null or a NUL-terminated string that
+    // outlives the call.
+    cvt(unsafe { libc::mount(ptr(&src), target.as_ptr(), ptr(&fstype), flags, ptr(&data).cast()) }).map(drop)
+}
+
+fn bind(src: &Path, target: &Path, extra: libc::c_ulong) -> io::Result<()> {
+    mount(Some(src), target, None, libc::MS_BIND | libc::MS_REC, None)?;
+    if extra != 0 {
+        mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | extra, None)?;
+    }
+    Ok(())
+}
+
+fn mknod(path: &Path, major: u32, minor: u32) -> io::Result<()> {
+    let p = c(path)?;
+    // SAFETY: `p` is a NUL-terminated path; makedev only computes a number.
+    cvt(unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) })?;
+    // mknod honours the umask; devices must be usable by the dyno.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            chown_tree(&path, uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}
+
+/// Paths of a fresh `/proc` that leak host information: masked with /dev/null.
+const PROC_MASKED: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "timer_stats",
+    "kallsyms",
+];
+/// Directories of `/proc` hidden behind an empty read-only tmpfs.
+const PROC_HIDDEN: &[&str] = &["acpi", "scsi", "asound"];
+/// Paths of `/proc` made read-only.
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// Builds the dyno's filesystem in a new mount namespace and pivots into it.
+/// Runs in the dyno's init (PID 1 of its pid namespace), single-threaded.
+fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
+    use libc::{MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC};
+    let at = |step: i32| move |e: io::Error| (step, e);
+    // SAFETY: unshare takes flags only.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) }).map_err(at(1))?;
+    mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None).map_err(at(2))?;
+
+    let rw = &plan.rw;
+    mount(
+        None,
+        rw,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV,
+        Some(&format!("size={},mode=0755", plan.disk_bytes)),
+    )
+    .map_err(at(3))?;
+    let (upper, work, tmp) = (rw.join("upper"), rw.join("work"), rw.join("tmp"));
+    (|| {
+        std::fs::create_dir(&upper)?;
+        std::fs::create_dir(&work)?;
+        std::fs::create_dir(&tmp)?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        std::os::unix::fs::chown(&upper, Some(plan.uid), Some(plan.gid))
+    })()
+    .map_err(at(4))?;
+
+    let root = &plan.root;
+    bind(&plan.stack, root, MS_RDONLY | MS_NOSUID | MS_NODEV).map_err(at(5))?;
+
+    let app = root.join("app");
+    let lower = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        plan.app.display(),
+        upper.display(),
+        work.display()
+    );
+    // metacopy: the chown below copies up metadata only, not file data.
+    mount(
+        None,
+        &app,
+        Some("overlay"),
+        MS_NOSUID | MS_NODEV,
+        Some(&format!("{lower},metacopy=on")),
+    )
+    .or_else(|_| mount(None, &app, Some("overlay"), MS_NOSUID | MS_NODEV, Some(&lower)))
+    .map_err(at(6))?;
+    chown_tree(&app, plan.uid, plan.gid).map_err(at(7))?;
+
+    bind(&tmp, &root.join("tmp"), MS_NOSUID | MS_NODEV).map_err(at(8))?;
+
+    let proc_ = root.join("proc");
+    mount(None, &proc_, Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None).map_err(at(9))?;
+    (|| {
+        for p in PROC_MASKED {
+            let target = proc_.join(p);
+            if target.exists() {
+                bind(Path::new("/dev/null"), &target, 0)?;
+            }
+        }
+        for p in PROC_HIDDEN {
+            let target = proc_.join(p);
+            if target.is_dir() {
+                mount(
+                    None,
+                    &target,
+                    Some("tmpfs"),
+                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    Some("size=0"),
+                )?;
+            }
+        }
+        for p in PROC_READ_ONLY {
+            let target = proc_.join(p);
+            if target.exists() {
+                bind(&target, &target, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)?;
+            }
+        }
+        Ok(())
+    })()
+    .map_err(at(10))?;
+
+    let dev = root.join("dev");
+    (|| {
+        mount(
+            None,
+            &dev,
+            Some("tmpfs"),
+            MS_NOSUID | MS_NOEXEC,
+            Some("mode=0755,size=65536k"),
+        )?;
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            mknod(&dev.join(name), major, minor)?;
+        }
+        std::fs::create_dir(dev.join("pts"))?;
+        mount(
+            None,
+            &dev.join("pts"),
+            Some("devpts"),
+            MS_NOSUID | MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )?;
+        std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
+        std::fs::create_dir(dev.join("shm"))?;
+        mount(
+            None,
+            &dev.join("shm"),
+            Some("tmpfs"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )?;
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            std::os::unix::fs::symlink(target, dev.join(name))?;
+        }
+        Ok(())
+    })()
+    .map_err(at(11))?;
+
+    // SAFETY: the pointer and length describe the hostname's bytes.
+    cvt(unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) }).map_err(at(12))?;
+
+    (|| {
+        let dot = CString::new(".").expect("static");
+        std::env::set_current_dir(root)?;
+        // pivot_root(".", "."): the old root ends up on top of the new one;
+        // detaching it leaves nothing of the host reachable.
+        // SAFETY: both arguments are the static "." string.
+        cvt(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } as libc::c_int)?;
+        // SAFETY: "." is a NUL-terminated string.
+        cvt(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) })?;
+        std::env::set_current_dir("/")
+    })()
+    .map_err(at(13))?;
+    Ok(())
+}
+
+fn send_report(fd: RawFd, msg: [i32; 3]) {
+    // SAFETY: writes the 12 bytes of `msg`; a failed write is ignored (the
+    // shim then learns of the end from init's exit status).
+    unsafe { libc::write(fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg)) };
+}
+
+/// Drops every privilege and execs the command. Runs in the command's
+/// process (a child of the dyno's init), single-threaded; never returns.
+///
+/// # Safety
+/// Must be called in a freshly forked child of a single-threaded process.
+unsafe fn exec_dropped(plan: &JailPlan, exec: &ExecPlan, streams: [RawFd; 3], status_fd: RawFd, cap_last: u32) -> ! {
+    let argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = exec.envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // SAFETY: raw syscalls on memory owned by this frame; fail() never returns.
+    unsafe {
+        let fail = |step: i32| -> ! {
+            let errno = *libc::__errno_location();
+            let msg = [step, errno];
+            libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
+            libc::_exit(127)
+        };
+        if libc::setsid() < 0 {
+            fail(20);
+        }
+        let nofile = libc::rlimit {
+            rlim_cur: plan.nofile,
+            rlim_max: plan.nofile,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) < 0 {
+            fail(21);
+        }
+        if libc::chdir(exec.workdir.as_ptr()) < 0 {
+            fail(22);
+        }
+        // Empty the bounding and ambient sets while still privileged.
+        for cap in 0..=cap_last {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0 {
+                fail(23);
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            fail(23);
+        }
+        let gid = plan.gid;
+        if libc::setgroups(1, &gid) < 0
+            || libc::setresgid(gid, gid, gid) < 0
+            || libc::setresuid(plan.uid, plan.uid, plan.uid) < 0
+        {
+            fail(24);
+        }
+        // Leaving uid 0 cleared the permitted and effective sets; clear the
+        // inheritable one too.
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            CapData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+        ];
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) < 0 {
+            fail(23);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            fail(25);
+        }
+        for (target, fd) in streams.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) < 0 {
+                fail(26);
+            }
+        }
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) < 0 {
+            fail(27);
+        }
+        libc::execve(exec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(28)
+    }
+}
+
+/// The dyno's init: PID 1 of its pid namespace. Builds the jail, starts the
+/// command, reaps every zombie, passes termination signals to every process
+/// of the dyno, and reports the command's status on `report` before exiting.
+///
+/// # Safety
+/// Must be called in a freshly forked child of a single-threaded process
+/// that unshared its pid namespace before the fork.
+unsafe fn run_init(
+    plan: &JailPlan,
+    exec: &ExecPlan,
+    streams: [RawFd; 3],
+    go: RawFd,
+    report: RawFd,
+    cap_last: u32,
+) -> ! {
+    // Shown by `ps` inside the dyno (the command line stays the shim's).
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"dyno-init".as_ptr(), 0, 0, 0) };
+    // Wait until the shim has put us into the dyno's cgroup.
+    let mut byte = [0u8; 1];
+    // SAFETY: reads one byte into a local buffer.
+    if unsafe { libc::read(go, byte.as_mut_ptr().cast(), 1) } != 1 {
+        exit_now(1);
+    }
+    if let Err((step, e)) = build_root(plan) {
+        send_report(report, [report::FAILED, step, e.raw_os_error().unwrap_or(0)]);
+        exit_now(1);
+    }
+    // Block every signal: init takes them synchronously with sigwaitinfo.
+    // SAFETY: sigset_t is plain data; the calls only fill and install it.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+    }
+    let (status_r, status_w) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            send_report(report, [report::FAILED, 14, e.raw_os_error().unwrap_or(0)]);
+            exit_now(1);
+        }
+    };
+    // SAFETY: init is single-threaded.
+    let cmd = unsafe { libc::fork() };
+    if cmd < 0 {
+        send_report(
+            report,
+            [
+                report::FAILED,
+                14,
+                io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ],
+        );
+        exit_now(1);
+    }
+    if cmd == 0 {
+        // SAFETY: freshly forked child of single-threaded init.
+        unsafe { exec_dropped(plan, exec, streams, status_w.as_raw_fd(), cap_last) }
+    }
+    drop(status_w);
+    for fd in streams {
+        // SAFETY: init's copies of the dyno's streams; the command has its own.
+        unsafe { libc::close(fd) };
+    }
+    let mut msg = [0u8; 8];
+    match read_full(&status_r, &mut msg) {
+        Ok(0) => send_report(report, [report::STARTED, 0, 0]),
+        _ => {
+            let step = i32::from_ne_bytes(msg[0..4].try_into().expect("4 bytes"));
+            let errno = i32::from_ne_bytes(msg[4..8].try_into().expect("4 bytes"));
+            send_report(report, [report::FAILED, step, errno]);
+        }
+    }
+    drop(status_r);
+
+    let mut result: Option<[i32; 3]> = None;
+    loop {
+        // SAFETY: siginfo_t is plain data for sigwaitinfo to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `all` and `info` are valid for the call.
+        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            if matches!(
+                sig,
+                libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT | libc::SIGUSR1 | libc::SIGUSR2
+            ) {
+                // Every process of the dyno (all of this pid namespace but init).
+                // SAFETY: kill(-1) from PID 1 signals only this namespace.
+                unsafe { libc::kill(-1, sig) };
+            }
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: `status` is a valid int for waitpid to fill.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == cmd {
+                result = Some(if libc::WIFEXITED(status) {
+                    [report::EXITED, 0, libc::WEXITSTATUS(status)]
+                } else {
+                    [report::EXITED, 1, libc::WTERMSIG(status)]
+                });
+                // The command is gone: the dyno is over. End the rest.
+                // SAFETY: as above, only this namespace.
+                unsafe { libc::kill(-1, libc::SIGKILL) };
+            }
+        }
+        if let Some(r) = result {
+            // Reap what the SIGKILL left behind, then report.
+            loop {
+                let mut status = 0;
+                // SAFETY: blocking waitpid for any child; ECHILD ends the loop.
+                if unsafe { libc::waitpid(-1, &mut status, 0) } < 0 {
+                    break;
+                }
+            }
+            send_report(report, r);
+            exit_now(0);
+        }
+    }
+}
+
+/// A started jailed run.
+pub struct Jailed {
+    /// Host pid of the dyno's init.
+    pub init: u32,
+}
+
+/// Starts a jailed run: unshares a pid namespace, forks the dyno's init,
+/// puts it into the cgroup (`cgroup_procs` files) and raises its
+/// `oom_score_adj`, then lets it build the jail and start the command.
+/// The init reports on `report_w`; `streams` become the command's 0/1/2.
+///
+/// Must be called from a single-threaded process (the shim).
+pub fn spawn_jailed(
+    plan: &JailPlan,
+    exec: &ExecPlan,
+    streams: [&OwnedFd; 3],
+    report_w: &OwnedFd,
+    cgroup_procs: &[std::path::PathBuf],
+    oom_score_adj: i32,
+) -> io::Result<Jailed> {
+    let cap_last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let (go_r, go_w) = pipe()?;
+    // SAFETY: unshare takes flags only; it affects the children forked next.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;
+    let raw = [streams[0].as_raw_fd(), streams[1].as_raw_fd(), streams[2].as_raw_fd()];
+    // SAFETY: the shim is single-threaded; the child runs init, which never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(go_w);
+        // SAFETY: freshly forked child of the single-threaded shim, first
+        // process of the new pid namespace.
+        unsafe { run_init(plan, exec, raw, go_r.as_raw_fd(), report_w.as_raw_fd(), cap_last) }
+    }
+    drop(go_r);
+    let init = pid as u32;
+    let admit = (|| {
+        for procs in cgroup_procs {
+            std::fs::write(procs, init.to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("joining {}: {e}", procs.display())))?;
+        }
+        std::fs::write(format!("/proc/{init}/oom_score_adj"), oom_score_adj.to_string())
+    })();
+    if let Err(e) = admit {
+        // SAFETY: kill on the pid of our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = wait_exit(init);
+        return Err(e);
+    }
+    // SAFETY: writes one byte from a static buffer to our pipe.
+    cvt(unsafe { libc::write(go_w.as_raw_fd(), b"g".as_ptr().cast(), 1) } as libc::c_int)?;
+    Ok(Jailed { init })
+}
+
+/// Host pids of the children of `pid` (`/proc/PID/task/PID/children`).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
 }

@@ -34,6 +34,24 @@ pub struct RunSpec {
     pub workdir: PathBuf,
     /// The run's log is rotated past this size.
     pub log_max_bytes: u64,
+    /// How to jail the run; `None` runs it on the host (development mode).
+    pub jail: Option<JailSpec>,
+}
+
+/// The jail of a run (see [`crate::jail::JailPlan`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JailSpec {
+    /// The stack image directory.
+    pub stack: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    /// Bytes the dyno may write to `/app` and `/tmp` together.
+    pub disk_bytes: u64,
+    pub nofile: u64,
+    /// `cgroup.procs` files the dyno's init joins before it starts anything.
+    pub cgroup_procs: Vec<PathBuf>,
+    pub oom_score_adj: i32,
 }
 
 /// Written by the shim once the command is exec'd.
@@ -46,6 +64,9 @@ pub struct ExecRecord {
     pub started_at: Time,
     /// The shim's own pid.
     pub shim_pid: u32,
+    /// Host pid of the dyno's init (PID 1 of its pid namespace), when jailed.
+    #[serde(default)]
+    pub init_pid: Option<u32>,
 }
 
 /// Written by the shim when the command has ended.
@@ -82,6 +103,14 @@ impl RunDir {
     }
     pub fn shim_log(&self) -> PathBuf {
         self.path.join("shim.log")
+    }
+    /// Mountpoint of the jail's root (inside the run's mount namespace only).
+    pub fn root(&self) -> PathBuf {
+        self.path.join("root")
+    }
+    /// Mountpoint of the run's writable tmpfs (inside its mount namespace only).
+    pub fn rw(&self) -> PathBuf {
+        self.path.join("rw")
     }
     pub fn read_exec(&self) -> io::Result<Option<ExecRecord>> {
         read_json(&self.exec())
@@ -141,7 +170,7 @@ pub fn live_shims(runs_root: &Path) -> Vec<(String, u32)> {
         let (Ok(run_id), Ok(dir)) = (std::str::from_utf8(&args[2]), std::str::from_utf8(&args[3])) else {
             continue;
         };
-        if Path::new(dir) == runs_root.join(run_id) {
+        if Path::new(dir) == runs_root.join(run_id) && crate::jail::in_my_pid_namespace(pid) {
             found.push((run_id.to_string(), pid));
         }
     }

@@ -103,11 +103,61 @@ fn supervise(run: &RunDir) -> io::Result<()> {
     sig_w.set_nonblocking(true)?;
     signal_hook::low_level::pipe::register(libc::SIGCHLD, sig_w)?;
 
-    let plan = ExecPlan::shell(&spec.command, &spec.env, &spec.workdir)?;
     let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
     let (out_r, out_w) = jail::pipe()?;
     let (err_r, err_w) = jail::pipe()?;
-    let pid = jail::spawn_command(&plan, &null, &out_w, &err_w)?;
+    let (report_r, report_w) = jail::pipe()?;
+    let (child, pid, init_pid) = match &spec.jail {
+        None => {
+            let plan = ExecPlan::shell(&spec.command, &spec.env, &spec.workdir)?;
+            let pid = jail::spawn_command(&plan, &null, &out_w, &err_w)?;
+            (pid, pid, None)
+        }
+        Some(j) => {
+            let exec = ExecPlan::shell(&spec.command, &spec.env, std::path::Path::new("/app"))?;
+            for dir in [run.root(), run.rw()] {
+                std::fs::create_dir_all(&dir)?;
+            }
+            let plan = jail::JailPlan {
+                root: run.root(),
+                rw: run.rw(),
+                stack: j.stack.clone(),
+                app: spec.workdir.clone(),
+                disk_bytes: j.disk_bytes,
+                hostname: j.hostname.clone(),
+                uid: j.uid,
+                gid: j.gid,
+                nofile: j.nofile,
+            };
+            let jailed = jail::spawn_jailed(
+                &plan,
+                &exec,
+                [&null, &out_w, &err_w],
+                &report_w,
+                &j.cgroup_procs,
+                j.oom_score_adj,
+            )?;
+            drop(report_w);
+            let mut msg = [0u8; 12];
+            let n = (&std::fs::File::from(report_r.try_clone()?)).read(&mut msg)?;
+            let word = |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            if n != 12 || word(0) != jail::report::STARTED {
+                let _ = jail::wait_exit(jailed.init);
+                let why = if n == 12 && word(0) == jail::report::FAILED {
+                    format!(
+                        "{}: {}",
+                        jail::step_name(word(1)),
+                        io::Error::from_raw_os_error(word(2))
+                    )
+                } else {
+                    "the dyno's init ended before starting the command".to_string()
+                };
+                return Err(io::Error::other(format!("jail: {why}")));
+            }
+            let pid = jail::children(jailed.init).first().copied().unwrap_or(jailed.init);
+            (jailed.init, pid, Some(jailed.init))
+        }
+    };
     let started_at = Utc::now();
     drop((out_w, err_w, null));
 
@@ -116,12 +166,18 @@ fn supervise(run: &RunDir) -> io::Result<()> {
         start_ticks: jail::start_ticks(pid).unwrap_or(0),
         started_at,
         shim_pid: std::process::id(),
+        init_pid,
     };
     write_json_atomic(&run.exec(), &record)?;
     report(&format!("ok {} {pid}", std::process::id()));
 
-    let status = pump(pid, [out_r, err_r], &mut sig_r, &mut log)?;
+    let status = pump(child, init_pid.is_none(), [out_r, err_r], &mut sig_r, &mut log)?;
     let exited_at = Utc::now();
+    // A jailed run's status is the command's, as its init reported it.
+    let status = match init_pid {
+        Some(_) => last_reported_status(&report_r).unwrap_or(status),
+        None => status,
+    };
     let _ = log.finish();
     let (code, signal) = match status {
         ExitStatus::Code(c) => (Some(c), None),
@@ -139,7 +195,13 @@ fn supervise(run: &RunDir) -> io::Result<()> {
 
 /// Copies output into the log until the command exits; then ends the rest of
 /// its process group, reaps it and drains the pipes. Returns its status.
-fn pump(pid: u32, pipes: [OwnedFd; 2], sig: &mut UnixStream, log: &mut LogWriter) -> io::Result<ExitStatus> {
+fn pump(
+    pid: u32,
+    kill_group: bool,
+    pipes: [OwnedFd; 2],
+    sig: &mut UnixStream,
+    log: &mut LogWriter,
+) -> io::Result<ExitStatus> {
     let [out, err] = pipes;
     let mut open = [Some(out), Some(err)];
     let mut status = None;
@@ -195,11 +257,34 @@ fn pump(pid: u32, pipes: [OwnedFd; 2], sig: &mut UnixStream, log: &mut LogWriter
             // The command is gone: the dyno is over. End what is left of its
             // process group while the group id is still reserved by the
             // unreaped command, then reap it.
-            let _ = jail::kill_group(pid, libc::SIGKILL);
+            if kill_group {
+                let _ = jail::kill_group(pid, libc::SIGKILL);
+            }
             jail::wait_exit(pid)?;
             status = Some(s);
             drain_until = Some(Instant::now() + DRAIN);
         }
     }
     Ok(status.expect("loop ends only after the exit"))
+}
+
+/// The last `EXITED` message of the dyno's init, if it sent one.
+fn last_reported_status(report: &OwnedFd) -> Option<ExitStatus> {
+    let mut bytes = Vec::new();
+    let _ = (&std::fs::File::from(report.try_clone().ok()?)).read_to_end(&mut bytes);
+    bytes
+        .chunks_exact(12)
+        .map(|m| {
+            let w = |i: usize| i32::from_ne_bytes(m[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            (w(0), w(1), w(2))
+        })
+        .filter(|(kind, ..)| *kind == jail::report::EXITED)
+        .map(|(_, signaled, v)| {
+            if signaled == 1 {
+                ExitStatus::Signal(v)
+            } else {
+                ExitStatus::Code(v)
+            }
+        })
+        .next_back()
 }

@@ -137,7 +137,7 @@ fn stop_is_graceful_then_forced_after_the_grace() {
 fn stop_ends_background_processes_of_the_dyno() {
     let a = TestAgent::start("");
     let slug = a.slug("bg", &[]);
-    // A child in the background, then the main process.
+    // A child in the background that detaches into its own session, then the main process.
     a.ctl_ok(&[
         "start",
         "--app",
@@ -147,18 +147,19 @@ fn stop_ends_background_processes_of_the_dyno() {
         "--slug",
         &show(&slug),
         "--command",
-        "sleep 600 & echo bg=$!; exec sleep 601",
+        "setsid sleep 600 & sleep 601 & exec sleep 602",
     ]);
-    a.wait_state("shop", "worker.1", "up");
-    let bg: u32 = wait_for("background pid in the log", || {
-        let logs = texts(&a.ctl_ok(&["logs", "--app", "shop"]));
-        logs.iter()
-            .find_map(|l| l.strip_prefix("bg=").and_then(|p| p.parse().ok()))
+    let d = a.wait_state("shop", "worker.1", "up");
+    // init, the command and its two children, all in the dyno's pid namespace.
+    let members = wait_for("the background processes", || {
+        let m = pid_namespace_members(pid_of(&d));
+        (m.len() >= 4).then_some(m)
     });
-    assert!(alive(bg));
     a.ctl_ok(&["stop", "--app", "shop", "worker.1"]);
     a.wait_state("shop", "worker.1", "down");
-    wait_for("the background process to end", || (!alive(bg)).then_some(()));
+    wait_for("every process of the dyno to end", || {
+        members.iter().all(|p| !alive(*p)).then_some(())
+    });
 }
 
 #[test]

@@ -10,6 +10,23 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+fn libc_sigusr1() -> i32 {
+    Signal::SIGUSR1 as i32
+}
+
+/// Waits until `pid` has a handler for SIGUSR1 (its shell reached the trap).
+fn wait_for_trap(pid: u32) {
+    wait_for("the trap", || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))?
+            .trim()
+            .to_string();
+        (u64::from_str_radix(&caught, 16).ok()? & (1 << (libc_sigusr1() - 1)) != 0).then_some(())
+    });
+}
+
 fn exec_record(a: &TestAgent, d: &Value) -> dyno_agent::runs::ExecRecord {
     let run = d["run_id"].as_str().expect("run id");
     dyno_agent::runs::read_json(&a.state.join("runs").join(run).join("exec.json"))
@@ -94,12 +111,8 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
 fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    let flag = a.dir.path().join("go");
-    // Each run waits for the flag and consumes it.
-    let cmd = format!(
-        "while [ ! -e {f} ]; do sleep 0.05; done; rm {f}; echo bye; exit 3",
-        f = flag.display()
-    );
+    // Each run ends with status 3 when told to (SIGUSR1).
+    let cmd = "trap 'echo bye; exit 3' USR1; while :; do sleep 0.05; done";
     a.ctl_ok(&[
         "start",
         "--app",
@@ -109,13 +122,16 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
         "--slug",
         &show(&slug),
         "--command",
-        &cmd,
+        cmd,
     ]);
     let d = a.wait_state("shop", "worker.1", "up");
     let run_dir = a.state.join("runs").join(d["run_id"].as_str().unwrap());
+    // The trap is set once the shell has run the app's profile: wait for it.
+    let pid = pid_of(&d);
+    wait_for_trap(pid);
 
     a.kill9();
-    std::fs::write(&flag, "").unwrap();
+    signal(pid, Signal::SIGUSR1);
     wait_for("the exit record", || run_dir.join("exit.json").exists().then_some(()));
     let exit: dyno_agent::runs::ExitRecord = dyno_agent::runs::read_json(&run_dir.join("exit.json"))
         .unwrap()
@@ -240,7 +256,6 @@ fn a_crashed_dyno_keeps_its_cooloff_across_an_agent_restart() {
 fn a_one_off_that_ended_while_the_agent_was_down_is_down_with_its_status() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    let flag = a.dir.path().join("go");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let socket = a.socket.clone();
     let view = rt.block_on(async {
@@ -249,7 +264,7 @@ fn a_one_off_that_ended_while_the_agent_was_down_is_down_with_its_status() {
             app: "shop".into(),
             one_off: true,
             slug: show(&slug),
-            command: format!("while [ ! -e {} ]; do sleep 0.05; done; exit 4", flag.display()),
+            command: "trap 'exit 4' USR1; while :; do sleep 0.05; done".into(),
             ..Default::default()
         })
         .await
@@ -257,9 +272,10 @@ fn a_one_off_that_ended_while_the_agent_was_down_is_down_with_its_status() {
         .into_inner()
     });
     assert_eq!(view.name, "run.1");
-    a.wait_state("shop", "run.1", "up");
+    let d = a.wait_state("shop", "run.1", "up");
+    wait_for_trap(pid_of(&d));
     a.kill9();
-    std::fs::write(&flag, "").unwrap();
+    signal(pid_of(&d), Signal::SIGUSR1);
     let run_dir = a.state.join("runs").join(&view.run_id);
     wait_for("the exit record", || run_dir.join("exit.json").exists().then_some(()));
     a.spawn();

@@ -31,6 +31,41 @@ cycling = false
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// The stack image every test agent serves as `default`, built once by
+/// `rootfs/build.sh` into cargo's target tmpdir.
+pub fn stack() -> &'static Path {
+    static STACK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    STACK.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-stack");
+        // One builder at a time across test binaries.
+        let lock = std::fs::File::create(dir.with_extension("lock")).expect("stack lock");
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+        if !dir.join("bin/busybox").exists() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs/build.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg(&dir)
+                .output()
+                .expect("run rootfs/build.sh");
+            assert!(
+                out.status.success(),
+                "rootfs/build.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+}
+
+/// The end-to-end tests run real jails: they need root. They never pass
+/// without having run.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests start real jails and must run as root (scripts/test)"
+    );
+}
+
 pub fn agent_bin() -> &'static str {
     env!("CARGO_BIN_EXE_e2e-dynoagent")
 }
@@ -75,6 +110,8 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts an agent with `FAST` durations plus `extra` configuration.
     pub fn start(extra: &str) -> TestAgent {
+        require_root();
+        let stack = stack();
         let dir = tempfile::Builder::new().prefix("dyno-e2e-").tempdir().expect("tempdir");
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         // Disjoint port ranges per agent, across test binaries too.
@@ -92,8 +129,10 @@ impl TestAgent {
         std::fs::write(
             &config,
             format!(
-                "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n",
-                ports.0, ports.1
+                "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n[stacks]\ndefault = \"{}\"\n",
+                ports.0,
+                ports.1,
+                stack.display()
             ),
         )
         .expect("config");
@@ -300,6 +339,19 @@ pub fn texts(logs: &str) -> Vec<String> {
 /// The pid field of a dyno, as u32.
 pub fn pid_of(d: &Value) -> u32 {
     d["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {d}")) as u32
+}
+
+/// Host pids of every process in the pid namespace of `pid` (a dyno's init,
+/// its command and whatever they started).
+pub fn pid_namespace_members(pid: u32) -> Vec<u32> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|n| n == ns))
+        .collect()
 }
 
 /// Sends a signal to a pid.
