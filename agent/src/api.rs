@@ -488,7 +488,7 @@ impl pb::agent_server::Agent for AgentService {
             dynos_up: count(State::Up),
             dynos_crashed: count(State::Crashed),
             dynos_down: count(State::Down),
-            cgroup_version: String::new(),
+            cgroup_version: summary.cgroup_version.unwrap_or_default(),
             stacks: self.cfg.stacks.keys().cloned().collect(),
         }))
     }
@@ -644,7 +644,8 @@ mod tests {
     /// The defaults plus a default stack.
     fn cfg() -> Config {
         let mut c = Config::default();
-        c.stacks.insert("default".into(), "/var/lib/dynoagent/stacks/busybox".into());
+        c.stacks
+            .insert("default".into(), "/var/lib/dynoagent/stacks/busybox".into());
         c
     }
 

@@ -131,6 +131,13 @@ pub struct Config {
     pub usage_slice: Duration,
     /// Bytes a dyno may write (its `/app` changes and `/tmp` together).
     pub disk_limit: u64,
+    /// Where the cgroup filesystem is mounted.
+    pub cgroup_root: PathBuf,
+    /// The dynos' parent cgroup, under which each run gets its own.
+    pub cgroup_parent: String,
+    /// How often a runtime-metrics line goes into each running dyno's log.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
     /// `oom_score_adj` of dynos: the kernel's OOM killer picks them first.
     pub dyno_oom_score_adj: i32,
     /// Development only: without a configured stack, run dynos on the host,
@@ -173,6 +180,9 @@ impl Default for Config {
             log_max_bytes: 10 * 1024 * 1024,
             usage_slice: Duration::from_secs(3600),
             disk_limit: 1024 * 1024 * 1024,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: crate::cgroup::DEFAULT_PARENT.into(),
+            metrics_interval: Duration::from_secs(20),
             dyno_oom_score_adj: 800,
             allow_unjailed: false,
             default_size: "standard-1x".into(),
@@ -326,6 +336,7 @@ impl Config {
             ("cycle_interval", self.cycle_interval),
             ("oneoff_ttl", self.oneoff_ttl),
             ("usage_slice", self.usage_slice),
+            ("metrics_interval", self.metrics_interval),
         ] {
             if d.is_zero() {
                 p.push(format!("{name}: must be greater than zero"));
@@ -339,6 +350,18 @@ impl Config {
         }
         if self.restart_cooloffs.is_empty() {
             p.push("restart_cooloffs: needs at least one duration".into());
+        }
+        if self.cgroup_parent.is_empty()
+            || self.cgroup_parent.starts_with('/')
+            || self
+                .cgroup_parent
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            p.push(format!(
+                "cgroup_parent: {:?} must be a relative cgroup path like `dynoagent`",
+                self.cgroup_parent
+            ));
         }
         if self.disk_limit < 1024 * 1024 {
             p.push("disk_limit: must be at least 1 MiB".into());

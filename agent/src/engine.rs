@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::cgroup::{self, Cgroups};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jail;
@@ -270,6 +271,8 @@ pub struct Watch {
 pub struct Summary {
     pub by_state: BTreeMap<&'static str, u32>,
     pub memory_committed: u64,
+    /// `v1` or `v2`, when cgroups are in use.
+    pub cgroup_version: Option<String>,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -436,8 +439,13 @@ struct Entry {
     probe: Option<AbortHandle>,
 }
 
+/// The host's cgroup backend, shared with blocking tasks.
+pub type CgroupsRef = Arc<dyn Cgroups>;
+
 struct Actor {
     cfg: Arc<Config>,
+    /// `None` only in the unjailed development mode without cgroups.
+    cgroups: Option<CgroupsRef>,
     policy: Policy,
     clock: Clock,
     paths: Paths,
@@ -461,8 +469,20 @@ pub async fn start(
     let events =
         EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("locating the agent binary: {e}"))?;
+    let cgroups: Option<CgroupsRef> = match cgroup::detect(&cfg.cgroup_root, &cfg.cgroup_parent) {
+        Ok(c) => {
+            info!(version = %c.version(), root = %cfg.cgroup_root.display(), parent = %cfg.cgroup_parent, "cgroups");
+            Some(Arc::from(c))
+        }
+        Err(e) if cfg.allow_unjailed => {
+            warn!(error = %e, "no usable cgroups: dynos run without limits (development mode)");
+            None
+        }
+        Err(e) => anyhow::bail!("cgroups at {}: {e}", cfg.cgroup_root.display()),
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
+        cgroups,
         policy: cfg.policy(),
         cfg,
         clock,
@@ -480,6 +500,9 @@ pub async fn start(
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut metrics = tokio::time::interval(self.cfg.metrics_interval);
+        metrics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        metrics.tick().await;
         loop {
             let deadline = self.dynos.values().filter_map(|e| e.rec.sup.next_deadline()).min();
             let sleep_until = deadline.map(|d| self.clock.instant(d));
@@ -495,6 +518,7 @@ impl Actor {
                         None => std::future::pending().await,
                     }
                 } => self.tick(),
+                _ = metrics.tick() => self.sample_metrics(),
             }
         }
         for e in self.dynos.values() {
@@ -503,6 +527,38 @@ impl Actor {
             }
         }
         info!("engine stopped; dynos keep running");
+    }
+
+    /// Writes a Heroku-style runtime-metrics line into each running dyno's
+    /// log, from its cgroup (off the actor: the reads block).
+    fn sample_metrics(&self) {
+        let Some(cgroups) = self.cgroups.clone() else { return };
+        let targets: Vec<(String, String, PathBuf, u64)> = self
+            .dynos
+            .values()
+            .filter_map(|e| {
+                let run = e.rec.sup.run.as_ref().filter(|r| r.pid.is_some())?;
+                let quota = self.cfg.sizes.get(&e.rec.spec.size).map_or(0, |s| s.memory_bytes);
+                let log = RunDir::new(&self.paths.runs, &run.id).log();
+                Some((e.rec.spec.name.clone(), run.id.clone(), log, quota))
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            for (dyno, run_id, log, quota) in targets {
+                let Ok(Some(cg)) = cgroups.open(&run_id) else { continue };
+                match cg.stats() {
+                    Ok(stats) => {
+                        if let Err(e) = logs::append_runtime(&log, &dyno, &metrics_line(&dyno, &stats, quota)) {
+                            debug!(run = %run_id, error = %e, "cannot write the metrics line");
+                        }
+                    }
+                    Err(e) => debug!(run = %run_id, error = %e, "cannot read cgroup stats"),
+                }
+            }
+        });
     }
 
     fn tick(&mut self) {
@@ -553,7 +609,10 @@ impl Actor {
                 let _ = reply.send(self.log_sources(app, dyno));
             }
             Msg::Summary(reply) => {
-                let mut s = Summary::default();
+                let mut s = Summary {
+                    cgroup_version: self.cgroups.as_ref().map(|c| c.version().to_string()),
+                    ..Summary::default()
+                };
                 for e in self.dynos.values() {
                     *s.by_state.entry(e.rec.sup.state.as_str()).or_default() += 1;
                     if e.rec.sup.state != State::Down {
@@ -742,11 +801,13 @@ impl Actor {
     fn apply(&mut self, key: &Key, actions: Vec<Action>) {
         // Spawns first prepare their run directory, so that the runtime lines
         // written below land in the new run's log.
+        let mut unprepared = Vec::new();
         for a in &actions {
             if let Action::Spawn { run_id } = a
                 && let Err(e) = self.prepare_run(key, run_id)
             {
                 error!(app = %key.0, dyno = %key.1, error = %e, "cannot prepare run");
+                unprepared.push((run_id.clone(), e.to_string()));
             }
         }
         // The record is durable before any shim exists: a restarted agent
@@ -779,7 +840,16 @@ impl Actor {
         }
         for a in follow_up {
             match a {
-                Action::Spawn { run_id } => self.spawn(key, run_id),
+                Action::Spawn { run_id } => match unprepared.iter().find(|(id, _)| *id == run_id) {
+                    Some((_, error)) => {
+                        let input = Input::SpawnFailed {
+                            run_id,
+                            error: error.clone(),
+                        };
+                        let _ = self.tx.send(Msg::Run(key.clone(), input));
+                    }
+                    None => self.spawn(key, run_id),
+                },
                 Action::WatchPort { run_id } => self.watch_port(key, run_id),
                 _ => {}
             }
@@ -805,18 +875,31 @@ impl Actor {
         let rec = &self.dynos[key].rec;
         let dir = RunDir::new(&self.paths.runs, run_id);
         fs::create_dir_all(&dir.path)?;
-        let size = self.cfg.sizes.get(&rec.spec.size);
+        let size = self
+            .cfg
+            .sizes
+            .get(&rec.spec.size)
+            .ok_or_else(|| std::io::Error::other(format!("size {:?} is not configured", rec.spec.size)))?;
         let jail = match self.cfg.stacks.get(&rec.spec.stack) {
-            Some(stack) => Some(JailSpec {
-                stack: stack.clone(),
-                uid: rec.uid,
-                gid: rec.uid,
-                hostname: rec.id.clone(),
-                disk_bytes: self.cfg.disk_limit,
-                nofile: size.map_or(10_000, |s| s.nofile),
-                cgroup_procs: Vec::new(),
-                oom_score_adj: self.cfg.dyno_oom_score_adj,
-            }),
+            Some(stack) => {
+                let cgroup_procs = match &self.cgroups {
+                    Some(cgroups) => cgroups
+                        .create(run_id, &cgroup::Limits::from(size))
+                        .map_err(|e| std::io::Error::other(format!("cgroup: {e}")))?
+                        .procs_files(),
+                    None => Vec::new(),
+                };
+                Some(JailSpec {
+                    stack: stack.clone(),
+                    uid: rec.uid,
+                    gid: rec.uid,
+                    hostname: rec.id.clone(),
+                    disk_bytes: self.cfg.disk_limit,
+                    nofile: size.nofile,
+                    cgroup_procs,
+                    oom_score_adj: self.cfg.dyno_oom_score_adj,
+                })
+            }
             None if self.cfg.allow_unjailed => None,
             None => {
                 return Err(std::io::Error::other(format!(
@@ -871,12 +954,26 @@ impl Actor {
             Some(init) => jail::kill_pid(init, signo),
             None => jail::kill_group(exec.pid, signo),
         };
+        if sig == Signal::KillAll
+            && let Some(cgroups) = self.cgroups.clone()
+        {
+            // Whatever might have escaped the pid namespace's end.
+            let run_id = run.id.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Ok(Some(cg)) = cgroups.open(&run_id)
+                    && let Err(e) = cg.kill_all()
+                {
+                    warn!(run = %run_id, error = %e, "cannot empty the run's cgroup");
+                }
+            });
+        }
         if let Err(e) = result {
             debug!(app = %key.0, dyno = %key.1, pid = exec.pid, error = %e, "signal not delivered");
         }
     }
 
     fn spawn(&mut self, key: &Key, run_id: String) {
+        let cgroups = self.cgroups.clone();
         let exe = self.exe.clone();
         let dir = RunDir::new(&self.paths.runs, &run_id);
         let tx = self.tx.clone();
@@ -892,7 +989,7 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    watch_exit(shim_pid, &dir, run_id).await
+                    watch_exit(shim_pid, dir, run_id, cgroups).await
                 }
                 Err(error) => {
                     warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
@@ -972,6 +1069,7 @@ impl Actor {
             }
             if let Some(&shim_pid) = live.get(&run.id) {
                 info!(app = %key.0, dyno = %key.1, run = %run.id, shim_pid, "re-adopting live run");
+                let cgroups = self.cgroups.clone();
                 let tx = self.tx.clone();
                 let k = key.clone();
                 let run_id = run.id.clone();
@@ -996,7 +1094,7 @@ impl Actor {
                             },
                         ));
                     }
-                    let input = watch_exit(shim_pid, &dir, run_id).await;
+                    let input = watch_exit(shim_pid, dir, run_id, cgroups).await;
                     let _ = tx.send(Msg::Run(k, input));
                 });
                 let state = self.dynos[&key].rec.sup.state;
@@ -1004,7 +1102,7 @@ impl Actor {
                     self.watch_port(&key, run.id.clone());
                 }
             } else {
-                let input = ended_input(&dir, run.id.clone(), self.clock.now());
+                let input = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
                 info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");
                 self.step(&key, input);
             }
@@ -1018,6 +1116,19 @@ impl Actor {
             .flatten()
             .map(|r| r.id.clone())
             .collect();
+        if let Some(cgroups) = &self.cgroups {
+            let active: std::collections::HashSet<String> = self
+                .dynos
+                .values()
+                .filter_map(|e| e.rec.sup.run.as_ref())
+                .map(|r| r.id.clone())
+                .collect();
+            match cgroups.reap(&|name| active.contains(name)) {
+                Ok(reaped) if !reaped.is_empty() => warn!(?reaped, "removed cgroups of runs that no longer exist"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "cannot reap leftover cgroups"),
+            }
+        }
         // Shims nobody knows about (their record was lost): end them.
         for (run_id, shim_pid) in &live {
             if !referenced.contains(run_id) {
@@ -1039,13 +1150,47 @@ impl Actor {
     }
 }
 
+/// `source=web.1 sample#memory_total=21.00MB … sample#cpu_ms=1234`, as Heroku's
+/// runtime metrics.
+pub fn metrics_line(dyno: &str, stats: &cgroup::Stats, quota: u64) -> String {
+    let mb = |b: u64| format!("{:.2}MB", b as f64 / (1024.0 * 1024.0));
+    format!(
+        "source={dyno} sample#memory_total={} sample#memory_rss={} sample#memory_cache={} sample#memory_quota={} sample#cpu_ms={}",
+        mb(stats.memory_current),
+        mb(stats.memory_rss),
+        mb(stats.memory_cache),
+        mb(quota),
+        stats.cpu_usage_ns / 1_000_000
+    )
+}
+
 /// How a run whose shim is gone ended: from its exit record, else `lost`.
-fn ended_input(dir: &RunDir, run_id: String, now: Time) -> Input {
+///
+/// Also checks the run's cgroup for OOM kills and removes it (killing
+/// whatever is left in it). Blocking.
+fn ended_input(dir: &RunDir, run_id: String, now: Time, cgroups: Option<&dyn Cgroups>) -> Input {
+    let mut oom_kills = 0;
+    if let Some(cgroups) = cgroups {
+        match cgroups.open(&run_id) {
+            Ok(Some(cg)) => {
+                oom_kills = cg.oom_kills().unwrap_or_else(|e| {
+                    warn!(run = %run_id, error = %e, "cannot read OOM kills");
+                    0
+                });
+                if let Err(e) = cg.remove() {
+                    error!(run = %run_id, error = %e, "cannot remove the run's cgroup");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(run = %run_id, error = %e, "cannot open the run's cgroup"),
+        }
+    }
     let end = match dir.read_exit() {
         Ok(Some(x)) => RunEnd {
             code: x.code,
             signal: x.signal,
-            oom: false,
+            // The memory limit's killer sends SIGKILL.
+            oom: oom_kills > 0 && x.signal == Some(libc::SIGKILL),
             lost: false,
             at: x.exited_at,
         },
@@ -1115,7 +1260,7 @@ async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Resu
 }
 
 /// Waits (through a pidfd) until the shim has exited, then reads how the run ended.
-async fn watch_exit(shim_pid: u32, dir: &RunDir, run_id: String) -> Input {
+async fn watch_exit(shim_pid: u32, dir: RunDir, run_id: String, cgroups: Option<CgroupsRef>) -> Input {
     match jail::pidfd_open(shim_pid) {
         Ok(fd) => {
             // The pid may have been reused before we opened it: it is ours only
@@ -1135,5 +1280,53 @@ async fn watch_exit(shim_pid: u32, dir: &RunDir, run_id: String) -> Input {
         }
         Err(e) => debug!(shim_pid, error = %e, "shim already gone"),
     }
-    ended_input(dir, run_id, chrono::Utc::now())
+    let now = chrono::Utc::now();
+    let fallback = run_id.clone();
+    tokio::task::spawn_blocking(move || ended_input(&dir, run_id, now, cgroups.as_deref()))
+        .await
+        .unwrap_or_else(|e| {
+            error!(error = %e, "settling a run failed");
+            Input::Exited {
+                run_id: fallback,
+                end: RunEnd {
+                    code: None,
+                    signal: None,
+                    oom: false,
+                    lost: true,
+                    at: now,
+                },
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_line_is_heroku_shaped() {
+        let stats = cgroup::Stats {
+            memory_current: 22_020_096,
+            memory_rss: 20_971_520,
+            memory_cache: 1_048_576,
+            memory_peak: Some(30 << 20),
+            cpu_usage_ns: 1_234_567_890,
+            oom_kills: 0,
+        };
+        assert_eq!(
+            metrics_line("web.1", &stats, 512 << 20),
+            "source=web.1 sample#memory_total=21.00MB sample#memory_rss=20.00MB sample#memory_cache=1.00MB \
+             sample#memory_quota=512.00MB sample#cpu_ms=1234"
+        );
+    }
+
+    #[test]
+    fn clock_maps_deadlines_to_instants() {
+        let clock = Clock::new();
+        let later = clock.now() + chrono::Duration::seconds(5);
+        let d = clock.instant(later) - tokio::time::Instant::now();
+        assert!(d <= Duration::from_secs(5) && d > Duration::from_secs(4), "{d:?}");
+        // A deadline in the past is due now, not in the future.
+        assert!(clock.instant(clock.now() - chrono::Duration::seconds(60)) <= tokio::time::Instant::now());
+    }
 }

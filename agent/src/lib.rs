@@ -14,9 +14,11 @@
 //! - [`api`]: the tonic services and their error mapping;
 //! - [`daemon`]: `dynoagent`'s main loop; [`ctl`]: `dynoctl`;
 //! - [`client`]: a gRPC channel over the Unix socket;
+//! - [`cgroup`]: the dynos' cgroups (v1 and v2) behind one trait;
 //! - [`host`]: capacity via sysinfo; [`names`]: input validation.
 
 pub mod api;
+pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod ctl;

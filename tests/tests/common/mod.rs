@@ -98,7 +98,14 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Each test agent has its own parent cgroup: an agent reaps every cgroup
+/// under its parent that is not one of its runs.
+fn cgroup_parent(n: u32) -> String {
+    format!("dynoagent-e2e-{}-{n}", std::process::id())
+}
+
 pub struct TestAgent {
+    pub n: u32,
     pub dir: tempfile::TempDir,
     pub state: PathBuf,
     pub socket: PathBuf,
@@ -129,14 +136,16 @@ impl TestAgent {
         std::fs::write(
             &config,
             format!(
-                "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\n{extra}\n[stacks]\ndefault = \"{}\"\n",
+                "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\ncgroup_parent = \"{}\"\n{extra}\n[stacks]\ndefault = \"{}\"\n",
                 ports.0,
                 ports.1,
+                cgroup_parent(n),
                 stack.display()
             ),
         )
         .expect("config");
         let mut a = TestAgent {
+            n,
             state: dir.path().join("state"),
             socket: dir.path().join("agent.sock"),
             config,
@@ -308,6 +317,44 @@ impl TestAgent {
     }
 }
 
+impl TestAgent {
+    /// The cgroup directories of this agent's parent, in every hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let parent = cgroup_parent(self.n);
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return Vec::new();
+        };
+        hierarchies
+            .flatten()
+            .map(|h| h.path().join(&parent))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Removes the agent's parent cgroup and whatever runs are left in it.
+    fn remove_cgroups(&self) {
+        for dir in self.cgroup_dirs() {
+            for _ in 0..100 {
+                let runs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                    .unwrap_or_default();
+                for run in &runs {
+                    if let Ok(procs) = std::fs::read_to_string(run.join("cgroup.procs")) {
+                        for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+                            let _ = dyno_agent::jail::kill_pid(pid, libc_sigkill());
+                        }
+                    }
+                    let _ = std::fs::remove_dir(run);
+                }
+                if std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 fn libc_sigkill() -> i32 {
     nix::sys::signal::Signal::SIGKILL as i32
 }
@@ -319,6 +366,7 @@ impl Drop for TestAgent {
             let _ = c.wait();
         }
         self.kill_runs();
+        self.remove_cgroups();
         if std::thread::panicking() {
             eprintln!(
                 "--- agent log ({}) ---\n{}",
