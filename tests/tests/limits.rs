@@ -1,0 +1,259 @@
+//! Cgroup limits, for real: memory, pids and CPU quota of a dyno's size, OOM
+//! detection, and nothing left behind.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A small size so that the limits are quick to hit.
+const TINY: &str = r#"
+[sizes.tiny]
+memory_bytes = 33554432
+cpu_shares = 512
+cpu_quota = 0.5
+pids_max = 32
+nofile = 64
+[sizes.standard-1x]
+memory_bytes = 536870912
+cpu_shares = 1024
+cpu_quota = 1.0
+pids_max = 256
+nofile = 10000
+"#;
+
+/// The run's cgroup directory in one v1 hierarchy.
+fn run_cgroup(a: &TestAgent, hierarchy: &str, run_id: &str) -> PathBuf {
+    let parent = a
+        .cgroup_dirs()
+        .into_iter()
+        .find(|d| d.parent().is_some_and(|h| h.ends_with(hierarchy)))
+        .unwrap_or_else(|| panic!("no {hierarchy} hierarchy for the agent"));
+    parent.join(run_id)
+}
+
+fn read_u64(path: PathBuf) -> u64 {
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// No run cgroup is left under the agent's parent in any hierarchy.
+fn assert_no_run_cgroups(a: &TestAgent) {
+    wait_for("the runs' cgroups to be removed", || {
+        a.cgroup_dirs()
+            .iter()
+            .all(|d| std::fs::read_dir(d).is_ok_and(|mut e| !e.any(|e| e.is_ok_and(|e| e.path().is_dir()))))
+            .then_some(())
+    });
+}
+
+#[test]
+fn the_size_sets_the_cgroup_limits_of_the_run() {
+    let a = TestAgent::start(TINY);
+    let slug = a.slug("s", &[]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.2",
+        "--slug",
+        &show(&slug),
+        "--size",
+        "tiny",
+        "--command",
+        "exec sleep 600",
+    ]);
+    let std1x = a.wait_state("shop", "worker.1", "up");
+    let tiny = a.wait_state("shop", "worker.2", "up");
+    let run = |d: &serde_json::Value| d["run_id"].as_str().unwrap().to_string();
+
+    assert_eq!(
+        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.limit_in_bytes")),
+        512 << 20
+    );
+    assert_eq!(read_u64(run_cgroup(&a, "cpu", &run(&std1x)).join("cpu.shares")), 1024);
+    assert_eq!(
+        read_u64(run_cgroup(&a, "cpu", &run(&std1x)).join("cpu.cfs_quota_us")),
+        100_000
+    );
+    assert_eq!(read_u64(run_cgroup(&a, "pids", &run(&std1x)).join("pids.max")), 256);
+    assert_eq!(
+        read_u64(run_cgroup(&a, "memory", &run(&tiny)).join("memory.limit_in_bytes")),
+        32 << 20
+    );
+    assert_eq!(
+        read_u64(run_cgroup(&a, "cpu", &run(&tiny)).join("cpu.cfs_quota_us")),
+        50_000
+    );
+
+    // The dyno's processes are in it; the shim is not.
+    let procs = std::fs::read_to_string(run_cgroup(&a, "memory", &run(&std1x)).join("cgroup.procs")).unwrap();
+    let procs: Vec<u32> = procs.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert!(procs.contains(&pid_of(&std1x)), "{procs:?}");
+    let exec: dyno_agent::runs::ExecRecord =
+        dyno_agent::runs::read_json(&a.state.join("runs").join(run(&std1x)).join("exec.json"))
+            .unwrap()
+            .unwrap();
+    assert!(procs.contains(&exec.init_pid.expect("jailed")));
+    assert!(!procs.contains(&exec.shim_pid));
+
+    a.ctl_ok(&["stop", "--all"]);
+    a.wait_state("shop", "worker.1", "down");
+    a.wait_state("shop", "worker.2", "down");
+    assert_no_run_cgroups(&a);
+}
+
+#[test]
+fn a_memory_hog_is_killed_at_the_limit_with_reason_oom() {
+    let a = TestAgent::start(TINY);
+    let slug = a.slug("s", &[]);
+    let out = a.ctl(&[
+        "run",
+        "--app",
+        "shop",
+        "--slug",
+        &show(&slug),
+        "--size",
+        "tiny",
+        "--",
+        "sh",
+        "-c",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"));
+    let d = a.wait_state("shop", "run.1", "down");
+    assert_eq!(d["last_exit"]["reason"], "oom", "{d}");
+    let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "run.1"]));
+    assert!(
+        logs.iter().any(|l| l == "Error R15 (Memory quota vastly exceeded)"),
+        "{logs:#?}"
+    );
+    // The agent survives and serves.
+    assert!(alive(a.agent_pid()));
+    a.ctl_ok(&["ps"]);
+    assert_no_run_cgroups(&a);
+}
+
+#[test]
+fn a_fork_bomb_stops_at_pids_max_and_the_agent_keeps_answering() {
+    let a = TestAgent::start(TINY);
+    let slug = a.slug("s", &[("bomb.sh", "b() { b | b & }; b; exec sleep 600\n")]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "bomb.1",
+        "--slug",
+        &show(&slug),
+        "--size",
+        "tiny",
+        "--command",
+        "sh bomb.sh",
+    ]);
+    let d = a.wait_state("shop", "bomb.1", "up");
+    let pids = run_cgroup(&a, "pids", d["run_id"].as_str().unwrap());
+    // The kernel counts every fork refused by pids.max.
+    let refused = || {
+        let events = std::fs::read_to_string(pids.join("pids.events")).ok()?;
+        events.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
+    wait_for("forks refused at pids.max", || refused().filter(|n| *n > 0));
+    let start = Instant::now();
+    a.ctl_ok(&["ps"]);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "dynoctl ps took {took:?} during the fork bomb"
+    );
+    assert!(read_u64(pids.join("pids.current")) <= 32);
+    assert!(alive(a.agent_pid()));
+
+    a.ctl_ok(&["stop", "--app", "shop", "bomb.1"]);
+    a.wait_state("shop", "bomb.1", "down");
+    assert_no_run_cgroups(&a);
+}
+
+#[test]
+fn a_cpu_hog_gets_about_its_quota() {
+    let a = TestAgent::start(TINY);
+    let slug = a.slug("s", &[]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "hog.1",
+        "--slug",
+        &show(&slug),
+        "--size",
+        "tiny",
+        "--command",
+        "while :; do :; done",
+    ]);
+    let d = a.wait_state("shop", "hog.1", "up");
+    let usage = run_cgroup(&a, "cpuacct", d["run_id"].as_str().unwrap()).join("cpuacct.usage");
+    let (u0, t0) = (read_u64(usage.clone()), Instant::now());
+    // Measure over a window long enough for many 100 ms CFS periods.
+    wait_for("a measuring window of 3 s", || {
+        (t0.elapsed() >= Duration::from_secs(3)).then_some(())
+    });
+    let (u1, t1) = (read_u64(usage), t0.elapsed());
+    let cores = (u1 - u0) as f64 / t1.as_nanos() as f64;
+    // Quota 0.5 core: never (much) more; on a busy 2-core machine maybe less.
+    assert!(cores <= 0.6, "used {cores:.2} cores with a 0.5 core quota");
+    assert!(cores >= 0.2, "used only {cores:.2} cores");
+    a.ctl_ok(&["stop", "--app", "shop", "hog.1"]);
+    a.wait_state("shop", "hog.1", "down");
+    assert_no_run_cgroups(&a);
+}
+
+#[test]
+fn leftover_cgroups_of_a_crashed_agent_are_reaped_at_start() {
+    let mut a = TestAgent::start("");
+    let slug = a.slug("s", &[]);
+    a.ctl_ok(&[
+        "start",
+        "--app",
+        "shop",
+        "--name",
+        "worker.1",
+        "--slug",
+        &show(&slug),
+        "--command",
+        "exec sleep 600",
+    ]);
+    let d = a.wait_state("shop", "worker.1", "up");
+    a.kill9();
+    // A stray cgroup under the agent's parent, as a crash between creating a
+    // run's cgroup and recording the run would leave.
+    let stray: Vec<PathBuf> = a.cgroup_dirs().iter().map(|d| d.join("stray-run.1")).collect();
+    for dir in &stray {
+        std::fs::create_dir(dir).unwrap();
+    }
+    a.spawn();
+    // The live run keeps its cgroup; the stray one is gone.
+    assert!(run_cgroup(&a, "memory", d["run_id"].as_str().unwrap()).is_dir());
+    for dir in &stray {
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+    assert_eq!(a.dyno("shop", "worker.1").unwrap()["pid"], d["pid"]);
+}
