@@ -1043,12 +1043,22 @@ impl Actor {
         }
         let live: HashMap<String, u32> = runs::live_shims(&self.paths.runs).into_iter().collect();
         let mut settle = Vec::new();
-        for rec in records {
+        for mut rec in records {
+            // A record without a valid uid (from an older agent) gets one now:
+            // a dyno never runs as root or shares its uid.
+            let range = self.cfg.uid_range;
+            if !(range.first..=range.last).contains(&rec.uid) || self.dynos.values().any(|e| e.rec.uid == rec.uid) {
+                rec.uid = self
+                    .allocate_uid()
+                    .map_err(|e| anyhow::anyhow!("{}/{}: {e}", rec.spec.app, rec.spec.name))?;
+                warn!(app = %rec.spec.app, dyno = %rec.spec.name, uid = rec.uid, "assigned a uid to a dyno record without a valid one");
+            }
             let key = (rec.spec.app.clone(), rec.spec.name.clone());
             if let Some(run) = rec.sup.run.clone() {
                 settle.push((key.clone(), run, rec.spec.port));
             }
-            self.dynos.insert(key, Entry { rec, probe: None });
+            self.dynos.insert(key.clone(), Entry { rec, probe: None });
+            self.persist(&key);
         }
         info!(dynos = self.dynos.len(), live_runs = live.len(), "recovered state");
 

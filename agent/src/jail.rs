@@ -360,6 +360,63 @@ mod tests {
         assert!(ExecPlan::shell("echo hi", &[("K".into(), "v".into())], Path::new("/")).is_ok());
     }
 
+    /// Installs the dyno's seccomp filter in a forked child and reports what
+    /// `unshare(flags)` and `clone3` return there.
+    fn under_the_filter(flags: libc::c_int) -> (i32, i32) {
+        let filter = user_namespace_filter();
+        let (r, w) = pipe().unwrap();
+        // SAFETY: the child only makes raw syscalls on prepared memory, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let fprog = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr() as *mut _,
+                };
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _) < 0 {
+                    libc::_exit(100);
+                }
+                let errno = || *libc::__errno_location();
+                let a = if libc::unshare(flags) < 0 { errno() } else { 0 };
+                let b = if libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) < 0 {
+                    errno()
+                } else {
+                    0
+                };
+                let msg = [a, b];
+                libc::write(w.as_raw_fd(), msg.as_ptr().cast(), 8);
+                libc::_exit(0);
+            }
+        }
+        drop(w);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            read_full(&r, &mut buf).unwrap(),
+            8,
+            "the child could not install the filter"
+        );
+        assert_eq!(wait_exit(pid as u32).unwrap(), ExitStatus::Code(0));
+        (
+            i32::from_ne_bytes(buf[..4].try_into().unwrap()),
+            i32::from_ne_bytes(buf[4..].try_into().unwrap()),
+        )
+    }
+
+    #[test]
+    fn seccomp_filter_refuses_user_namespaces_only() {
+        let (newuser, clone3) = under_the_filter(libc::CLONE_NEWUSER);
+        assert_eq!(newuser, libc::EPERM);
+        assert_eq!(clone3, libc::ENOSYS, "clone3 must fall back to clone");
+        let (newuser_and_ns, _) = under_the_filter(libc::CLONE_NEWUSER | libc::CLONE_NEWNS);
+        assert_eq!(newuser_and_ns, libc::EPERM);
+        // Other flags pass the filter (and then succeed or fail on capabilities).
+        let (files, _) = under_the_filter(libc::CLONE_FILES);
+        assert_eq!(files, 0);
+    }
+
     #[test]
     fn refuses_to_signal_init_or_everyone() {
         assert!(kill_group(1, libc::SIGTERM).is_err());
@@ -427,6 +484,7 @@ pub fn step_name(step: i32) -> &'static str {
         26 => "redirecting standard streams",
         27 => "closing inherited fds",
         28 => "exec /bin/sh",
+        29 => "installing the seccomp filter",
         _ => "setting up the jail",
     }
 }
@@ -517,12 +575,14 @@ fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
         Some(&format!("size={},mode=0755", plan.disk_bytes)),
     )
     .map_err(at(3))?;
-    let (upper, work, tmp) = (rw.join("upper"), rw.join("work"), rw.join("tmp"));
+    let (upper, work, tmp, shm) = (rw.join("upper"), rw.join("work"), rw.join("tmp"), rw.join("shm"));
     (|| {
         std::fs::create_dir(&upper)?;
         std::fs::create_dir(&work)?;
-        std::fs::create_dir(&tmp)?;
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        for dir in [&tmp, &shm] {
+            std::fs::create_dir(dir)?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        }
         std::os::unix::fs::chown(&upper, Some(plan.uid), Some(plan.gid))
     })()
     .map_err(at(4))?;
@@ -654,6 +714,48 @@ fn send_report(fd: RawFd, msg: [i32; 3]) {
     unsafe { libc::write(fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg)) };
 }
 
+/// The architecture the seccomp filter is built for (`AUDIT_ARCH_*`) and the
+/// syscall numbers it looks at.
+#[cfg(target_arch = "x86_64")]
+const SECCOMP_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const SECCOMP_ARCH: u32 = 0xc000_00b7;
+
+/// A seccomp filter that refuses new user namespaces (in which a dyno would
+/// regain every capability: mounts, chroot, unbounded tmpfs): `unshare` and
+/// `clone` with `CLONE_NEWUSER` fail with EPERM; `clone3`, whose flags a
+/// filter cannot read, fails with ENOSYS so that libc falls back to `clone`.
+/// A foreign architecture's syscalls kill the process.
+fn user_namespace_filter() -> [libc::sock_filter; 14] {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JSET: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    /// x32 syscalls carry x86_64's audit arch; their numbers have this bit.
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA);
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (low half first).
+    // Jumps are relative to the next instruction and only go forward.
+    [
+        /* 0 */ op(LD_W_ABS, 0, 0, 4),
+        /* 1 */ op(JEQ, 1, 0, SECCOMP_ARCH), // -> 3, else 2
+        /* 2 */ op(RET, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        /* 3 */ op(LD_W_ABS, 0, 0, 0),
+        /* 4 */ op(JGE, 8, 0, X32_SYSCALL_BIT), // -> 13
+        /* 5 */ op(JEQ, 3, 0, libc::SYS_unshare as u32), // -> 9
+        /* 6 */ op(JEQ, 2, 0, libc::SYS_clone as u32), // -> 9
+        /* 7 */ op(JEQ, 0, 4, libc::SYS_clone3 as u32), // -> 8, else 12
+        /* 8 */ op(RET, 0, 0, errno(libc::ENOSYS)),
+        /* 9 */ op(LD_W_ABS, 0, 0, 16),
+        /* 10 */ op(JSET, 0, 1, libc::CLONE_NEWUSER as u32), // -> 11, else 12
+        /* 11 */ op(RET, 0, 0, errno(libc::EPERM)),
+        /* 12 */ op(RET, 0, 0, libc::SECCOMP_RET_ALLOW),
+        /* 13 */ op(RET, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ]
+}
+
 /// Drops every privilege and execs the command. Runs in the command's
 /// process (a child of the dyno's init), single-threaded; never returns.
 ///
@@ -662,6 +764,7 @@ fn send_report(fd: RawFd, msg: [i32; 3]) {
 unsafe fn exec_dropped(plan: &JailPlan, exec: &ExecPlan, streams: [RawFd; 3], status_fd: RawFd, cap_last: u32) -> ! {
     let argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = exec.envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let filter = user_namespace_filter();
     // SAFETY: raw syscalls on memory owned by this frame; fail() never returns.
     unsafe {
         let fail = |step: i32| -> ! {
@@ -740,6 +843,18 @@ unsafe fn exec_dropped(plan: &JailPlan, exec: &ExecPlan, streams: [RawFd; 3], st
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
             fail(25);
+        }
+        let fprog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        ) < 0
+        {
+            fail(29);
         }
         for (target, fd) in streams.iter().enumerate() {
             if libc::dup2(*fd, target as libc::c_int) < 0 {
