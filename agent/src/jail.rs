@@ -88,6 +88,23 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Gives the calling process default signal dispositions and an empty signal
+/// mask: ignored signals would otherwise stay ignored across exec.
+/// Async-signal-safe: only raw syscalls on the stack.
+fn default_signals() {
+    // SAFETY: signal, sigemptyset and sigprocmask on a stack-local set.
+    unsafe {
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
 /// Forks and execs `plan` in a new session with the given standard streams.
 /// Returns the child's pid once the exec succeeded, or the exec's error (read
 /// from a close-on-exec status pipe).
@@ -119,16 +136,7 @@ pub fn spawn_command(plan: &ExecPlan, stdin: &OwnedFd, stdout: &OwnedFd, stderr:
             if libc::setsid() < 0 {
                 fail(1);
             }
-            // Ignored signals stay ignored across exec: give the command the
-            // default dispositions and an empty signal mask.
-            for sig in 1..libc::SIGRTMIN() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            default_signals();
             for (target, fd) in fds.iter().enumerate() {
                 if libc::dup2(*fd, target as libc::c_int) < 0 {
                     fail(2);
@@ -861,14 +869,7 @@ unsafe fn exec_dropped(plan: &JailPlan, exec: &ExecPlan, streams: [RawFd; 3], st
                 fail(26);
             }
         }
-        for sig in 1..libc::SIGRTMIN() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        default_signals();
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) < 0 {
             fail(27);
         }

@@ -1173,28 +1173,8 @@ fn reflection_list_services(socket: &Path) -> Vec<u8> {
 fn sigterm_exits_cleanly_and_dynos_keep_running() {
     let mut a = TestAgent::start("");
     let slug = a.slug("term", &[("index.html", "still here\n")]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        SLEEPER,
-    ]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "web.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        WEB,
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, SLEEPER);
+    a.start_dyno("shop", "web.1", &slug, WEB);
     let w = a.wait_state("shop", "worker.1", "up");
     let web = a.wait_state("shop", "web.1", "up");
     let (wpid, webpid) = (pid_of(&w), pid_of(&web));
@@ -1249,17 +1229,7 @@ fn sigterm_exits_while_dynoctl_follows_logs() {
     let mut a = TestAgent::start("");
     let slug = a.slug("follow", &[]);
     let cmd = "while :; do echo tick; sleep 0.2; done";
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        cmd,
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, cmd);
     let d = a.wait_state("shop", "worker.1", "up");
     // An ops person follows the app's logs in a terminal.
     let mut follower = KillOnDrop(

@@ -24,17 +24,7 @@ fn http_get(port: u64) -> String {
 fn web_dyno_serves_then_crash_restarts_with_cooloff() {
     let a = TestAgent::start("");
     let slug = a.slug("web", &[("index.html", "hello from web.1\n")]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "web.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        WEB,
-    ]);
+    a.start_dyno("shop", "web.1", &slug, WEB);
     let d = a.wait_state("shop", "web.1", "up");
     let port = d["port"].as_u64().expect("web dyno has a port");
     assert!((a.ports.0 as u64..=a.ports.1 as u64).contains(&port));
@@ -80,28 +70,8 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
 fn stop_is_graceful_then_forced_after_the_grace() {
     let a = TestAgent::start("");
     let slug = a.slug("w", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "stubborn.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "trap '' TERM; exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
+    a.start_dyno("shop", "stubborn.1", &slug, "trap '' TERM; exec sleep 600");
     let w = a.wait_state("shop", "worker.1", "up");
     let s = a.wait_state("shop", "stubborn.1", "up");
 
@@ -138,17 +108,12 @@ fn stop_ends_background_processes_of_the_dyno() {
     let a = TestAgent::start("");
     let slug = a.slug("bg", &[]);
     // A child in the background that detaches into its own session, then the main process.
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.start_dyno(
         "shop",
-        "--name",
         "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
+        &slug,
         "setsid sleep 600 & sleep 601 & exec sleep 602",
-    ]);
+    );
     let d = a.wait_state("shop", "worker.1", "up");
     // init, the command and its two children, all in the dyno's pid namespace.
     let members = wait_for("the background processes", || {
@@ -166,17 +131,7 @@ fn stop_ends_background_processes_of_the_dyno() {
 fn web_dyno_that_never_binds_hits_the_boot_timeout() {
     let a = TestAgent::start("");
     let slug = a.slug("slow", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "web.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "web.1", &slug, "exec sleep 600");
     let d = a.wait_dyno("shop", "web.1", "starting with a pid", |d| {
         d["state"] == "starting" && d["pid"].is_u64()
     });
@@ -266,17 +221,7 @@ fn one_off_killed_by_a_signal_exits_128_plus_signal() {
 fn restart_resets_and_replaces_the_run() {
     let a = TestAgent::start("");
     let slug = a.slug("r", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
     a.ctl_ok(&["restart", "--app", "shop", "worker"]);
     let d2 = a.wait_dyno("shop", "worker.1", "a new run", |x| {

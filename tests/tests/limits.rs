@@ -56,17 +56,7 @@ fn assert_no_run_cgroups(a: &TestAgent) {
 fn the_size_sets_the_cgroup_limits_of_the_run() {
     let a = TestAgent::start(TINY);
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     a.ctl_ok(&[
         "start",
         "--app",
@@ -230,17 +220,7 @@ fn a_cpu_hog_gets_about_its_quota() {
 fn leftover_cgroups_of_a_crashed_agent_are_reaped_at_start() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
     a.kill9();
     // A stray cgroup under the agent's parent, as a crash between creating a

@@ -38,39 +38,9 @@ fn exec_record(a: &TestAgent, d: &Value) -> dyno_agent::runs::ExecRecord {
 fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[("index.html", "ok\n")]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "web.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec busybox httpd -f -p $PORT -h .",
-    ]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "clock.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "web.1", &slug, "exec busybox httpd -f -p $PORT -h .");
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
+    a.start_dyno("shop", "clock.1", &slug, "exec sleep 600");
     let web = a.wait_state("shop", "web.1", "up");
     let worker = a.wait_state("shop", "worker.1", "up");
     let clock = a.wait_state("shop", "clock.1", "up");
@@ -113,17 +83,7 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
     let slug = a.slug("s", &[]);
     // Each run ends with status 3 when told to (SIGUSR1).
     let cmd = "trap 'echo bye; exit 3' USR1; while :; do sleep 0.05; done";
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        cmd,
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, cmd);
     let d = a.wait_state("shop", "worker.1", "up");
     let run_dir = a.state.join("runs").join(d["run_id"].as_str().unwrap());
     // The trap is set once the shell has run the app's profile: wait for it.
@@ -160,17 +120,7 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
 fn a_killed_shim_is_a_lost_run_and_its_command_does_not_linger() {
     let a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
     let exec = exec_record(&a, &d);
     signal(exec.shim_pid, Signal::SIGKILL);
@@ -186,17 +136,7 @@ fn a_killed_shim_is_a_lost_run_and_its_command_does_not_linger() {
 fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
     let mut a = TestAgent::start("");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
     let exec = exec_record(&a, &d);
     a.kill9();
@@ -216,17 +156,7 @@ fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
 fn a_crashed_dyno_keeps_its_cooloff_across_an_agent_restart() {
     let mut a = TestAgent::start("restart_cooloffs = [\"4s\"]");
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.1",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "exec sleep 600",
-    ]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
     signal(pid_of(&d), Signal::SIGKILL);
     let d = a.wait_dyno("shop", "worker.1", "restarted once", |d| {

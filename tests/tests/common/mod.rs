@@ -244,6 +244,21 @@ impl TestAgent {
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
+    /// `dynoctl start --app APP --name NAME --slug SLUG --command COMMAND`.
+    pub fn start_dyno(&self, app: &str, name: &str, slug: &Path, command: &str) -> String {
+        self.ctl_ok(&[
+            "start",
+            "--app",
+            app,
+            "--name",
+            name,
+            "--slug",
+            &show(slug),
+            "--command",
+            command,
+        ])
+    }
+
     /// `dynoctl --json ps` as JSON.
     pub fn ps(&self) -> Vec<Value> {
         let out = self.ctl_ok(&["--json", "ps"]);
