@@ -697,10 +697,7 @@ impl Actor {
         if let Some(entry) = self.dynos.get_mut(&key) {
             let mut spec = req.spec;
             // A dyno keeps its port.
-            spec.port = entry.rec.spec.port.or(spec.port);
-            if spec.port.is_some() != entry.rec.spec.port.is_some() {
-                return Err(Error::Internal("port mismatch".into()));
-            }
+            spec.port = entry.rec.spec.port;
             if entry.rec.spec.same_run(&spec) {
                 if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
                     self.step(&key, Input::Start);
@@ -1145,7 +1142,7 @@ impl Actor {
                 let dir = RunDir::new(&self.paths.runs, run_id);
                 warn!(run = %run_id, shim_pid, "ending an orphaned run");
                 if let Ok(Some(exec)) = dir.read_exec() {
-                    let _ = jail::kill_group(exec.pid, libc::SIGKILL);
+                    kill_run(&exec);
                 }
             }
         }
@@ -1158,6 +1155,19 @@ impl Actor {
         }
         Ok(())
     }
+}
+
+/// SIGKILLs what is left of a run whose shim is gone or unknown, if its
+/// command is still the process the exec record names.
+fn kill_run(exec: &runs::ExecRecord) {
+    if jail::start_ticks(exec.pid) != Some(exec.start_ticks) {
+        return;
+    }
+    // SIGKILL to a jailed dyno's init ends its whole pid namespace.
+    if let Some(init) = exec.init_pid {
+        let _ = jail::kill_pid(init, libc::SIGKILL);
+    }
+    let _ = jail::kill_group(exec.pid, libc::SIGKILL);
 }
 
 /// `source=web.1 sample#memory_total=21.00MB … sample#cpu_ms=1234`, as Heroku's
@@ -1207,14 +1217,8 @@ fn ended_input(dir: &RunDir, run_id: String, now: Time, cgroups: Option<&dyn Cgr
         _ => {
             // The shim vanished without a record; its command may still run
             // in its own session. End it, so that a restart never runs two.
-            if let Ok(Some(exec)) = dir.read_exec()
-                && jail::start_ticks(exec.pid) == Some(exec.start_ticks)
-            {
-                // SIGKILL to a jailed dyno's init ends its whole pid namespace.
-                if let Some(init) = exec.init_pid {
-                    let _ = jail::kill_pid(init, libc::SIGKILL);
-                }
-                let _ = jail::kill_group(exec.pid, libc::SIGKILL);
+            if let Ok(Some(exec)) = dir.read_exec() {
+                kill_run(&exec);
             }
             RunEnd {
                 code: None,

@@ -445,7 +445,9 @@ impl Supervision {
     }
 
     fn on_spawned(&mut self, cx: &mut Ctx<'_>, run_id: &str, pid: u32, at: Time, out: &mut Vec<Action>) {
-        let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
+        // Only the first report of a run counts (a re-adopting agent may
+        // learn of the exec twice).
+        let Some(run) = self.run.as_mut().filter(|r| r.id == run_id && r.pid.is_none()) else {
             return;
         };
         run.pid = Some(pid);

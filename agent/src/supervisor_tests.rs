@@ -1730,3 +1730,14 @@ fn a_due_deadline_that_no_longer_applies_is_dropped_on_tick() {
         d.sup.next_deadline()
     );
 }
+
+#[test]
+fn a_second_spawned_report_of_the_same_run_changes_nothing() {
+    let mut d = Dyno::worker().started_up();
+    let before = d.sup.clone();
+    d.advance(secs(30));
+    let (run_id, at) = (d.run_id(), d.now);
+    let out = d.step(Input::Spawned { run_id, pid: 9999, at });
+    assert_eq!(out, vec![]);
+    assert_eq!(d.sup, before, "pid, stable window and cycle time are kept");
+}

@@ -57,6 +57,11 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
         assert_eq!(now["restarts"], 0, "not started twice");
     }
 
+    // Re-adoption is silent: no state change was published for it.
+    let events: Vec<Value> = serde_json::from_str(&a.ctl_ok(&["--json", "events"])).unwrap();
+    assert!(events.iter().all(|e| e["from"] != e["to"]), "{events:#?}");
+    assert_eq!(events.iter().filter(|e| e["to"] == "up").count(), 3, "{events:#?}");
+
     // The new agent supervises them: a stop stops, a crash restarts.
     a.ctl_ok(&["stop", "--app", "shop", "worker.1"]);
     let w = a.wait_state("shop", "worker.1", "down");
