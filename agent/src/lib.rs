@@ -33,3 +33,4 @@ pub mod runs;
 pub mod shim;
 pub mod slug;
 pub mod supervisor;
+pub mod unpack;

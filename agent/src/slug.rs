@@ -5,8 +5,9 @@
 //! verified against its expected sha256 and unpacked once per digest into
 //! `<state-dir>/slugs/<sha256>/` (staging directory, then rename).
 //!
-//! This is the interim loader: the hardened streaming unpacker with limits,
-//! HTTP fetch and cache garbage collection replaces [`unpack`].
+//! Tarballs go through the hardened streaming unpacker ([`crate::unpack`]):
+//! its limits, and its refusal of hostile entries. Not yet here: HTTP
+//! fetch, and garbage collection of the cache.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::unpack::UnpackError;
 
 /// A slug ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,18 +67,19 @@ pub fn resolve(source: &str, expected_sha256: Option<&str>, cache: &Path) -> Res
             .map_err(|e| invalid(format!("{}: {e}", app_dir.display())))?;
         return Ok(Slug { app_dir, sha256: None });
     }
+    // The digest first (cheap next to unpacking): a cached copy is used as is.
     let digest = sha256_file(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     if let Some(want) = expected_sha256
         && want != digest
     {
-        return Err(invalid(format!(
-            "{}: sha256 mismatch: expected {want}, got {digest}",
-            path.display()
-        )));
+        return Err(Error::invalid(
+            "sha256",
+            format!("{}: mismatch: expected {want}, got {digest}", path.display()),
+        ));
     }
     let dest = cache.join(&digest);
     if !dest.join("app").is_dir() {
-        unpack(path, cache, &dest)?;
+        unpack(path, &digest, cache, &dest)?;
     }
     Ok(Slug {
         app_dir: dest.join("app"),
@@ -99,31 +102,39 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn unpack(tarball: &Path, cache: &Path, dest: &Path) -> Result<(), Error> {
+/// Unpacks the tarball into `dest` through a staging directory with the
+/// hardened unpacker ([`crate::unpack`]), checking it still has `digest`.
+fn unpack(tarball: &Path, digest: &str, cache: &Path, dest: &Path) -> Result<(), Error> {
     fs::create_dir_all(cache).map_err(|e| Error::Internal(format!("{}: {e}", cache.display())))?;
     let staging = cache.join(format!(".staging-{}", uuid::Uuid::new_v4()));
-    let result = (|| {
-        let file = File::open(tarball).map_err(|e| invalid(format!("{}: {e}", tarball.display())))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(false);
-        archive
-            .unpack(&staging)
-            .map_err(|e| invalid(format!("{}: cannot unpack: {e}", tarball.display())))?;
-        if !staging.join("app").is_dir() {
-            return Err(invalid(format!("{}: has no app/ directory", tarball.display())));
+    let file = File::open(tarball).map_err(|e| invalid(format!("{}: {e}", tarball.display())))?;
+    let unpacked = crate::unpack::unpack(file, &staging, Some(digest), &crate::unpack::Limits::default()).map_err(
+        |e| match e {
+            // It changed between hashing and unpacking.
+            UnpackError::Digest { .. } => Error::invalid("sha256", format!("{}: {e}", tarball.display())),
+            UnpackError::Io { ref path, .. } if !path.as_os_str().is_empty() => Error::Internal(e.to_string()),
+            e => invalid(format!("{}: {e}", tarball.display())),
+        },
+    )?;
+    tracing::info!(
+        slug = %tarball.display(),
+        sha256 = %unpacked.sha256,
+        entries = unpacked.entries,
+        bytes = unpacked.unpacked_bytes,
+        "slug unpacked"
+    );
+    match fs::rename(&staging, dest) {
+        Ok(()) => Ok(()),
+        // Another start unpacked the same digest first.
+        Err(_) if dest.join("app").is_dir() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(())
         }
-        match fs::rename(&staging, dest) {
-            Ok(()) => Ok(()),
-            // Another start unpacked the same digest first.
-            Err(_) if dest.join("app").is_dir() => Ok(()),
-            Err(e) => Err(Error::Internal(format!("{}: {e}", dest.display()))),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(Error::Internal(format!("{}: {e}", dest.display())))
         }
-    })();
-    if staging.exists() {
-        let _ = fs::remove_dir_all(&staging);
     }
-    result
 }
 
 /// The command of process type `ptype` from `<app_dir>/Procfile`.
