@@ -11,6 +11,7 @@
 //! - [`runs`]: a run's state directory, the agent/shim contract;
 //! - [`logs`]: log line format, rotation, tail and follow;
 //! - [`slug`]: where a dyno's `app/` comes from; Procfiles;
+//! - [`unpack`]: the hardened streaming unpacker of tarball slugs;
 //! - [`api`]: the tonic services and their error mapping;
 //! - [`daemon`]: `dynoagent`'s main loop; [`ctl`]: `dynoctl`;
 //! - [`client`]: a gRPC channel over the Unix socket;
