@@ -88,6 +88,17 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Reports a failed step (and errno) of a child between fork and exec on its
+/// status pipe, then exits. Async-signal-safe.
+fn exec_failed(status_fd: RawFd, step: i32) -> ! {
+    // SAFETY: reads errno, writes 8 bytes from the stack, exits; no allocation.
+    unsafe {
+        let msg = [step, *libc::__errno_location()];
+        libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
+        libc::_exit(127)
+    }
+}
+
 /// Gives the calling process default signal dispositions and an empty signal
 /// mask: ignored signals would otherwise stay ignored across exec.
 /// Async-signal-safe: only raw syscalls on the stack.
@@ -127,12 +138,7 @@ pub fn spawn_command(plan: &ExecPlan, stdin: &OwnedFd, stdout: &OwnedFd, stderr:
         // SAFETY: child of fork: only async-signal-safe syscalls on
         // pre-built, NUL-terminated buffers and arrays; never returns.
         unsafe {
-            let fail = |step: i32| -> ! {
-                let errno = *libc::__errno_location();
-                let msg = [step, errno];
-                libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
-                libc::_exit(127)
-            };
+            let fail = |step: i32| exec_failed(status_fd, step);
             if libc::setsid() < 0 {
                 fail(1);
             }
@@ -423,6 +429,18 @@ mod tests {
         // Other flags pass the filter (and then succeed or fail on capabilities).
         let (files, _) = under_the_filter(libc::CLONE_FILES);
         assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn a_failed_step_before_exec_is_reported_by_name() {
+        let plan = ExecPlan::shell("true", &[], Path::new("/nonexistent-app-dir")).unwrap();
+        let null = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let err = spawn_command(&plan, &null, &null, &null).unwrap_err();
+        assert!(err.to_string().starts_with("chdir to the app directory: "), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let ok = ExecPlan::shell("exit 3", &[], Path::new("/")).unwrap();
+        let pid = spawn_command(&ok, &null, &null, &null).unwrap();
+        assert_eq!(wait_exit(pid).unwrap(), ExitStatus::Code(3));
     }
 
     #[test]
@@ -775,12 +793,7 @@ unsafe fn exec_dropped(plan: &JailPlan, exec: &ExecPlan, streams: [RawFd; 3], st
     let filter = user_namespace_filter();
     // SAFETY: raw syscalls on memory owned by this frame; fail() never returns.
     unsafe {
-        let fail = |step: i32| -> ! {
-            let errno = *libc::__errno_location();
-            let msg = [step, errno];
-            libc::write(status_fd, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
-            libc::_exit(127)
-        };
+        let fail = |step: i32| exec_failed(status_fd, step);
         if libc::setsid() < 0 {
             fail(20);
         }
