@@ -46,6 +46,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/stats.rs"]
+mod stats;
+
+use stats::{Stats, ms, stats};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -677,34 +681,6 @@ struct Setup {
     pause: Duration,
     wrapped: bool,
     host: pb::HostInfoResponse,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-struct Stats {
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut s = samples.to_vec();
-    s.sort();
-    Stats {
-        p50: percentile(&s, 50.0),
-        p90: percentile(&s, 90.0),
-        p99: percentile(&s, 99.0),
-        max: *s.last().expect("samples"),
-    }
 }
 
 fn row(label: &str, s: &Stats) -> String {
