@@ -185,6 +185,97 @@ pub struct Stats {
     pub oom_kills: u64,
 }
 
+/// What the usage ledger reads from a run's cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the cgroup was made.
+    pub cpu_ns: u64,
+    /// Highest memory charged since the previous reading (since the cgroup
+    /// was made, for the first one; see [`UsageProbe`]).
+    pub mem_peak_bytes: u64,
+}
+
+/// Open control files of one cgroup, for cheap periodic usage readings (a
+/// `pread` per file instead of open/read/close).
+pub trait UsageProbe: Send {
+    /// Cumulative CPU time, and the memory peak since the previous read. Each
+    /// read resets the peak: v1 by writing `0` to
+    /// `memory.max_usage_in_bytes`; v2 by writing to `memory.peak` through
+    /// the probe's own descriptor (Linux 6.12+; older kernels refuse the
+    /// write and the peak stays the cgroup's lifetime peak, an upper bound).
+    fn read(&mut self) -> Result<Usage>;
+}
+
+/// A [`UsageProbe`] over two control files.
+struct FileProbe {
+    cpu: (fs::File, PathBuf),
+    /// `Some(key)`: a keyed file in microseconds (v2 `cpu.stat`); `None`: one number in nanoseconds.
+    cpu_key: Option<&'static str>,
+    peak: (fs::File, PathBuf),
+    /// What resets the peak; `None` once the kernel refused it.
+    reset: Option<&'static [u8]>,
+    buf: Vec<u8>,
+}
+
+impl FileProbe {
+    fn open(cpu: PathBuf, cpu_key: Option<&'static str>, peak: PathBuf, reset: &'static [u8]) -> Result<FileProbe> {
+        let opened = |path: &Path, write: bool| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(path)
+                .map_err(|error| Error::Io {
+                    op: "opening",
+                    path: path.to_path_buf(),
+                    error,
+                })
+        };
+        Ok(FileProbe {
+            cpu: (opened(&cpu, false)?, cpu),
+            cpu_key,
+            peak: (opened(&peak, true)?, peak),
+            reset: Some(reset),
+            buf: vec![0; 4096],
+        })
+    }
+
+    fn pread(buf: &mut [u8], (file, path): &(fs::File, PathBuf)) -> Result<String> {
+        use std::os::unix::fs::FileExt;
+        let n = file.read_at(buf, 0).map_err(|error| Error::Io {
+            op: "reading",
+            path: path.clone(),
+            error,
+        })?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+impl UsageProbe for FileProbe {
+    fn read(&mut self) -> Result<Usage> {
+        let text = FileProbe::pread(&mut self.buf, &self.cpu)?;
+        let cpu_ns = match self.cpu_key {
+            None => parse_u64(&self.cpu.1, &text)?,
+            Some(k) => {
+                let line = text.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' '));
+                let usec = line.ok_or_else(|| Error::Parse {
+                    path: self.cpu.1.clone(),
+                    detail: format!("no {k:?} line"),
+                })?;
+                parse_u64(&self.cpu.1, usec)?.saturating_mul(1000)
+            }
+        };
+        let mem_peak_bytes = parse_u64(&self.peak.1, &FileProbe::pread(&mut self.buf, &self.peak)?)?;
+        if let Some(reset) = self.reset {
+            use std::os::unix::fs::FileExt;
+            if let Err(e) = self.peak.0.write_at(reset, 0) {
+                tracing::debug!(path = %self.peak.1.display(), error = %e, "the memory peak cannot be reset: it stays the lifetime peak");
+                self.reset = None;
+            }
+        }
+        Ok(Usage { cpu_ns, mem_peak_bytes })
+    }
+}
+
 /// What can go wrong; every variant names the file or directory involved.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -285,6 +376,8 @@ pub trait DynoCgroup: Send + Sync {
     /// The processes in the cgroup, sorted; empty once it is removed.
     fn procs(&self) -> Result<Vec<u32>>;
     fn stats(&self) -> Result<Stats>;
+    /// Opens the files the usage ledger reads every slice.
+    fn usage_probe(&self) -> Result<Box<dyn UsageProbe>>;
     /// How many processes the memory limit has killed (v1 `oom_kill` of
     /// `memory.oom_control`, v2 `oom_kill` of `memory.events`).
     fn oom_kills(&self) -> Result<u64>;
@@ -604,6 +697,15 @@ impl DynoCgroup for V1Dyno {
         })
     }
 
+    fn usage_probe(&self) -> Result<Box<dyn UsageProbe>> {
+        Ok(Box::new(FileProbe::open(
+            self.controller::<CpuAcctController>("cpuacct")?.1.join("cpuacct.usage"),
+            None,
+            self.memory.join("memory.max_usage_in_bytes"),
+            b"0",
+        )?))
+    }
+
     fn oom_kills(&self) -> Result<u64> {
         // `oom_kill` since Linux 4.13.
         let path = self.memory.join("memory.oom_control");
@@ -861,6 +963,15 @@ impl DynoCgroup for V2Dyno {
             cpu_usage_ns: key(&cpu, "usage_usec", &cpu_file)?.saturating_mul(1000),
             oom_kills: self.oom_kills()?,
         })
+    }
+
+    fn usage_probe(&self) -> Result<Box<dyn UsageProbe>> {
+        Ok(Box::new(FileProbe::open(
+            self.file("cpu.stat"),
+            Some("usage_usec"),
+            self.file("memory.peak"),
+            b"reset\n",
+        )?))
     }
 
     fn oom_kills(&self) -> Result<u64> {
@@ -1397,6 +1508,68 @@ mod tests {
     }
 
     #[test]
+    fn v2_usage_probe_reads_cpu_and_resets_the_peak_through_its_fd() {
+        let (tmp, cgroups) = fake_v2();
+        let cg = cgroups.create("web-1", &size("standard-1x")).unwrap();
+        let dir = tmp.path().join("dynoagent/web-1");
+        fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.peak"), "4096\n").unwrap();
+        let mut probe = cg.usage_probe().unwrap();
+        assert_eq!(
+            probe.read().unwrap(),
+            Usage {
+                cpu_ns: 2_500_000,
+                mem_peak_bytes: 4096
+            }
+        );
+        // The reset went to memory.peak (a fake file keeps what was written).
+        assert!(
+            fs::read_to_string(dir.join("memory.peak"))
+                .unwrap()
+                .starts_with("reset")
+        );
+        // The probe keeps its descriptors: the kernel rewrites the same files in place.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cpu.stat"))
+            .unwrap()
+            .write_all(b"usage_usec 9000\nuser_usec 8000\nsystem_usec 1000\n")
+            .unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(dir.join("memory.peak"))
+            .unwrap()
+            .write_all(b"1024\n")
+            .unwrap();
+        assert_eq!(
+            probe.read().unwrap(),
+            Usage {
+                cpu_ns: 9_000_000,
+                mem_peak_bytes: 1024
+            }
+        );
+        // A malformed file is an error naming it.
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(dir.join("cpu.stat"))
+            .unwrap()
+            .write_all(b"user_usec 1\n")
+            .unwrap();
+        let err = probe.read().unwrap_err().to_string();
+        assert!(err.contains("cpu.stat") && err.contains("usage_usec"), "{err}");
+        // Without memory.peak (before Linux 5.19) there is no probe, and the error says which file.
+        fs::remove_file(dir.join("memory.peak")).unwrap();
+        let err = cg.usage_probe().err().expect("no memory.peak").to_string();
+        assert!(err.contains("memory.peak"), "{err}");
+    }
+
+    #[test]
     fn v2_kill_all_writes_cgroup_kill() {
         let (tmp, cgroups) = fake_v2();
         let cg = cgroups.create("web-1", &size("standard-1x")).unwrap();
@@ -1666,6 +1839,7 @@ mod tests {
             assert!(stats.cpu_usage_ns > 0, "{stats:?}");
             assert_eq!(stats.oom_kills, 0);
 
+            let mut probe = cg.usage_probe().unwrap();
             cg.kill_all().unwrap();
             assert_eq!(cg.procs().unwrap(), Vec::<u32>::new());
             assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
@@ -1677,6 +1851,13 @@ mod tests {
                 .join(&fx.parent)
                 .join("web-1/freezer.state");
             assert_eq!(contents(state), "THAWED");
+            // The ledger's probe: the same CPU counter, and a peak that each read resets.
+            let first = probe.read().unwrap();
+            assert!(first.cpu_ns >= stats.cpu_usage_ns, "{first:?} {stats:?}");
+            assert!(first.mem_peak_bytes >= 8 << 20, "{first:?}");
+            let second = probe.read().unwrap();
+            assert!(second.mem_peak_bytes < 8 << 20, "reset by the first read: {second:?}");
+            assert_eq!(second.cpu_ns, first.cpu_ns, "nothing runs any more");
         }
 
         #[test]

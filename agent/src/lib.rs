@@ -28,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod host;
 pub mod jail;
+pub mod ledger;
 pub mod logs;
 pub mod names;
 pub mod runs;

@@ -1,0 +1,302 @@
+use super::*;
+
+/// 2026-11-22T10:00:00Z
+const T10: Secs = 1_795_341_600;
+const HOUR: u64 = 3600;
+
+fn run(id: &str) -> RunInfo {
+    RunInfo {
+        run_id: id.into(),
+        app: "shop".into(),
+        dyno: "web.1".into(),
+        dyno_id: "d-1".into(),
+        ptype: "web".into(),
+        size: "standard-1x".into(),
+        release: "v7".into(),
+    }
+}
+
+fn usage(cpu_ms: u64, peak: u64) -> Option<Usage> {
+    Some(Usage {
+        cpu_ns: cpu_ms * 1_000_000,
+        mem_peak_bytes: peak,
+    })
+}
+
+fn ledger(slice: u64) -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("ledger.db"), "host-a", slice).unwrap();
+    (dir, l)
+}
+
+fn all(l: &Ledger) -> Vec<Record> {
+    l.collect(0, u32::MAX - 1, true).unwrap().0
+}
+
+/// The records of `run_id` tile `[start, end)` exactly, in order.
+fn assert_tiles(records: &[Record], run_id: &str, start: Secs, end: Secs) {
+    let mine: Vec<&Record> = records.iter().filter(|r| r.run_id == run_id).collect();
+    let mut at = start;
+    for r in &mine {
+        assert_eq!(r.start, at, "gap or overlap at {at}: {mine:#?}");
+        assert!(r.end > r.start, "empty record: {r:?}");
+        assert_eq!(r.seconds, (r.end - r.start) as u64);
+        at = r.end;
+    }
+    assert_eq!(at, end, "records end at {at}, the run at {end}");
+}
+
+#[test]
+fn slices_are_aligned_to_utc() {
+    assert_eq!(T10 % 3600, 0, "the fixture is a UTC hour");
+    assert_eq!(slice_start(T10 + 3599, HOUR), T10);
+    assert_eq!(slice_start(T10 + 3600, HOUR), T10 + 3600);
+    assert_eq!(slice_start(T10 - 1, HOUR), T10 - 3600);
+    assert_eq!(slice_start(-1, 60), -60, "before the epoch too");
+    assert_eq!(slice_start(T10 + 7, 1), T10 + 7);
+}
+
+#[test]
+fn pieces_cut_at_every_boundary() {
+    assert_eq!(pieces(T10 + 10, T10 + 20, HOUR), [(T10 + 10, T10 + 20)]);
+    assert_eq!(
+        pieces(T10 - 5, T10 + 7200 + 3, HOUR),
+        [
+            (T10 - 5, T10),
+            (T10, T10 + 3600),
+            (T10 + 3600, T10 + 7200),
+            (T10 + 7200, T10 + 7203)
+        ]
+    );
+    assert!(pieces(T10, T10, HOUR).is_empty());
+    assert!(
+        pieces(T10 + 5, T10, HOUR).is_empty(),
+        "a backwards span is empty, not negative"
+    );
+    assert_eq!(pieces(T10, T10 + 3, 1).len(), 3);
+    // The seconds always add up to the span.
+    for (from, to, slice) in [
+        (T10 + 1, T10 + 100_000, 3600),
+        (T10 - 7, T10 + 13, 5),
+        (T10, T10 + 1, 1),
+    ] {
+        let total: i64 = pieces(from, to, slice).iter().map(|(a, b)| b - a).sum();
+        assert_eq!(total, to - from);
+    }
+}
+
+#[test]
+fn cpu_is_shared_in_proportion_and_adds_up() {
+    let spans = pieces(T10 - 10, T10 + 30, HOUR); // 10 s + 30 s
+    assert_eq!(cpu_shares(0, 4_000_000_000, &spans), [1000, 3000]);
+    // Sub-millisecond remainders carry over instead of being lost.
+    let spans = pieces(T10, T10 + 3, 1);
+    let shares = cpu_shares(999_999, 2_000_001, &spans);
+    assert_eq!(shares.iter().sum::<u64>(), (999_999 + 2_000_001) / 1_000_000);
+    assert_eq!(cpu_shares(0, 0, &spans), [0, 0, 0]);
+}
+
+#[test]
+fn a_run_is_billed_per_slice_from_exec_to_exit() {
+    let (_d, mut l) = ledger(HOUR);
+    assert!(l.open_run(&run("r1"), T10 - 1800).unwrap());
+    // Nothing is due inside the first slice.
+    assert!(l.due(T10 - 1).is_empty());
+    assert_eq!(l.advance(T10 - 1, &[("r1".into(), usage(10, 100))]).unwrap(), 0);
+    // The boundary passed: the first slice is written.
+    assert_eq!(l.due(T10 + 1), ["r1"]);
+    assert_eq!(l.advance(T10 + 1, &[("r1".into(), usage(500, 2000))]).unwrap(), 1);
+    assert_eq!(l.close("r1", T10 + 600, usage(800, 3000)).unwrap(), 1);
+    let recs = all(&l);
+    assert_tiles(&recs, "r1", T10 - 1800, T10 + 600);
+    assert_eq!(recs.iter().map(|r| r.seconds).sum::<u64>(), 2400);
+    assert_eq!(recs.iter().map(|r| r.cpu_ms).collect::<Vec<_>>(), [500, 300]);
+    assert_eq!(recs.iter().map(|r| r.mem_peak_bytes).collect::<Vec<_>>(), [2000, 3000]);
+    let r = &recs[0];
+    assert_eq!((r.seq, r.id.as_str()), (1, "host-a:1"));
+    assert_eq!(
+        (&*r.app, &*r.dyno, &*r.dyno_id, &*r.ptype, &*r.size, &*r.release),
+        ("shop", "web.1", "d-1", "web", "standard-1x", "v7")
+    );
+    assert_eq!(recs[1].id, "host-a:2");
+    assert!(l.meters().next().is_none(), "closed");
+}
+
+#[test]
+fn missing_slices_are_written_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let mut l = Ledger::open(&path, "host-a", 60).unwrap();
+        l.open_run(&run("r1"), T10 + 30).unwrap();
+        l.advance(T10 + 61, &[("r1".into(), usage(30, 1))]).unwrap();
+        // The agent dies here; five boundaries pass while it is down.
+    }
+    let mut l = Ledger::open(&path, "host-a", 60).unwrap();
+    assert_eq!(l.meters().map(|m| m.billed_until).collect::<Vec<_>>(), [T10 + 60]);
+    assert_eq!(l.due(T10 + 6 * 60 + 5), ["r1"]);
+    assert_eq!(l.advance(T10 + 6 * 60 + 5, &[("r1".into(), usage(530, 7))]).unwrap(), 5);
+    // It ended while the agent was down again: settled from its exit time.
+    drop(l);
+    let mut l = Ledger::open(&path, "host-a", 60).unwrap();
+    assert_eq!(l.close("r1", T10 + 8 * 60 + 10, usage(600, 9)).unwrap(), 3);
+    let recs = all(&l);
+    assert_tiles(&recs, "r1", T10 + 30, T10 + 8 * 60 + 10);
+    assert_eq!(recs.iter().map(|r| r.cpu_ms).sum::<u64>(), 600);
+    let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>(), "no holes");
+}
+
+#[test]
+fn opening_and_closing_are_idempotent() {
+    let (_d, mut l) = ledger(60);
+    assert!(l.open_run(&run("r1"), T10).unwrap());
+    assert!(!l.open_run(&run("r1"), T10 + 5).unwrap(), "already open: start kept");
+    assert_eq!(l.close("r1", T10 + 90, None).unwrap(), 2);
+    assert_eq!(
+        l.close("r1", T10 + 200, None).unwrap(),
+        0,
+        "closing twice bills nothing"
+    );
+    assert!(
+        !l.open_run(&run("r1"), T10).unwrap(),
+        "a closed run is never metered again"
+    );
+    assert_eq!(l.close("unknown", T10, None).unwrap(), 0);
+    assert_tiles(&all(&l), "r1", T10, T10 + 90);
+}
+
+#[test]
+fn clock_steps_never_make_negative_or_doubled_seconds() {
+    let (_d, mut l) = ledger(60);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.advance(T10 + 125, &[("r1".into(), None)]).unwrap();
+    // The clock stepped back an hour: nothing is due and nothing is written.
+    assert!(l.due(T10 - 3600).is_empty());
+    assert_eq!(l.advance(T10 - 3600, &[("r1".into(), None)]).unwrap(), 0);
+    // The run "ended" before what is billed: clamped, no negative record.
+    assert_eq!(l.close("r1", T10 + 10, None).unwrap(), 0);
+    let recs = all(&l);
+    assert_tiles(&recs, "r1", T10, T10 + 120);
+    // A run "exec'd" after it ended (a forward step): an empty life.
+    l.open_run(&run("r2"), T10 + 500).unwrap();
+    assert_eq!(l.close("r2", T10 + 400, None).unwrap(), 0);
+    assert!(all(&l).iter().all(|r| r.end > r.start));
+}
+
+#[test]
+fn a_cpu_counter_that_goes_backwards_bills_no_cpu() {
+    let (_d, mut l) = ledger(60);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.advance(T10 + 60, &[("r1".into(), usage(5000, 1))]).unwrap();
+    l.close("r1", T10 + 90, usage(10, 1)).unwrap();
+    assert_eq!(all(&l).iter().map(|r| r.cpu_ms).collect::<Vec<_>>(), [5000, 0]);
+}
+
+#[test]
+fn a_failed_write_moves_nothing_and_is_retried_whole() {
+    let (_d, mut l) = ledger(60);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.open_run(&run("r2"), T10).unwrap();
+    // The second record of the transaction fails (a disk error, say).
+    l.conn
+        .execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON usage WHEN NEW.run_id = 'r2'
+             BEGIN SELECT RAISE(ABORT, 'injected I/O error'); END;",
+        )
+        .unwrap();
+    let readings = [("r1".to_string(), usage(1, 1)), ("r2".to_string(), usage(1, 1))];
+    let err = l.advance(T10 + 61, &readings).unwrap_err().to_string();
+    assert!(err.contains("injected") && err.contains("ledger.db"), "{err}");
+    assert!(all(&l).is_empty(), "all or nothing");
+    assert_eq!(l.last_seq().unwrap(), 0);
+    assert!(l.meters().all(|m| m.billed_until == T10), "no meter moved");
+    let err = l.close("r2", T10 + 70, None).unwrap_err();
+    assert!(err.to_string().contains("injected"));
+    assert!(l.is_open("r2"), "still open after a failed close");
+    // The disk is back: the same spans are written, once.
+    l.conn.execute_batch("DROP TRIGGER fail").unwrap();
+    assert_eq!(l.advance(T10 + 61, &readings).unwrap(), 2);
+    assert_eq!(l.close("r2", T10 + 70, None).unwrap(), 1);
+    let recs = all(&l);
+    assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_tiles(&recs, "r2", T10, T10 + 70);
+}
+
+#[test]
+fn collect_pages_in_seq_order_and_says_when_more_follow() {
+    let (_d, mut l) = ledger(1);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.close("r1", T10 + 5, None).unwrap();
+    let (page, more) = l.collect(0, 2, false).unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    assert!(more);
+    let (page, more) = l.collect(2, 2, false).unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+    assert!(more);
+    let (page, more) = l.collect(4, 2, false).unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [5]);
+    assert!(!more);
+}
+
+#[test]
+fn ack_collects_once_and_unacked_records_come_back() {
+    let (_d, mut l) = ledger(1);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.close("r1", T10 + 4, None).unwrap();
+    let first = l.collect(0, 100, false).unwrap().0;
+    assert_eq!(first.len(), 4);
+    // The collector crashed before acking: the same records, same ids.
+    assert_eq!(l.collect(0, 100, false).unwrap().0, first);
+    assert_eq!(l.ack(2, T10 + 10).unwrap(), 2);
+    assert_eq!(l.ack(2, T10 + 11).unwrap(), 0, "acking again changes nothing");
+    let rest = l.collect(0, 100, false).unwrap().0;
+    assert_eq!(rest, first[2..]);
+    // Acked records stay visible to ops until pruned.
+    assert_eq!(l.collect(0, 100, true).unwrap().0, first);
+    let err = l.ack(5, T10 + 12).unwrap_err().to_string();
+    assert!(err.contains("seq 5") && err.contains("last record is 4"), "{err}");
+}
+
+#[test]
+fn prune_removes_only_collected_records_past_retention_and_never_reuses_seq() {
+    let (_d, mut l) = ledger(1);
+    l.open_run(&run("r1"), T10).unwrap();
+    l.close("r1", T10 + 4, None).unwrap();
+    l.ack(4, T10 + 100).unwrap();
+    assert_eq!(l.prune(T10 + 100 + 50, 60).unwrap(), 0, "within retention");
+    assert_eq!(l.prune(T10 + 100 + 61, 60).unwrap(), 4);
+    assert!(all(&l).is_empty());
+    // Uncollected records are never pruned, however old.
+    l.open_run(&run("r2"), T10).unwrap();
+    l.close("r2", T10 + 1, None).unwrap();
+    assert_eq!(l.prune(T10 + 10_000_000, 60).unwrap(), 0);
+    let recs = all(&l);
+    assert_eq!(
+        recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [5],
+        "seq continues after pruning"
+    );
+    assert_eq!(recs[0].id, "host-a:5");
+}
+
+#[test]
+fn a_newer_schema_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    drop(Ledger::open(&path, "h", 1).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Ledger::open(&path, "h", 1).err().expect("refused").to_string();
+    assert!(err.contains("schema version 99") && err.contains("ledger.db"), "{err}");
+}
+
+#[test]
+fn the_database_is_wal_with_full_sync() {
+    let (_d, l) = ledger(1);
+    let mode: String = l.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let sync: i64 = l.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    assert_eq!((mode.as_str(), sync), ("wal", 2));
+}
