@@ -607,23 +607,59 @@ async fn send_lines(
     Ok(())
 }
 
-/// `dyno.v1.Usage`: the ledger is not part of this agent yet.
-pub struct UsageService;
+/// Most records one Collect returns.
+const COLLECT_MAX: u32 = 10_000;
+
+/// `dyno.v1.Usage`: billing collects the ledger's records ([`crate::meter`]).
+pub struct UsageService {
+    pub meter: crate::meter::Meter,
+}
+
+fn usage_pb(r: crate::ledger::Record) -> pb::UsageRecord {
+    let at = |s: i64| prost_types::Timestamp { seconds: s, nanos: 0 };
+    pb::UsageRecord {
+        seq: r.seq,
+        id: r.id,
+        app: r.app,
+        dyno: r.dyno,
+        dyno_id: r.dyno_id,
+        r#type: r.ptype,
+        size: r.size,
+        release: r.release,
+        start: Some(at(r.start)),
+        end: Some(at(r.end)),
+        seconds: r.seconds,
+        cpu_ms: r.cpu_ms,
+        mem_peak_bytes: r.mem_peak_bytes,
+    }
+}
 
 #[tonic::async_trait]
 impl pb::usage_server::Usage for UsageService {
     async fn collect(
         &self,
-        _r: Request<pb::CollectRequest>,
+        r: Request<pb::CollectRequest>,
     ) -> std::result::Result<Response<pb::CollectResponse>, Status> {
-        Err(Status::unimplemented(
-            "usage metering is not available in this agent version",
-        ))
+        let r = r.into_inner();
+        let limit = match r.limit {
+            0 => 1000,
+            n if n > COLLECT_MAX => {
+                return Err(Error::invalid("limit", format!("{n} is over the maximum of {COLLECT_MAX}")).into());
+            }
+            n => n,
+        };
+        let (records, more) = self.meter.collect(r.after_seq, limit, r.include_collected).await?;
+        Ok(Response::new(pb::CollectResponse {
+            records: records.into_iter().map(usage_pb).collect(),
+            more,
+        }))
     }
-    async fn ack(&self, _r: Request<pb::AckRequest>) -> std::result::Result<Response<pb::AckResponse>, Status> {
-        Err(Status::unimplemented(
-            "usage metering is not available in this agent version",
-        ))
+
+    async fn ack(&self, r: Request<pb::AckRequest>) -> std::result::Result<Response<pb::AckResponse>, Status> {
+        let seq = r.into_inner().seq;
+        let acked = self.meter.ack(seq).await?;
+        tracing::info!(seq, acked, "usage acknowledged");
+        Ok(Response::new(pb::AckResponse {}))
     }
 }
 

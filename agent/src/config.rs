@@ -129,6 +129,10 @@ pub struct Config {
     /// Usage slice length (billing records never span two slices).
     #[serde(with = "humantime_serde")]
     pub usage_slice: Duration,
+    /// How long usage records are kept after billing acknowledged them
+    /// (records not yet acknowledged are never deleted).
+    #[serde(with = "humantime_serde")]
+    pub usage_retention: Duration,
     /// Bytes a dyno may write (its `/app` changes and `/tmp` together).
     pub disk_limit: u64,
     /// Where the cgroup filesystem is mounted.
@@ -179,6 +183,7 @@ impl Default for Config {
             oneoff_ttl: Duration::from_secs(24 * 3600),
             log_max_bytes: 10 * 1024 * 1024,
             usage_slice: Duration::from_secs(3600),
+            usage_retention: Duration::from_secs(7 * 24 * 3600),
             disk_limit: 1024 * 1024 * 1024,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: crate::cgroup::DEFAULT_PARENT.into(),
@@ -336,6 +341,7 @@ impl Config {
             ("cycle_interval", self.cycle_interval),
             ("oneoff_ttl", self.oneoff_ttl),
             ("usage_slice", self.usage_slice),
+            ("usage_retention", self.usage_retention),
             ("metrics_interval", self.metrics_interval),
         ] {
             if d.is_zero() {
@@ -347,6 +353,9 @@ impl Config {
         }
         if self.usage_slice.subsec_nanos() != 0 {
             p.push("usage_slice: must be a whole number of seconds".into());
+        }
+        if self.usage_slice > Duration::from_secs(24 * 3600) {
+            p.push("usage_slice: must be at most 24h".into());
         }
         if self.restart_cooloffs.is_empty() {
             p.push("restart_cooloffs: needs at least one duration".into());

@@ -471,6 +471,8 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
             .collect(pb::CollectRequest {
                 after_seq: after,
                 limit: 1000,
+                // Ops see what billing collected too, until it is pruned.
+                include_collected: true,
             })
             .await?
             .into_inner();
@@ -484,7 +486,7 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
         .iter()
         .map(|u| {
             json!({"seq": u.seq, "id": u.id, "app": u.app, "dyno": u.dyno, "dyno_id": u.dyno_id, "type": u.r#type,
-                "size": u.size, "release": u.release, "start": u.start.map(ts), "end": u.end.map(ts),
+                "size": u.size, "release": u.release, "start": u.start.map(ts_secs), "end": u.end.map(ts_secs),
                 "seconds": u.seconds, "cpu_ms": u.cpu_ms, "mem_peak_bytes": u.mem_peak_bytes})
         })
         .collect();
@@ -503,31 +505,61 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
                 u.r#type,
                 u.size,
                 u.release,
-                u.start.map(ts).unwrap_or_default(),
-                u.end.map(ts).unwrap_or_default(),
+                u.start.map(ts_secs).unwrap_or_default(),
+                u.end.map(ts_secs).unwrap_or_default(),
                 u.seconds,
                 u.cpu_ms,
                 u.mem_peak_bytes
             );
         }
     } else {
-        let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for u in &records {
-            println!(
-                "{:>8} {:<20} {:<12} {} {:>6}s",
-                u.seq,
-                u.app,
-                u.dyno,
-                u.start.map(ts).unwrap_or_default(),
-                u.seconds
-            );
-            *totals.entry((u.app.clone(), u.size.clone())).or_default() += u.seconds;
-        }
-        for ((app, size), secs) in totals {
-            println!("total {app} {size}: {secs}s");
-        }
+        print!("{}", usage_table(&records));
     }
     Ok(0)
+}
+
+/// The readable form of `dynoctl usage`: one line per record, then the
+/// seconds per app and size.
+fn usage_table(records: &[pb::UsageRecord]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if records.is_empty() {
+        out.push_str("no usage records\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:>8}  {:<20} {:<10} {:<12} {:<20} {:<20} {:>8} {:>9} {:>10}",
+        "SEQ", "APP", "DYNO", "SIZE", "START", "END", "SECONDS", "CPU_MS", "MEM_PEAK"
+    );
+    let mut totals: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for u in records {
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<20} {:<10} {:<12} {:<20} {:<20} {:>8} {:>9} {:>9.1}M",
+            u.seq,
+            u.app,
+            u.dyno,
+            u.size,
+            u.start.map(ts_secs).unwrap_or_default(),
+            u.end.map(ts_secs).unwrap_or_default(),
+            u.seconds,
+            u.cpu_ms,
+            u.mem_peak_bytes as f64 / (1024.0 * 1024.0)
+        );
+        let t = totals.entry((u.app.clone(), u.size.clone())).or_default();
+        t.0 += u.seconds;
+        t.1 += u.cpu_ms;
+    }
+    out.push('\n');
+    for ((app, size), (secs, cpu)) in totals {
+        let _ = writeln!(
+            out,
+            "total {app} {size}: {secs} s ({:.2} dyno-hours), cpu {cpu} ms",
+            secs as f64 / 3600.0
+        );
+    }
+    out
 }
 
 fn print_json(v: &Value) {
@@ -572,6 +604,11 @@ fn to_time(t: prost_types::Timestamp) -> DateTime<Utc> {
 }
 
 /// RFC 3339 UTC.
+/// Whole seconds, as usage records have.
+fn ts_secs(t: prost_types::Timestamp) -> String {
+    to_time(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn ts(t: prost_types::Timestamp) -> String {
     to_time(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

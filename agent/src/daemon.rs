@@ -72,7 +72,9 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .add_service(health)
         .add_service(reflection)
         .add_service(pb::agent_server::AgentServer::new(agent))
-        .add_service(pb::usage_server::UsageServer::new(UsageService))
+        .add_service(pb::usage_server::UsageServer::new(UsageService {
+            meter: engine.meter().clone(),
+        }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), {
             // Stop the engine first: that ends the open log and event streams,
             // which the server waits for before it returns.
@@ -85,6 +87,9 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .await;
     let _ = stop_tx.send(true);
     let _ = engine_task.await;
+    // Commit the usage the meter still holds (the engine has stopped sending).
+    let meter = engine.meter().clone();
+    let _ = tokio::task::spawn_blocking(move || meter.stop(std::time::Duration::from_secs(10))).await;
     let _ = std::fs::remove_file(&cfg.socket);
     info!("agent stopped; dynos keep running");
     result.context("serving the API")

@@ -34,7 +34,9 @@ use crate::cgroup::{self, Cgroups};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::jail;
+use crate::ledger::RunInfo;
 use crate::logs;
+use crate::meter::{Meter, MeterConfig};
 use crate::runs::{self, JailSpec, RunDir, RunSpec};
 use crate::supervisor::{Action, Ctx, Input, LastExit, Policy, Profile, RunEnd, Signal, State, Supervision, Time};
 
@@ -289,15 +291,23 @@ enum Msg {
     Summary(Reply<Summary>),
     NextOneOff(String, Reply<String>),
     Run(Key, Input),
+    /// A run's shim is gone: how it ended, and its cgroup's last usage.
+    Ended(Key, Input, Option<cgroup::Usage>),
 }
 
 /// A cheap, cloneable handle to the engine.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
+    meter: Meter,
 }
 
 impl Engine {
+    /// The usage meter (the ledger's owner).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -452,6 +462,7 @@ struct Actor {
     exe: PathBuf,
     dynos: BTreeMap<Key, Entry>,
     events: EventLog,
+    meter: Meter,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -480,6 +491,16 @@ pub async fn start(
         }
         Err(e) => anyhow::bail!("cgroups at {}: {e}", cfg.cgroup_root.display()),
     };
+    let meter = Meter::start(
+        MeterConfig {
+            ledger: cfg.state_dir.join("ledger.db"),
+            host_id: cfg.host_id.clone(),
+            slice: cfg.usage_slice.as_secs(),
+            retention: cfg.usage_retention,
+            runs: paths.runs.clone(),
+        },
+        cgroups.clone(),
+    )?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
         cgroups,
@@ -490,11 +511,12 @@ pub async fn start(
         exe,
         dynos: BTreeMap::new(),
         events,
+        meter: meter.clone(),
         tx: tx.clone(),
     };
     actor.recover()?;
     let task = tokio::spawn(actor.run(rx, shutdown));
-    Ok((Engine { tx }, task))
+    Ok((Engine { tx, meter }, task))
 }
 
 impl Actor {
@@ -634,6 +656,10 @@ impl Actor {
                 let _ = reply.send(format!("run.{}", n + 1));
             }
             Msg::Run(key, input) => self.step(&key, input),
+            Msg::Ended(key, input, usage) => {
+                self.meter_close(&input, usage);
+                self.step(&key, input);
+            }
         }
     }
 
@@ -778,6 +804,9 @@ impl Actor {
 
     /// Feeds one input to a dyno and carries out the actions.
     fn step(&mut self, key: &Key, input: Input) {
+        if let Input::Spawned { run_id, at, .. } = &input {
+            self.meter_open(key, run_id, *at);
+        }
         let Some(entry) = self.dynos.get_mut(key) else {
             return;
         };
@@ -857,6 +886,35 @@ impl Actor {
             && let Some(p) = entry.probe.take()
         {
             p.abort();
+        }
+    }
+
+    /// Starts metering `run_id` if it is the dyno's current run (the ledger
+    /// ignores a run it already meters or has closed).
+    fn meter_open(&self, key: &Key, run_id: &str, at: Time) {
+        let Some(e) = self.dynos.get(key) else { return };
+        if e.rec.sup.run.as_ref().is_none_or(|r| r.id != run_id) {
+            return;
+        }
+        let spec = &e.rec.spec;
+        self.meter.open(
+            RunInfo {
+                run_id: run_id.to_string(),
+                app: spec.app.clone(),
+                dyno: spec.name.clone(),
+                dyno_id: e.rec.id.clone(),
+                ptype: spec.ptype.clone(),
+                size: spec.size.clone(),
+                release: spec.release.clone(),
+            },
+            at,
+        );
+    }
+
+    /// Bills a run that ended up to its end.
+    fn meter_close(&self, input: &Input, usage: Option<cgroup::Usage>) {
+        if let Input::Exited { run_id, end } = input {
+            self.meter.close(run_id.clone(), end.at, usage);
         }
     }
 
@@ -986,14 +1044,15 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    watch_exit(shim_pid, dir, run_id, cgroups).await
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups).await;
+                    Msg::Ended(key, input, usage)
                 }
                 Err(error) => {
                     warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
-                    Input::SpawnFailed { run_id, error }
+                    Msg::Run(key, Input::SpawnFailed { run_id, error })
                 }
             };
-            let _ = tx.send(Msg::Run(key, input));
+            let _ = tx.send(input);
         });
     }
 
@@ -1062,6 +1121,11 @@ impl Actor {
         for (key, run, port) in settle {
             let dir = RunDir::new(&self.paths.runs, &run.id);
             let exec = dir.read_exec().ok().flatten();
+            // The agent may have died before the meter committed this run's
+            // start: opening again is a no-op for a metered run.
+            if let Some(exec) = &exec {
+                self.meter_open(&key, &run.id, exec.started_at);
+            }
             if run.pid.is_none()
                 && let Some(exec) = exec
             {
@@ -1101,16 +1165,17 @@ impl Actor {
                             },
                         ));
                     }
-                    let input = watch_exit(shim_pid, dir, run_id, cgroups).await;
-                    let _ = tx.send(Msg::Run(k, input));
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups).await;
+                    let _ = tx.send(Msg::Ended(k, input, usage));
                 });
                 let state = self.dynos[&key].rec.sup.state;
                 if state == State::Starting && port.is_some() {
                     self.watch_port(&key, run.id.clone());
                 }
             } else {
-                let input = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
+                let (input, usage) = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
                 info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");
+                self.meter_close(&input, usage);
                 self.step(&key, input);
             }
         }
@@ -1123,6 +1188,15 @@ impl Actor {
             .flatten()
             .map(|r| r.id.clone())
             .collect();
+        // Meters of runs that are no dyno's current run any more (the agent
+        // died between a run's end and its billing) are closed.
+        self.meter.reconcile(
+            self.dynos
+                .values()
+                .filter_map(|e| e.rec.sup.run.as_ref())
+                .map(|r| r.id.clone())
+                .collect(),
+        );
         if let Some(cgroups) = &self.cgroups {
             let active: std::collections::HashSet<String> = self
                 .dynos
@@ -1188,8 +1262,14 @@ pub fn metrics_line(dyno: &str, stats: &cgroup::Stats, quota: u64) -> String {
 ///
 /// Also checks the run's cgroup for OOM kills and removes it (killing
 /// whatever is left in it). Blocking.
-fn ended_input(dir: &RunDir, run_id: String, now: Time, cgroups: Option<&dyn Cgroups>) -> Input {
+fn ended_input(
+    dir: &RunDir,
+    run_id: String,
+    now: Time,
+    cgroups: Option<&dyn Cgroups>,
+) -> (Input, Option<cgroup::Usage>) {
     let mut oom_kills = 0;
+    let mut usage = None;
     if let Some(cgroups) = cgroups {
         match cgroups.open(&run_id) {
             Ok(Some(cg)) => {
@@ -1197,6 +1277,16 @@ fn ended_input(dir: &RunDir, run_id: String, now: Time, cgroups: Option<&dyn Cgr
                     warn!(run = %run_id, error = %e, "cannot read OOM kills");
                     0
                 });
+                // The last reading for the ledger, before the cgroup goes.
+                match cg.stats() {
+                    Ok(s) => {
+                        usage = Some(cgroup::Usage {
+                            cpu_ns: s.cpu_usage_ns,
+                            mem_peak_bytes: s.memory_peak.unwrap_or(s.memory_current),
+                        })
+                    }
+                    Err(e) => warn!(run = %run_id, error = %e, "cannot read the run's final usage"),
+                }
                 if let Err(e) = cg.remove() {
                     error!(run = %run_id, error = %e, "cannot remove the run's cgroup");
                 }
@@ -1229,7 +1319,7 @@ fn ended_input(dir: &RunDir, run_id: String, now: Time, cgroups: Option<&dyn Cgr
             }
         }
     };
-    Input::Exited { run_id, end }
+    (Input::Exited { run_id, end }, usage)
 }
 
 /// Starts `dynoagent shim` for a prepared run directory and waits for its
@@ -1274,7 +1364,12 @@ async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Resu
 }
 
 /// Waits (through a pidfd) until the shim has exited, then reads how the run ended.
-async fn watch_exit(shim_pid: u32, dir: RunDir, run_id: String, cgroups: Option<CgroupsRef>) -> Input {
+async fn watch_exit(
+    shim_pid: u32,
+    dir: RunDir,
+    run_id: String,
+    cgroups: Option<CgroupsRef>,
+) -> (Input, Option<cgroup::Usage>) {
     match jail::pidfd_open(shim_pid) {
         Ok(fd) => {
             // The pid may have been reused before we opened it: it is ours only
@@ -1300,16 +1395,14 @@ async fn watch_exit(shim_pid: u32, dir: RunDir, run_id: String, cgroups: Option<
         .await
         .unwrap_or_else(|e| {
             error!(error = %e, "settling a run failed");
-            Input::Exited {
-                run_id: fallback,
-                end: RunEnd {
-                    code: None,
-                    signal: None,
-                    oom: false,
-                    lost: true,
-                    at: now,
-                },
-            }
+            let end = RunEnd {
+                code: None,
+                signal: None,
+                oom: false,
+                lost: true,
+                at: now,
+            };
+            (Input::Exited { run_id: fallback, end }, None)
         })
 }
 

@@ -16,6 +16,8 @@
 //! - [`daemon`]: `dynoagent`'s main loop; [`ctl`]: `dynoctl`;
 //! - [`client`]: a gRPC channel over the Unix socket;
 //! - [`cgroup`]: the dynos' cgroups (v1 and v2) behind one trait;
+//! - [`ledger`]: the usage ledger in SQLite; [`meter`]: the thread that owns
+//!   it and bills every open run at each slice boundary;
 //! - [`host`]: capacity via sysinfo; [`names`]: input validation.
 
 pub mod api;
@@ -30,6 +32,7 @@ pub mod host;
 pub mod jail;
 pub mod ledger;
 pub mod logs;
+pub mod meter;
 pub mod names;
 pub mod runs;
 pub mod shim;

@@ -1296,21 +1296,3 @@ async fn sigterm_exits_while_a_client_watches_events() {
     .await;
     assert!(end.is_ok(), "the event stream ends when the agent exits");
 }
-
-// ---------------------------------------------------------------------------
-// 10. Usage is not implemented yet
-// ---------------------------------------------------------------------------
-
-#[test]
-fn dynoctl_usage_reports_unimplemented() {
-    let a = TestAgent::start("");
-    for args in [&["usage"][..], &["--json", "usage"], &["usage", "--csv"]] {
-        let out = a.ctl(args);
-        let line = one_error_line("dynoctl usage", &out);
-        assert!(line.to_lowercase().contains("unimplemented"), "{args:?}: {line}");
-        assert_ne!(out.status.code(), Some(0));
-        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
-    }
-    // The agent is fine afterwards.
-    assert!(a.ps().is_empty());
-}
