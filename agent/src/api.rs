@@ -473,6 +473,7 @@ impl pb::agent_server::Agent for AgentService {
             .await
             .map_err(|e| Error::Internal(format!("host stats: {e}")))?;
         let summary = self.engine.summary().await?;
+        let meter = self.engine.meter().status().await?;
         let count = |s: State| summary.by_state.get(s.as_str()).copied().unwrap_or(0);
         Ok(Response::new(pb::HostInfoResponse {
             host_id: self.cfg.host_id.clone(),
@@ -490,6 +491,10 @@ impl pb::agent_server::Agent for AgentService {
             dynos_down: count(State::Down),
             cgroup_version: summary.cgroup_version.unwrap_or_default(),
             stacks: self.cfg.stacks.keys().cloned().collect(),
+            usage_last_seq: meter.last_seq,
+            usage_open_runs: meter.open_runs as u32,
+            usage_pending_writes: meter.pending_writes as u32,
+            usage_error: meter.last_error.unwrap_or_default(),
         }))
     }
 }

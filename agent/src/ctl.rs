@@ -293,6 +293,9 @@ async fn dispatch(cli: Cli) -> R<i32> {
                     "dyno_memory_committed_bytes": i.dyno_memory_committed_bytes,
                     "dynos": {"starting": i.dynos_starting, "up": i.dynos_up, "crashed": i.dynos_crashed, "down": i.dynos_down},
                     "cgroup_version": i.cgroup_version, "stacks": i.stacks,
+                    "usage": {"last_seq": i.usage_last_seq, "open_runs": i.usage_open_runs,
+                        "pending_writes": i.usage_pending_writes,
+                        "error": (!i.usage_error.is_empty()).then_some(&i.usage_error)},
                 }));
             } else {
                 let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -319,6 +322,16 @@ async fn dispatch(cli: Cli) -> R<i32> {
                         i.stacks.join(", ")
                     }
                 );
+                println!(
+                    "usage:     last seq {}, {} runs metered",
+                    i.usage_last_seq, i.usage_open_runs
+                );
+                if i.usage_pending_writes > 0 || !i.usage_error.is_empty() {
+                    println!(
+                        "USAGE NOT RECORDED: {} writes waiting for the ledger: {}",
+                        i.usage_pending_writes, i.usage_error
+                    );
+                }
             }
             Ok(0)
         }
