@@ -44,7 +44,7 @@ const SCHEMA_VERSION: i64 = 1;
 const SCHEMA: &str = "
 CREATE TABLE usage (
     seq            INTEGER PRIMARY KEY,
-    id             TEXT    NOT NULL UNIQUE,
+    id             TEXT    NOT NULL,
     run_id         TEXT    NOT NULL,
     app            TEXT    NOT NULL,
     dyno           TEXT    NOT NULL,
@@ -359,10 +359,8 @@ impl Ledger {
                     *usage,
                     &mut written,
                 )?;
-                tx.execute(
-                    "UPDATE meters SET billed_until = ?2, cpu_ns = ?3 WHERE run_id = ?1",
-                    params![m.run.run_id, m.billed_until, m.cpu_ns as i64],
-                )?;
+                tx.prepare_cached("UPDATE meters SET billed_until = ?2, cpu_ns = ?3 WHERE run_id = ?1")?
+                    .execute(params![m.run.run_id, m.billed_until, m.cpu_ns as i64])?;
                 updates.push(m);
             }
             set_next_seq(&tx, seq)?;
