@@ -982,10 +982,25 @@ impl Actor {
         if let Some(n) = run_id.rsplit_once('.').and_then(|(_, n)| n.parse::<u32>().ok())
             && n > 2
         {
-            let old = RunDir::new(&self.paths.runs, &format!("{}.{}", rec.sup.run_prefix, n - 2));
-            let _ = fs::remove_dir_all(old.path);
+            let old = format!("{}.{}", rec.sup.run_prefix, n - 2);
+            self.remove_run_dir(&old);
         }
         Ok(())
+    }
+
+    /// Removes a run's directory; its exit record goes to the meter first
+    /// (closing a meter twice is harmless), so that a run whose end the meter
+    /// has not seen yet is still billed to its real end.
+    fn remove_run_dir(&self, run_id: &str) {
+        let dir = RunDir::new(&self.paths.runs, run_id);
+        if let Ok(Some(exit)) = dir.read_exit() {
+            self.meter.close(run_id.to_string(), exit.exited_at, None);
+        }
+        if let Err(e) = fs::remove_dir_all(&dir.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %dir.path.display(), error = %e, "cannot remove a run directory");
+        }
     }
 
     fn signal(&self, key: &Key, sig: Signal) {
@@ -1188,15 +1203,6 @@ impl Actor {
             .flatten()
             .map(|r| r.id.clone())
             .collect();
-        // Meters of runs that are no dyno's current run any more (the agent
-        // died between a run's end and its billing) are closed.
-        self.meter.reconcile(
-            self.dynos
-                .values()
-                .filter_map(|e| e.rec.sup.run.as_ref())
-                .map(|r| r.id.clone())
-                .collect(),
-        );
         if let Some(cgroups) = &self.cgroups {
             let active: std::collections::HashSet<String> = self
                 .dynos
@@ -1224,9 +1230,20 @@ impl Actor {
         for d in fs::read_dir(&self.paths.runs)?.flatten() {
             let name = d.file_name().to_string_lossy().into_owned();
             if !referenced.contains(&name) && !live.contains_key(&name) {
-                let _ = fs::remove_dir_all(d.path());
+                self.remove_run_dir(&name);
             }
         }
+        // Meters of runs that are no dyno's current run any more (the agent
+        // died between a run's end and its billing) are closed; the meter
+        // bills no slice before this, as every run that ended while the agent
+        // was away has been closed above.
+        self.meter.reconcile(
+            self.dynos
+                .values()
+                .filter_map(|e| e.rec.sup.run.as_ref())
+                .map(|r| r.id.clone())
+                .collect(),
+        );
         Ok(())
     }
 }

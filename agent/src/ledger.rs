@@ -413,7 +413,7 @@ impl Ledger {
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
         let mut records = stmt
-            .query_map(params![after_seq as i64, limit as i64 + 1], |r| {
+            .query_map(params![after_seq.min(i64::MAX as u64) as i64, limit as i64 + 1], |r| {
                 Ok(Record {
                     seq: r.get::<_, i64>(0)? as u64,
                     id: r.get(1)?,

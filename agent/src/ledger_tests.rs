@@ -255,6 +255,7 @@ fn ack_collects_once_and_unacked_records_come_back() {
     assert_eq!(rest, first[2..]);
     // Acked records stay visible to ops until pruned.
     assert_eq!(l.collect(0, 100, true).unwrap().0, first);
+    assert!(l.collect(u64::MAX, 100, true).unwrap().0.is_empty(), "no wrap-around");
     let err = l.ack(5, T10 + 12).unwrap_err().to_string();
     assert!(err.contains("seq 5") && err.contains("last record is 4"), "{err}");
 }

@@ -136,6 +136,7 @@ impl Meter {
             last_error: None,
             slice_failing: false,
             last_prune: None,
+            reconciled: false,
             cfg,
         };
         std::thread::Builder::new()
@@ -161,8 +162,10 @@ impl Meter {
         self.send(Cmd::Close(run_id, at.timestamp(), usage));
     }
 
-    /// After recovery: `current` holds every dyno's current run; meters of
-    /// other runs are closed at their exit record's time.
+    /// After recovery, once every run that ended while the agent was away has
+    /// been closed: `current` holds every dyno's current run; meters of other
+    /// runs are closed at their exit record's time. No slice is billed before
+    /// this.
     pub fn reconcile(&self, current: HashSet<String>) {
         self.send(Cmd::Reconcile(current));
     }
@@ -211,6 +214,10 @@ struct Worker {
     last_error: Option<String>,
     slice_failing: bool,
     last_prune: Option<Instant>,
+    /// Slices are billed only once the engine has told how every run it
+    /// knows of ended ([`Meter::reconcile`]): until then an open meter may
+    /// belong to a run that ended while the agent was away.
+    reconciled: bool,
 }
 
 impl Worker {
@@ -256,7 +263,10 @@ impl Worker {
         match cmd {
             Cmd::Open(run, at) => self.queue.push_back(Write::Open(run, at)),
             Cmd::Close(run_id, at, usage) => self.queue.push_back(Write::Close(run_id, at, usage)),
-            Cmd::Reconcile(current) => self.reconcile(&current),
+            Cmd::Reconcile(current) => {
+                self.reconcile(&current);
+                self.reconciled = true;
+            }
             Cmd::Collect(after, limit, all, reply) => {
                 let r = self.ledger.collect(after, limit, all).map_err(internal);
                 let _ = reply.send(r);
@@ -330,6 +340,9 @@ impl Worker {
     /// Writes the slices that ended for every open run without a close
     /// queued.
     fn bill_due_slices(&mut self) {
+        if !self.reconciled {
+            return;
+        }
         let now = self.now();
         let closing: HashSet<&str> = self
             .queue
@@ -535,6 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = meter(dir.path(), 1);
         m.open(run("r1"), chrono::Utc::now() - chrono::Duration::seconds(3));
+        m.reconcile(HashSet::from(["r1".to_string()]));
         // At least the three whole seconds before now, one record each.
         let records = until("three slices", async || {
             let (r, _) = m.collect(0, 100, false).await.unwrap();

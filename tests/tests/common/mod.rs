@@ -426,3 +426,16 @@ pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 pub fn show(p: &Path) -> String {
     p.display().to_string()
 }
+
+impl TestAgent {
+    /// A `dyno.v1.Usage` client over the agent's socket.
+    pub async fn usage_client(&self) -> pb::usage_client::UsageClient<Channel> {
+        let ch = dyno_agent::client::connect(&self.socket).await.expect("connect");
+        pb::usage_client::UsageClient::new(ch)
+    }
+
+    /// `dynoctl --json info` as JSON.
+    pub fn info(&self) -> Value {
+        serde_json::from_str(&self.ctl_ok(&["--json", "info"])).expect("info json")
+    }
+}
