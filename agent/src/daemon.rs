@@ -23,7 +23,7 @@ const AGENT_OOM_SCORE_ADJ: i32 = -900;
 /// sample web dyno.
 pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    // TLS material is read before anything starts: a bad file is a clear error now.
+    // TLS material is read and parsed before anything starts: a bad file is a clear error now.
     let tls = match &cfg.listen {
         Some(addr) => Some((addr.clone(), server_tls(&cfg)?)),
         None => None,
@@ -34,6 +34,17 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         warn!(error = %e, "cannot lower the agent's oom_score_adj");
     }
     let listener = bind_socket(&cfg.socket).await?;
+    // TLS is built before the engine starts: a bad file stops the agent
+    // before it touches a dyno. The TCP port is bound once the agent serves.
+    let tcp = match tls {
+        Some((addr, tls)) => {
+            let builder = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .context("listen: TLS configuration")?;
+            Some((addr, builder))
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -73,20 +84,19 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .add_service(pb::usage_server::UsageServer::new(UsageService {
             meter: engine.meter().clone(),
         }));
-    let tcp = match tls {
-        Some((addr, tls)) => {
+    let tcp = match tcp {
+        Some((addr, mut builder)) => {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("listen: binding {addr}"))?;
             info!(listen = %listener.local_addr()?, client_ca = cfg.tls_client_ca.is_some(), "serving the API on TCP with TLS");
             let mut stop = stop_rx.clone();
-            let server = tonic::transport::Server::builder()
-                .tls_config(tls)
-                .context("listen: TLS configuration")?
-                .add_routes(routes.clone())
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let server = builder.add_routes(routes.clone()).serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
                     let _ = stop.wait_for(|s| *s).await;
-                });
+                },
+            );
             Some(tokio::spawn(server))
         }
         None => None,
@@ -130,10 +140,26 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
 /// The TCP listener's TLS: the agent's certificate and key, and when
 /// `tls_client_ca` is set, client certificates required and verified.
 fn server_tls(cfg: &Config) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    // Parsed here (tonic only parses when the server starts), so that a bad
+    // file is refused before the agent starts anything, naming key and file.
     let read = |key: &str, path: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
         let path = path.as_ref().with_context(|| format!("listen: needs {key}"))?;
-        std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))
+        let pem = std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+        let bad = |what: String| anyhow::anyhow!("{key}: {}: {what}", path.display());
+        if key == "tls_key" {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| bad(format!("no PEM private key ({e})")))?;
+        } else {
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+        }
+        Ok(pem)
     };
     let identity = Identity::from_pem(read("tls_cert", &cfg.tls_cert)?, read("tls_key", &cfg.tls_key)?);
     let mut tls = ServerTlsConfig::new().identity(identity);

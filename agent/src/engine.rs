@@ -139,6 +139,9 @@ impl DynoSpec {
     }
 }
 
+/// Earlier request ids remembered per dyno.
+const REQUEST_IDS_KEPT: usize = 32;
+
 /// A dyno as stored on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DynoRecord {
@@ -146,7 +149,12 @@ pub struct DynoRecord {
     pub spec: DynoSpec,
     pub sup: Supervision,
     pub created_at: Time,
+    /// The request id of the StartDyno that gave the dyno its spec.
     pub request_id: Option<String>,
+    /// Request ids of earlier StartDynos of this dyno, newest last (at most
+    /// [`REQUEST_IDS_KEPT`]): a late retry of one of them changes nothing.
+    #[serde(default)]
+    pub past_request_ids: VecDeque<String>,
     /// The dyno's own unprivileged uid (and gid), from `uid_range`.
     #[serde(default)]
     pub uid: u32,
@@ -768,7 +776,10 @@ impl Actor {
     fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
         let key = (req.spec.app.clone(), req.spec.name.clone());
         if let Some(rid) = &req.request_id
-            && let Some(e) = self.dynos.values().find(|e| e.rec.request_id.as_ref() == Some(rid))
+            && let Some(e) = self
+                .dynos
+                .values()
+                .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
         {
             return Ok(e.rec.view());
         }
@@ -791,7 +802,12 @@ impl Actor {
             } else {
                 info!(app = %key.0, dyno = %key.1, "new spec: restarting");
                 entry.rec.spec = spec;
-                entry.rec.request_id = req.request_id;
+                if let Some(old) = std::mem::replace(&mut entry.rec.request_id, req.request_id) {
+                    entry.rec.past_request_ids.push_back(old);
+                    if entry.rec.past_request_ids.len() > REQUEST_IDS_KEPT {
+                        entry.rec.past_request_ids.pop_front();
+                    }
+                }
                 self.step(&key, Input::Restart);
             }
             return Ok(self.dynos[&key].rec.view());
@@ -809,6 +825,7 @@ impl Actor {
             spec,
             created_at: now,
             request_id: req.request_id,
+            past_request_ids: VecDeque::new(),
             uid: self.allocate_uid()?,
         };
         fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;
