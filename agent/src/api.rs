@@ -469,34 +469,42 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         _request: Request<pb::HostInfoRequest>,
     ) -> std::result::Result<Response<pb::HostInfoResponse>, Status> {
-        let stats = tokio::task::spawn_blocking(crate::host::stats)
-            .await
-            .map_err(|e| Error::Internal(format!("host stats: {e}")))?;
-        let summary = self.engine.summary().await?;
-        let meter = self.engine.meter().status().await?;
-        let count = |s: State| summary.by_state.get(s.as_str()).copied().unwrap_or(0);
-        Ok(Response::new(pb::HostInfoResponse {
-            host_id: self.cfg.host_id.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            cpus: stats.cpus,
-            memory_total_bytes: stats.memory_total,
-            memory_available_bytes: stats.memory_available,
-            load1: stats.load[0],
-            load5: stats.load[1],
-            load15: stats.load[2],
-            dyno_memory_committed_bytes: summary.memory_committed,
-            dynos_starting: count(State::Starting),
-            dynos_up: count(State::Up),
-            dynos_crashed: count(State::Crashed),
-            dynos_down: count(State::Down),
-            cgroup_version: summary.cgroup_version.unwrap_or_default(),
-            stacks: self.cfg.stacks.keys().cloned().collect(),
-            usage_last_seq: meter.last_seq,
-            usage_open_runs: meter.open_runs as u32,
-            usage_pending_writes: meter.pending_writes as u32,
-            usage_error: meter.last_error.unwrap_or_default(),
-        }))
+        Ok(Response::new(host_info(&self.engine, &self.cfg).await?))
     }
+}
+
+/// The host's capacity and use, as `HostInfo`, the scheduler's hello and heartbeats carry it.
+pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResponse> {
+    let stats = tokio::task::spawn_blocking(crate::host::stats)
+        .await
+        .map_err(|e| Error::Internal(format!("host stats: {e}")))?;
+    let summary = engine.summary().await?;
+    let meter = engine.meter().status().await?;
+    let count = |s: State| summary.by_state.get(s.as_str()).copied().unwrap_or(0);
+    Ok(pb::HostInfoResponse {
+        host_id: cfg.host_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        cpus: stats.cpus,
+        memory_total_bytes: stats.memory_total,
+        memory_available_bytes: stats.memory_available,
+        load1: stats.load[0],
+        load5: stats.load[1],
+        load15: stats.load[2],
+        dyno_memory_committed_bytes: summary.memory_committed,
+        dynos_starting: count(State::Starting),
+        dynos_up: count(State::Up),
+        dynos_crashed: count(State::Crashed),
+        dynos_down: count(State::Down),
+        cgroup_version: summary.cgroup_version.unwrap_or_default(),
+        stacks: cfg.stacks.keys().cloned().collect(),
+        usage_last_seq: meter.last_seq,
+        usage_open_runs: meter.open_runs as u32,
+        usage_pending_writes: meter.pending_writes as u32,
+        usage_error: meter.last_error.unwrap_or_default(),
+        memory_allocatable_bytes: summary.memory_allocatable,
+        memory_reserve_bytes: cfg.memory_reserve,
+        memory_overcommit: cfg.memory_overcommit,
+    })
 }
 
 fn watch_msg(kind: pb::watch_events_response::Kind) -> pb::WatchEventsResponse {

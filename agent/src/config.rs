@@ -90,10 +90,28 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The gRPC Unix socket (mode 0660).
     pub socket: PathBuf,
-    /// Optional TCP address for the gRPC API.
+    /// Optional TCP address (`host:port`) for the gRPC API, served with TLS.
     pub listen: Option<String>,
-    /// Optional scheduler URL the agent reports to.
+    /// Optional scheduler URL (`http://` or `https://`) the agent reports to.
     pub scheduler: Option<String>,
+    /// PEM certificate chain and key of the TLS listener (required with `listen`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, TCP clients must present a certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA bundle to verify an `https://` scheduler with (default: the
+    /// system's web PKI roots are not used; without it `https` is refused).
+    pub scheduler_ca: Option<PathBuf>,
+    /// How often the push stream carries a heartbeat with host usage.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Longest wait between two attempts to reach the scheduler.
+    #[serde(with = "humantime_serde")]
+    pub report_backoff_max: Duration,
+    /// Host memory kept out of what dynos may be given (bytes).
+    pub memory_reserve: u64,
+    /// Allocatable memory is `(total - memory_reserve) * memory_overcommit`.
+    pub memory_overcommit: f64,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Stacks by name: a directory holding the stack image.
@@ -163,6 +181,14 @@ impl Default for Config {
             socket: PathBuf::from("/run/dynoagent/dynoagent.sock"),
             listen: None,
             scheduler: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            scheduler_ca: None,
+            heartbeat_interval: Duration::from_secs(5),
+            report_backoff_max: Duration::from_secs(30),
+            memory_reserve: 1 << 30,
+            memory_overcommit: 1.0,
             log_format: LogFormat::Text,
             stacks: BTreeMap::new(),
             port_range: Range {
@@ -343,6 +369,8 @@ impl Config {
             ("usage_slice", self.usage_slice),
             ("usage_retention", self.usage_retention),
             ("metrics_interval", self.metrics_interval),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("report_backoff_max", self.report_backoff_max),
         ] {
             if d.is_zero() {
                 p.push(format!("{name}: must be greater than zero"));
@@ -398,6 +426,39 @@ impl Config {
                 p.push(format!(
                     "sizes.{name}: pids_max, nofile and cpu_shares must be greater than zero"
                 ));
+            }
+        }
+        if !(self.memory_overcommit.is_finite() && self.memory_overcommit > 0.0) {
+            p.push("memory_overcommit: must be a number greater than zero".into());
+        }
+        if let Some(addr) = &self.listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                p.push(format!("listen: {addr:?} is not an address like 0.0.0.0:7443"));
+            }
+            if self.tls_cert.is_none() || self.tls_key.is_none() {
+                p.push("listen: needs tls_cert and tls_key (the TCP API is served with TLS only)".into());
+            }
+        } else if self.tls_client_ca.is_some() {
+            p.push("tls_client_ca: only applies with listen".into());
+        }
+        if let Some(url) = &self.scheduler
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            p.push(format!("scheduler: {url:?} must be an http:// or https:// URL"));
+        }
+        if self.scheduler.as_deref().is_some_and(|u| u.starts_with("https://")) && self.scheduler_ca.is_none() {
+            p.push("scheduler: an https:// scheduler needs scheduler_ca".into());
+        }
+        for (name, path) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+            ("scheduler_ca", &self.scheduler_ca),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                p.push(format!("{name}: {} is not a readable file", path.display()));
             }
         }
         for (name, dir) in &self.stacks {

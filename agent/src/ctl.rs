@@ -291,6 +291,9 @@ async fn dispatch(cli: Cli) -> R<i32> {
                     "memory_total_bytes": i.memory_total_bytes, "memory_available_bytes": i.memory_available_bytes,
                     "load": [i.load1, i.load5, i.load15],
                     "dyno_memory_committed_bytes": i.dyno_memory_committed_bytes,
+                    "memory_allocatable_bytes": i.memory_allocatable_bytes,
+                    "memory_reserve_bytes": i.memory_reserve_bytes,
+                    "memory_overcommit": i.memory_overcommit,
                     "dynos": {"starting": i.dynos_starting, "up": i.dynos_up, "crashed": i.dynos_crashed, "down": i.dynos_down},
                     "cgroup_version": i.cgroup_version, "stacks": i.stacks,
                     "usage": {"last_seq": i.usage_last_seq, "open_runs": i.usage_open_runs,
@@ -309,6 +312,13 @@ async fn dispatch(cli: Cli) -> R<i32> {
                     gib(i.memory_total_bytes),
                     gib(i.memory_available_bytes),
                     gib(i.dyno_memory_committed_bytes)
+                );
+                println!(
+                    "allocatable: {:.2} GiB for dynos = (total - {:.2} GiB reserve) x {} overcommit; {:.2} GiB free",
+                    gib(i.memory_allocatable_bytes),
+                    gib(i.memory_reserve_bytes),
+                    i.memory_overcommit,
+                    gib(i.memory_allocatable_bytes.saturating_sub(i.dyno_memory_committed_bytes))
                 );
                 println!(
                     "dynos:     {} up, {} starting, {} crashed, {} down",

@@ -22,19 +22,29 @@ const AGENT_OOM_SCORE_ADJ: i32 = -900;
 /// Runs the agent until `shutdown` resolves. With `sample`, also starts the
 /// sample web dyno.
 pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    if cfg.listen.is_some() {
-        bail!("listen: serving the API on TCP (with TLS) is not available in this agent version; use the Unix socket");
-    }
-    if cfg.scheduler.is_some() {
-        bail!("scheduler: reporting to a scheduler is not available in this agent version");
-    }
     let cfg = Arc::new(cfg);
+    // TLS material is read and parsed before anything starts: a bad file is a clear error now.
+    let tls = match &cfg.listen {
+        Some(addr) => Some((addr.clone(), server_tls(&cfg)?)),
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     let _lock = lock_state_dir(&cfg.state_dir)?;
     if let Err(e) = crate::jail::set_oom_score_adj(AGENT_OOM_SCORE_ADJ) {
         warn!(error = %e, "cannot lower the agent's oom_score_adj");
     }
     let listener = bind_socket(&cfg.socket).await?;
+    // TLS is built before the engine starts: a bad file stops the agent
+    // before it touches a dyno. The TCP port is bound once the agent serves.
+    let tcp = match tls {
+        Some((addr, tls)) => {
+            let builder = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .context("listen: TLS configuration")?;
+            Some((addr, builder))
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -68,13 +78,35 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         engine: engine.clone(),
         cfg: cfg.clone(),
     };
-    let result = tonic::transport::Server::builder()
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(pb::agent_server::AgentServer::new(agent))
         .add_service(pb::usage_server::UsageServer::new(UsageService {
             meter: engine.meter().clone(),
-        }))
+        }));
+    let tcp = match tcp {
+        Some((addr, mut builder)) => {
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listen: binding {addr}"))?;
+            info!(listen = %listener.local_addr()?, client_ca = cfg.tls_client_ca.is_some(), "serving the API on TCP with TLS");
+            let mut stop = stop_rx.clone();
+            let server = builder.add_routes(routes.clone()).serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            );
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
+    let report = cfg
+        .scheduler
+        .clone()
+        .map(|url| tokio::spawn(crate::report::run(engine.clone(), cfg.clone(), url, stop_rx.clone())));
+    let result = tonic::transport::Server::builder()
+        .add_routes(routes)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), {
             // Stop the engine first: that ends the open log and event streams,
             // which the server waits for before it returns.
@@ -87,12 +119,54 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .await;
     let _ = stop_tx.send(true);
     let _ = engine_task.await;
+    if let Some(tcp) = tcp {
+        match tcp.await {
+            Ok(Err(e)) => warn!(error = %e, "the TCP API server failed"),
+            Err(e) => warn!(error = %e, "the TCP API server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(report) = report {
+        let _ = report.await;
+    }
     // Commit the usage the meter still holds (the engine has stopped sending).
     let meter = engine.meter().clone();
     let _ = tokio::task::spawn_blocking(move || meter.stop(std::time::Duration::from_secs(10))).await;
     let _ = std::fs::remove_file(&cfg.socket);
     info!("agent stopped; dynos keep running");
     result.context("serving the API")
+}
+
+/// The TCP listener's TLS: the agent's certificate and key, and when
+/// `tls_client_ca` is set, client certificates required and verified.
+fn server_tls(cfg: &Config) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    // Parsed here (tonic only parses when the server starts), so that a bad
+    // file is refused before the agent starts anything, naming key and file.
+    let read = |key: &str, path: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+        let path = path.as_ref().with_context(|| format!("listen: needs {key}"))?;
+        let pem = std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+        let bad = |what: String| anyhow::anyhow!("{key}: {}: {what}", path.display());
+        if key == "tls_key" {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| bad(format!("no PEM private key ({e})")))?;
+        } else {
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+        }
+        Ok(pem)
+    };
+    let identity = Identity::from_pem(read("tls_cert", &cfg.tls_cert)?, read("tls_key", &cfg.tls_key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if cfg.tls_client_ca.is_some() {
+        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", &cfg.tls_client_ca)?));
+    }
+    Ok(tls)
 }
 
 /// One agent per state directory: an exclusive lock held while it runs.

@@ -139,6 +139,9 @@ impl DynoSpec {
     }
 }
 
+/// Earlier request ids remembered per dyno.
+const REQUEST_IDS_KEPT: usize = 32;
+
 /// A dyno as stored on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DynoRecord {
@@ -146,7 +149,12 @@ pub struct DynoRecord {
     pub spec: DynoSpec,
     pub sup: Supervision,
     pub created_at: Time,
+    /// The request id of the StartDyno that gave the dyno its spec.
     pub request_id: Option<String>,
+    /// Request ids of earlier StartDynos of this dyno, newest last (at most
+    /// [`REQUEST_IDS_KEPT`]): a late retry of one of them changes nothing.
+    #[serde(default)]
+    pub past_request_ids: VecDeque<String>,
     /// The dyno's own unprivileged uid (and gid), from `uid_range`.
     #[serde(default)]
     pub uid: u32,
@@ -272,7 +280,10 @@ pub struct Watch {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     pub by_state: BTreeMap<&'static str, u32>,
+    /// Memory limits of the dynos that are not down, added up.
     pub memory_committed: u64,
+    /// What admission lets dynos commit ([`crate::host::allocatable`]).
+    pub memory_allocatable: u64,
     /// `v1` or `v2`, when cgroups are in use.
     pub cgroup_version: Option<String>,
 }
@@ -286,7 +297,8 @@ enum Msg {
     Restart(Selector, Reply<Result<Vec<DynoView>>>),
     Get(String, String, Reply<Result<DynoView>>),
     List(Option<String>, Reply<Vec<DynoView>>),
-    Watch(u64, Reply<Watch>),
+    /// Events after a seq; `None`: a snapshot first.
+    Watch(Option<u64>, Reply<Watch>),
     Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
     Summary(Reply<Summary>),
     NextOneOff(String, Reply<String>),
@@ -332,7 +344,11 @@ impl Engine {
         self.call(|r| Msg::List(app, r)).await
     }
     pub async fn watch(&self, after_seq: u64) -> Result<Watch> {
-        self.call(|r| Msg::Watch(after_seq, r)).await
+        self.call(|r| Msg::Watch(Some(after_seq), r)).await
+    }
+    /// A snapshot of every dyno and the events after it (the scheduler's hello).
+    pub async fn subscribe(&self) -> Result<Watch> {
+        self.call(|r| Msg::Watch(None, r)).await
     }
     pub async fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Result<Vec<LogSource>> {
         self.call(|r| Msg::Logs(app, dyno, r)).await
@@ -463,6 +479,8 @@ struct Actor {
     dynos: BTreeMap<Key, Entry>,
     events: EventLog,
     meter: Meter,
+    /// Admission's bound on committed memory.
+    allocatable: u64,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -501,6 +519,7 @@ pub async fn start(
         },
         cgroups.clone(),
     )?;
+    let cfg_reserve_overcommit = (cfg.memory_reserve, cfg.memory_overcommit);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
         cgroups,
@@ -512,6 +531,11 @@ pub async fn start(
         dynos: BTreeMap::new(),
         events,
         meter: meter.clone(),
+        allocatable: crate::host::allocatable(
+            crate::host::stats().memory_total,
+            cfg_reserve_overcommit.0,
+            cfg_reserve_overcommit.1,
+        ),
         tx: tx.clone(),
     };
     actor.recover()?;
@@ -633,13 +657,12 @@ impl Actor {
             Msg::Summary(reply) => {
                 let mut s = Summary {
                     cgroup_version: self.cgroups.as_ref().map(|c| c.version().to_string()),
+                    memory_committed: self.committed(None),
+                    memory_allocatable: self.allocatable,
                     ..Summary::default()
                 };
                 for e in self.dynos.values() {
                     *s.by_state.entry(e.rec.sup.state.as_str()).or_default() += 1;
-                    if e.rec.sup.state != State::Down {
-                        s.memory_committed += self.cfg.sizes.get(&e.rec.spec.size).map_or(0, |l| l.memory_bytes);
-                    }
                 }
                 let _ = reply.send(s);
             }
@@ -663,22 +686,29 @@ impl Actor {
         }
     }
 
-    fn watch(&self, after: u64) -> Watch {
+    fn watch(&self, after: Option<u64>) -> Watch {
         let live = self.events.live.subscribe();
         let oldest = self.events.kept.front().map_or(self.events.last_seq + 1, |e| e.seq);
         // Events after `after` are no longer all kept, or `after` is from a
         // future this agent never reached (its state was reset): snapshot.
-        if after.saturating_add(1) < oldest || after > self.events.last_seq {
+        let gap = after.is_some_and(|after| after.saturating_add(1) < oldest || after > self.events.last_seq);
+        if after.is_none() || gap {
             let views = self.dynos.values().map(|e| e.rec.view()).collect();
             Watch {
-                snapshot: Some((self.events.last_seq, views, true)),
+                snapshot: Some((self.events.last_seq, views, gap)),
                 backlog: Vec::new(),
                 live,
             }
         } else {
             Watch {
                 snapshot: None,
-                backlog: self.events.kept.iter().filter(|e| e.seq > after).cloned().collect(),
+                backlog: self
+                    .events
+                    .kept
+                    .iter()
+                    .filter(|e| Some(e.seq) > after)
+                    .cloned()
+                    .collect(),
                 live,
             }
         }
@@ -713,12 +743,53 @@ impl Actor {
         sources
     }
 
+    /// Memory limits of the dynos that are not down, `except` one.
+    fn committed(&self, except: Option<&Key>) -> u64 {
+        self.dynos
+            .iter()
+            .filter(|(k, e)| Some(*k) != except && e.rec.sup.state != State::Down)
+            .map(|(_, e)| self.cfg.sizes.get(&e.rec.spec.size).map_or(0, |l| l.memory_bytes))
+            .sum()
+    }
+
+    /// Refuses a start that would commit more memory than is allocatable.
+    fn admit(&self, key: &Key, size: &str) -> Result<()> {
+        let need = self.cfg.sizes.get(size).map_or(0, |l| l.memory_bytes);
+        let committed = self.committed(Some(key));
+        if committed.saturating_add(need) <= self.allocatable {
+            return Ok(());
+        }
+        let mib = |b: u64| b / (1 << 20);
+        Err(Error::ResourceExhausted(format!(
+            "{}/{}: size {size} needs {} MiB of memory; {} MiB of this host's {} MiB allocatable is free \
+             (memory_reserve {} MiB, memory_overcommit {})",
+            key.0,
+            key.1,
+            mib(need),
+            mib(self.allocatable.saturating_sub(committed)),
+            mib(self.allocatable),
+            mib(self.cfg.memory_reserve),
+            self.cfg.memory_overcommit
+        )))
+    }
+
     fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
         let key = (req.spec.app.clone(), req.spec.name.clone());
         if let Some(rid) = &req.request_id
-            && let Some(e) = self.dynos.values().find(|e| e.rec.request_id.as_ref() == Some(rid))
+            && let Some(e) = self
+                .dynos
+                .values()
+                .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
         {
             return Ok(e.rec.view());
+        }
+        // A running dyno asked for the same run again commits nothing new.
+        let same_and_running = self
+            .dynos
+            .get(&key)
+            .is_some_and(|e| e.rec.sup.state != State::Down && e.rec.spec.same_run(&req.spec));
+        if !same_and_running {
+            self.admit(&key, &req.spec.size)?;
         }
         if let Some(entry) = self.dynos.get_mut(&key) {
             let mut spec = req.spec;
@@ -731,7 +802,12 @@ impl Actor {
             } else {
                 info!(app = %key.0, dyno = %key.1, "new spec: restarting");
                 entry.rec.spec = spec;
-                entry.rec.request_id = req.request_id;
+                if let Some(old) = std::mem::replace(&mut entry.rec.request_id, req.request_id) {
+                    entry.rec.past_request_ids.push_back(old);
+                    if entry.rec.past_request_ids.len() > REQUEST_IDS_KEPT {
+                        entry.rec.past_request_ids.pop_front();
+                    }
+                }
                 self.step(&key, Input::Restart);
             }
             return Ok(self.dynos[&key].rec.view());
@@ -749,6 +825,7 @@ impl Actor {
             spec,
             created_at: now,
             request_id: req.request_id,
+            past_request_ids: VecDeque::new(),
             uid: self.allocate_uid()?,
         };
         fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;

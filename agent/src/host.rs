@@ -31,8 +31,24 @@ pub fn stats() -> HostStats {
     }
 }
 
+/// Memory the host may give dynos: `(total - reserve) * overcommit`.
+pub fn allocatable(total: u64, reserve: u64, overcommit: f64) -> u64 {
+    (total.saturating_sub(reserve) as f64 * overcommit) as u64
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn allocatable_is_total_minus_reserve_times_overcommit() {
+        assert_eq!(super::allocatable(24 << 30, 1 << 30, 1.0), 23 << 30);
+        assert_eq!(super::allocatable(24 << 30, 4 << 30, 1.5), 30 << 30);
+        assert_eq!(
+            super::allocatable(1 << 30, 2 << 30, 3.0),
+            0,
+            "a reserve over the total leaves nothing"
+        );
+    }
+
     #[test]
     fn figures_are_plausible() {
         let s = super::stats();

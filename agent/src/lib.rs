@@ -34,6 +34,7 @@ pub mod ledger;
 pub mod logs;
 pub mod meter;
 pub mod names;
+pub mod report;
 pub mod runs;
 pub mod shim;
 pub mod slug;

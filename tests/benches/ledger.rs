@@ -84,7 +84,9 @@ fn main() {
     let mut guard = CgroupGuard::default();
     let mut twins = Vec::new();
     for (label, slice) in [("1s slice", "1s"), ("1h slice", "1h")] {
-        let agent = TestAgent::start(&format!("usage_slice = \"{slice}\""));
+        // 1000 sleeping dynos of 512 MiB each: admission must allow far more
+        // than this host's memory (they use almost none of it).
+        let agent = TestAgent::start(&format!("usage_slice = \"{slice}\"\nmemory_overcommit = 100.0"));
         guard.dirs.extend(agent.cgroup_dirs());
         let pid = agent.agent_pid();
         twins.push(Twin {

@@ -439,3 +439,110 @@ impl TestAgent {
         serde_json::from_str(&self.ctl_ok(&["--json", "info"])).expect("info json")
     }
 }
+
+/// Waits until `check` returns `Ok`, polling; panics with `what` and the last
+/// `Err` it returned (what was still wrong) after `DEADLINE`.
+pub fn wait_ok<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > DEADLINE => {
+                panic!("timed out after {DEADLINE:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+impl TestAgent {
+    /// Sets a top-level key of the agent's configuration file (for the next
+    /// `spawn`): replaces its line, or adds it before the `[stacks]` table.
+    /// `value` is TOML (`"1s"` with its quotes, `0.5`, `true`).
+    pub fn set_config(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let line = format!("{key} = {value}");
+        let is_key = |l: &str| l.split('=').next().is_some_and(|k| k.trim() == key) && l.contains('=');
+        let mut out = Vec::new();
+        let mut done = false;
+        let mut in_table = false;
+        for l in text.lines() {
+            if l.trim_start().starts_with('[') {
+                if !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                in_table = true;
+            }
+            if !in_table && is_key(l) {
+                if !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                continue;
+            }
+            out.push(l.to_string());
+        }
+        if !done {
+            out.push(line);
+        }
+        std::fs::write(&self.config, out.join("\n") + "\n").expect("write config");
+    }
+
+    /// Removes a top-level key from the configuration file.
+    pub fn unset_config(&self, key: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let mut out = Vec::new();
+        let mut in_table = false;
+        for l in text.lines() {
+            in_table |= l.trim_start().starts_with('[');
+            if !in_table && l.contains('=') && l.split('=').next().is_some_and(|k| k.trim() == key) {
+                continue;
+            }
+            out.push(l.to_string());
+        }
+        std::fs::write(&self.config, out.join("\n") + "\n").expect("write config");
+    }
+
+    /// Starts the agent on the current configuration expecting it to refuse
+    /// to run: waits (up to `DEADLINE`) for it to exit and returns its status
+    /// and what it logged. Panics if it is still running then (and kills it).
+    pub fn spawn_expect_exit(&mut self) -> (std::process::ExitStatus, String) {
+        assert!(self.child.is_none(), "agent already running");
+        let before = self.agent_log().len();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let mut child = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("DYNOAGENT_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dynoagent");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let text = self.agent_log();
+                return (status, text.get(before..).unwrap_or(&text).to_string());
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "dynoagent kept running for {DEADLINE:?} on a configuration it should refuse:\n{}",
+                    self.agent_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Reporting to the scheduler: the agent's push stream.
+//!
+//! With `scheduler = URL`, the agent calls `dyno.v1.Scheduler/Report` and
+//! streams, on each connection:
+//! 1. a `Hello`: host id, agent version, capacity (`HostInfo`), and a
+//!    snapshot of every dyno with the `seq` of the last event it includes;
+//! 2. every event after that `seq`, in order, as it happens;
+//! 3. a `Heartbeat` with the host's usage every `heartbeat_interval`.
+//!
+//! When the connection fails or the scheduler ends the stream, the agent
+//! waits (capped exponential backoff with full jitter, reset once a
+//! connection has lasted a while) and starts again with a fresh hello. Events
+//! are not queued while disconnected: the next hello's snapshot carries the
+//! state they led to, so the scheduler's view converges whatever it missed,
+//! and memory stays bounded (a bounded send queue per connection; a scheduler
+//! that reads too slowly to keep up makes the agent reconnect with a
+//! snapshot rather than buffer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dyno_proto::v1 as pb;
+use rand::Rng;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tracing::{info, warn};
+
+use crate::api::{dyno_pb, event_pb, host_info, timestamp};
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// Messages waiting to be sent on one connection.
+const QUEUE: usize = 1024;
+/// First backoff step.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// The wait before attempt `attempt` (0-based) after a failure: a random
+/// duration in `[d/2, d]` with `d = min(base * 2^attempt, max)`.
+pub fn backoff(attempt: u32, max: Duration, jitter: f64) -> Duration {
+    let d = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(20)).min(max);
+    d.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// Reports to the scheduler at `url` until `stop` turns true.
+pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, mut stop: watch::Receiver<bool>) {
+    let mut attempt = 0u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        let result = tokio::select! {
+            r = session(&engine, &cfg, &url) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match result {
+            Ok(()) => info!(scheduler = %url, "the scheduler ended the report stream"),
+            Err(e) => warn!(scheduler = %url, error = format!("{e:#}"), "reporting to the scheduler failed"),
+        }
+        if started.elapsed() >= STABLE {
+            attempt = 0;
+        }
+        let delay = backoff(attempt, cfg.report_backoff_max, rand::rng().random());
+        attempt = attempt.saturating_add(1);
+        info!(scheduler = %url, delay_ms = delay.as_millis() as u64, "reconnecting to the scheduler");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn msg(kind: pb::report_message::Kind) -> pb::ReportMessage {
+    pb::ReportMessage { kind: Some(kind) }
+}
+
+/// One connection: hello, then events and heartbeats until something fails.
+async fn session(engine: &Engine, cfg: &Config, url: &str) -> anyhow::Result<()> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("scheduler URL {url:?}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    if url.starts_with("https://") {
+        let ca = cfg
+            .scheduler_ca
+            .as_ref()
+            .context("an https scheduler needs scheduler_ca")?;
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+            .context("TLS configuration for the scheduler")?;
+    }
+    let channel = endpoint.connect().await.context("connecting")?;
+    let mut client = pb::scheduler_client::SchedulerClient::new(channel);
+
+    let mut watch = engine.subscribe().await?;
+    let (seq, dynos, _) = watch.snapshot.take().context("the engine gave no snapshot")?;
+    let hello = pb::Hello {
+        host_id: cfg.host_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        capacity: Some(host_info(engine, cfg).await?),
+        snapshot: Some(pb::Snapshot {
+            seq,
+            dynos: dynos.iter().map(dyno_pb).collect(),
+            gap: false,
+        }),
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tx.send(msg(pb::report_message::Kind::Hello(hello)))
+        .await
+        .expect("the receiver is here");
+    info!(scheduler = %url, seq, dynos = dynos.len(), "reporting to the scheduler");
+
+    let pump = async {
+        let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let mut last = seq;
+        loop {
+            let next = tokio::select! {
+                ev = watch.live.recv() => match ev {
+                    Ok(ev) if ev.seq <= last => continue,
+                    Ok(ev) => {
+                        last = ev.seq;
+                        pb::report_message::Kind::Event(event_pb(&ev))
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        anyhow::bail!("fell {n} events behind the engine; starting over with a snapshot")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the engine stopped"),
+                },
+                _ = heartbeat.tick() => pb::report_message::Kind::Heartbeat(pb::Heartbeat {
+                    at: Some(timestamp(chrono::Utc::now())),
+                    usage: Some(host_info(engine, cfg).await?),
+                }),
+            };
+            if tx.send(msg(next)).await.is_err() {
+                // The call ended; its result says why.
+                return Ok(());
+            }
+        }
+    };
+    let call = client.report(ReceiverStream::new(rx));
+    tokio::select! {
+        r = call => r.map(drop).context("the report stream"),
+        r = pump => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
+        let max = Duration::from_secs(30);
+        assert_eq!(backoff(0, max, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff(0, max, 0.0), Duration::from_millis(100));
+        assert_eq!(backoff(3, max, 1.0), Duration::from_millis(1600));
+        assert_eq!(backoff(10, max, 1.0), max);
+        assert_eq!(backoff(u32::MAX, max, 0.0), max / 2, "no overflow");
+        for j in [0.0, 0.3, 0.99] {
+            let d = backoff(4, max, j);
+            assert!(
+                d >= Duration::from_millis(1600) && d <= Duration::from_millis(3200),
+                "{d:?}"
+            );
+        }
+    }
+}
