@@ -275,6 +275,7 @@ impl SlugCache {
             .fetch_unpack(&uri, || self.staging_path(), expected.as_deref(), &self.limits)
             .await
             .map_err(|f| failure_error(&shown, f))?;
+        let fetched = started.elapsed();
         let this = self.clone();
         let digest = unpacked.sha256.clone();
         let slug = tokio::task::spawn_blocking(move || this.commit(&staging, &digest))
@@ -286,7 +287,8 @@ impl SlugCache {
             compressed_bytes = unpacked.compressed_bytes,
             unpacked_bytes = unpacked.unpacked_bytes,
             entries = unpacked.entries,
-            elapsed = ?started.elapsed(),
+            fetch_and_unpack = ?fetched,
+            sync_and_rename = ?started.elapsed() - fetched,
             "slug downloaded, verified and unpacked"
         );
         Ok(slug)
@@ -309,13 +311,15 @@ impl SlugCache {
         let staging = self.staging_path();
         let unpacked =
             crate::unpack::unpack(file, &staging, Some(&digest), &self.limits).map_err(|e| unpack_error(&shown, e))?;
+        let unpacked_in = started.elapsed();
         let slug = self.commit(&staging, &unpacked.sha256)?;
         info!(
             slug = %shown,
             sha256 = %unpacked.sha256,
             unpacked_bytes = unpacked.unpacked_bytes,
             entries = unpacked.entries,
-            elapsed = ?started.elapsed(),
+            unpack = ?unpacked_in,
+            sync_and_rename = ?started.elapsed() - unpacked_in,
             "slug verified and unpacked"
         );
         Ok(slug)
