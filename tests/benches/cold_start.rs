@@ -134,6 +134,7 @@ fn main() {
     assert_eq!(server.gets(), rounds * 3, "every round downloaded the slug three times");
     // The agent's own split of each cold start: fetch + verify + unpack, then sync + rename.
     for line in agent.agent_log().lines().filter(|l| l.contains("slug downloaded")) {
+        let line = strip_ansi(line);
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(k))
@@ -174,6 +175,24 @@ fn main() {
         best(&ours).as_secs_f64() / best(&tar).as_secs_f64(),
         best(&ours).as_secs_f64() / best(&tar_sync).as_secs_f64()
     );
+}
+
+/// The text without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `curl -s URL | tar -xz -C out` (then `sync -f out` with `sync`).
