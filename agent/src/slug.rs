@@ -194,7 +194,8 @@ impl SlugCache {
         }
         if source.contains("://") && !source.starts_with("file://") {
             return Err(invalid(format!(
-                "{source}: unsupported scheme; give a path, a file:// or an http(s):// URL"
+                "{}: unsupported scheme; give a path, a file:// or an http(s):// URL",
+                fetch::shown(source)
             )));
         }
         let path = PathBuf::from(source.strip_prefix("file://").unwrap_or(source));
@@ -241,7 +242,7 @@ impl SlugCache {
             let mut flights = self.flights.lock().expect("flights lock");
             match flights.get(&key) {
                 Some(rx) => {
-                    debug!(slug = %key.0, "joining a fetch in flight");
+                    debug!(slug = %fetch::shown(&key.0), "joining a fetch in flight");
                     rx.clone()
                 }
                 None => {
@@ -268,6 +269,10 @@ impl SlugCache {
     }
 
     async fn fetch_http(self: Arc<Self>, uri: Uri, expected: Option<String>) -> Outcome {
+        // Another source with the same digest may have landed meanwhile.
+        if let Some(slug) = expected.as_deref().and_then(|d| self.hit(d)) {
+            return Ok(slug);
+        }
         let shown = fetch::redact(&uri);
         let started = Instant::now();
         let (staging, unpacked) = self

@@ -150,15 +150,26 @@ pub fn redact(uri: &Uri) -> String {
     format!("{scheme}://{host}{}{query}", uri.path())
 }
 
+/// A slug source fit for logs and messages: a URL without its query string
+/// or credentials; anything else as given.
+pub fn shown(source: &str) -> String {
+    match source.parse::<Uri>() {
+        Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => redact(&uri),
+        _ if source.contains("://") => source.split(['?', '#']).next().unwrap_or_default().to_string(),
+        _ => source.to_string(),
+    }
+}
+
 /// Parses an `http(s)://` slug URL; the message says what is wrong.
 pub fn parse_url(source: &str) -> Result<Uri, String> {
-    let uri: Uri = source.parse().map_err(|e| format!("{source}: not a valid URL ({e})"))?;
+    let shown = shown(source);
+    let uri: Uri = source.parse().map_err(|e| format!("{shown}: not a valid URL ({e})"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("{source}: only http:// and https:// URLs are fetched")),
+        _ => return Err(format!("{shown}: only http:// and https:// URLs are fetched")),
     }
     let Some(authority) = uri.authority() else {
-        return Err(format!("{source}: the URL has no host"));
+        return Err(format!("{shown}: the URL has no host"));
     };
     if authority.as_str().contains('@') {
         return Err(format!(

@@ -204,6 +204,7 @@ async fn bad_sources_are_refused_with_the_reason() {
         ("ftp://example.com/slug.tgz", "unsupported scheme"),
         ("http://", "not a valid URL"),
         ("http://user:pw@127.0.0.1/s.tgz", "credentials"),
+        ("gopher://host/s.tgz?pw=1", "unsupported scheme"),
         ("/nonexistent/slug.tgz", "/nonexistent/slug.tgz"),
     ] {
         let err = c.resolve(source, None).await.unwrap_err();
@@ -215,6 +216,17 @@ async fn bad_sources_are_refused_with_the_reason() {
     }
     let err = c.resolve("/x.tgz", Some("ABC")).await.unwrap_err();
     assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
+}
+
+#[test]
+fn urls_are_shown_without_credentials_or_query() {
+    assert_eq!(
+        fetch::shown("https://u:p@host:8443/a/s.tgz?X-Sig=pw"),
+        "https://host:8443/a/s.tgz?…"
+    );
+    assert_eq!(fetch::shown("http://host/s.tgz"), "http://host/s.tgz");
+    assert_eq!(fetch::shown("/srv/s.tgz"), "/srv/s.tgz");
+    assert_eq!(fetch::shown("weird://x y?pw"), "weird://x y");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
