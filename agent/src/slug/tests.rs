@@ -429,18 +429,17 @@ async fn concurrent_resolves_of_one_url_fetch_once() {
     let dir = tempfile::tempdir().unwrap();
     let c = cache(dir.path());
     let bytes = big_slug(512 << 10);
-    let server = TestServer::start(vec![Reply::Slow(Duration::from_millis(500), bytes.clone())]);
+    let server = TestServer::start(vec![Reply::Slow(Duration::from_millis(100), bytes.clone())]);
     let url = server.url("/slug.tgz");
-    let resolves: Vec<_> = (0..4)
-        .map(|_| {
-            let (c, url) = (c.clone(), url.clone());
-            tokio::spawn(async move { c.resolve(&url, None).await })
-        })
-        .collect();
-    let mut slugs = Vec::new();
-    for r in resolves {
-        slugs.push(r.await.unwrap().unwrap());
-    }
+    // join! polls each resolve once before any of them waits: an http resolve
+    // joins or starts its flight on that first poll, so all four overlap.
+    let (r1, r2, r3, r4) = tokio::join!(
+        c.resolve(&url, None),
+        c.resolve(&url, None),
+        c.resolve(&url, None),
+        c.resolve(&url, None)
+    );
+    let slugs = [r1.unwrap(), r2.unwrap(), r3.unwrap(), r4.unwrap()];
     assert!(slugs.iter().all(|s| *s == slugs[0]));
     assert_eq!(server.gets(), 1, "one download for every concurrent resolve");
     assert_eq!(listing(&c), [hex_sha256(&bytes)]);
