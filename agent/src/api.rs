@@ -272,7 +272,8 @@ impl pb::agent_server::Agent for AgentService {
             _ => req.command.clone(),
         };
         if let Some(digest) = &slug.sha256 {
-            tracing::info!(app = %req.app, slug = %slug::fetch::shown(&req.slug), sha256 = %digest, "slug verified");
+            let shown = slug::fetch::shown(&req.slug);
+            tracing::info!(app = %req.app, slug = %shown, sha256 = %digest, "slug verified");
         }
         let ttl = req
             .time_to_live
