@@ -236,6 +236,7 @@ fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
 pub struct AgentService {
     pub engine: Engine,
     pub cfg: Arc<Config>,
+    pub slugs: Arc<slug::SlugCache>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
@@ -256,21 +257,23 @@ impl pb::agent_server::Agent for AgentService {
             .map(|(t, _)| t.to_string())
             .expect("validated");
         let one_off = req.one_off || ptype == "run";
-        let cache = self.cfg.state_dir.join("slugs");
-        let (source, sha) = (req.slug.clone(), opt(&req.sha256));
-        let (command, ptype_c) = (req.command.clone(), ptype.clone());
-        let (slug, command) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let slug = slug::resolve(&source, sha.as_deref(), &cache)?;
-            let command = match command.trim() {
-                "" => slug::procfile_command(&slug.app_dir, &ptype_c)?,
-                _ => command,
-            };
-            Ok((slug, command))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("slug task: {e}")))??;
+        let slug = self
+            .slugs
+            .resolve(&req.slug, opt(&req.sha256).as_deref())
+            .await
+            .map_err(Error::from)?;
+        let command = match req.command.trim() {
+            "" => {
+                let (app_dir, ptype) = (slug.app_dir.clone(), ptype.clone());
+                tokio::task::spawn_blocking(move || slug::procfile_command(&app_dir, &ptype))
+                    .await
+                    .map_err(|e| Error::Internal(format!("procfile task: {e}")))??
+            }
+            _ => req.command.clone(),
+        };
         if let Some(digest) = &slug.sha256 {
-            tracing::info!(app = %req.app, slug = %req.slug, sha256 = %digest, "slug verified");
+            let shown = slug::fetch::shown(&req.slug);
+            tracing::info!(app = %req.app, slug = %shown, sha256 = %digest, "slug verified");
         }
         let ttl = req
             .time_to_live

@@ -162,6 +162,33 @@ pub struct Config {
     pub metrics_interval: Duration,
     /// `oom_score_adj` of dynos: the kernel's OOM killer picks them first.
     pub dyno_oom_score_adj: i32,
+    /// Slug limits (DESIGN §7): compressed bytes (a larger Content-Length is
+    /// refused before the body is read), unpacked bytes, entries, path depth
+    /// and path length.
+    pub slug_max_compressed_bytes: u64,
+    pub slug_max_unpacked_bytes: u64,
+    pub slug_max_entries: u64,
+    pub slug_max_depth: usize,
+    pub slug_max_path_bytes: usize,
+    /// Slug downloads: connection setup (TCP and TLS).
+    #[serde(with = "humantime_serde")]
+    pub slug_connect_timeout: Duration,
+    /// Slug downloads: no byte received for this long fails the attempt.
+    #[serde(with = "humantime_serde")]
+    pub slug_read_timeout: Duration,
+    /// Slug downloads: the whole fetch, every attempt and backoff included.
+    #[serde(with = "humantime_serde")]
+    pub slug_fetch_timeout: Duration,
+    /// Slug downloads: attempts after the first on transient errors.
+    pub slug_fetch_retries: u32,
+    /// Slug downloads: backoff before the first retry; doubles, capped, jittered.
+    #[serde(with = "humantime_serde")]
+    pub slug_retry_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub slug_retry_backoff_max: Duration,
+    /// A cached slug no dyno has used for this long is removed.
+    #[serde(with = "humantime_serde")]
+    pub slug_cache_grace: Duration,
     /// Development only: without a configured stack, run dynos on the host,
     /// unjailed, as root. Off by default: the agent then refuses such starts.
     pub allow_unjailed: bool,
@@ -215,6 +242,18 @@ impl Default for Config {
             cgroup_parent: crate::cgroup::DEFAULT_PARENT.into(),
             metrics_interval: Duration::from_secs(20),
             dyno_oom_score_adj: 800,
+            slug_max_compressed_bytes: 1 << 30,
+            slug_max_unpacked_bytes: 4 << 30,
+            slug_max_entries: 200_000,
+            slug_max_depth: 64,
+            slug_max_path_bytes: 4096,
+            slug_connect_timeout: Duration::from_secs(10),
+            slug_read_timeout: Duration::from_secs(30),
+            slug_fetch_timeout: Duration::from_secs(15 * 60),
+            slug_fetch_retries: 4,
+            slug_retry_backoff: Duration::from_secs(1),
+            slug_retry_backoff_max: Duration::from_secs(30),
+            slug_cache_grace: Duration::from_secs(3600),
             allow_unjailed: false,
             default_size: "standard-1x".into(),
             sizes: default_sizes(),
@@ -409,6 +448,7 @@ impl Config {
         if self.log_max_bytes < 4096 {
             p.push("log_max_bytes: must be at least 4096".into());
         }
+        p.extend(self.slug_problems());
         if !self.sizes.contains_key(&self.default_size) {
             p.push(format!(
                 "default_size: {:?} is not in the size table",
@@ -470,6 +510,50 @@ impl Config {
             }
         }
         p
+    }
+
+    fn slug_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, v, min) in [
+            ("slug_max_compressed_bytes", self.slug_max_compressed_bytes, 1024),
+            ("slug_max_unpacked_bytes", self.slug_max_unpacked_bytes, 1024),
+            ("slug_max_entries", self.slug_max_entries, 1),
+            ("slug_max_depth", self.slug_max_depth as u64, 2),
+            ("slug_max_path_bytes", self.slug_max_path_bytes as u64, 16),
+        ] {
+            if v < min {
+                p.push(format!("{name}: must be at least {min}"));
+            }
+        }
+        for (name, d) in [
+            ("slug_connect_timeout", self.slug_connect_timeout),
+            ("slug_read_timeout", self.slug_read_timeout),
+            ("slug_fetch_timeout", self.slug_fetch_timeout),
+            ("slug_retry_backoff", self.slug_retry_backoff),
+            ("slug_cache_grace", self.slug_cache_grace),
+        ] {
+            if d.is_zero() {
+                p.push(format!("{name}: must be greater than zero"));
+            }
+        }
+        if self.slug_retry_backoff_max < self.slug_retry_backoff {
+            p.push("slug_retry_backoff_max: must be at least slug_retry_backoff".into());
+        }
+        if self.slug_fetch_retries > 100 {
+            p.push("slug_fetch_retries: must be at most 100".into());
+        }
+        p
+    }
+
+    /// The unpacker's limits.
+    pub fn slug_limits(&self) -> crate::unpack::Limits {
+        crate::unpack::Limits {
+            compressed_bytes: self.slug_max_compressed_bytes,
+            unpacked_bytes: self.slug_max_unpacked_bytes,
+            entries: self.slug_max_entries,
+            depth: self.slug_max_depth,
+            path_bytes: self.slug_max_path_bytes,
+        }
     }
 
     /// The lifecycle numbers for the supervisor.
@@ -637,6 +721,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.default_stack(), Some("abc"));
+    }
+
+    #[test]
+    fn slug_keys_default_to_the_design_limits_and_are_validated() {
+        let c = load("", &[], &Overrides::default()).unwrap();
+        assert_eq!(c.slug_limits(), crate::unpack::Limits::default());
+        let c = load(
+            "slug_max_compressed_bytes = 2048\nslug_read_timeout = \"250ms\"\n",
+            &[("DYNOAGENT_SLUG_FETCH_RETRIES", "0")],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.slug_limits().compressed_bytes, 2048);
+        assert_eq!(c.slug_read_timeout, Duration::from_millis(250));
+        assert_eq!(c.slug_fetch_retries, 0);
+        let err = load(
+            "slug_max_entries = 0\nslug_cache_grace = \"0s\"\nslug_retry_backoff = \"10s\"\nslug_retry_backoff_max = \"1s\"\nslug_max_depth = -1\n",
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "slug_max_entries",
+            "slug_cache_grace",
+            "slug_retry_backoff_max",
+            "slug_max_depth",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
     }
 
     #[test]

@@ -38,9 +38,10 @@ pub struct Cli {
 pub struct SlugArgs {
     #[arg(long)]
     pub app: String,
-    /// Path (directory or .tar.gz) or URL of the slug.
+    /// Path (directory or .tar.gz; relative ones are made absolute), file:// or http(s):// URL of the slug.
     #[arg(long)]
     pub slug: String,
+    /// Expected sha256 of a tarball slug (optional; a cached digest is then used without fetching).
     #[arg(long)]
     pub sha256: Option<String>,
     #[arg(long)]
@@ -834,5 +835,19 @@ mod tests {
         assert_eq!(exit_code(tonic::Code::InvalidArgument), 2);
         assert_eq!(exit_code(tonic::Code::NotFound), 3);
         assert_ne!(exit_code(tonic::Code::Internal), 0);
+    }
+
+    #[test]
+    fn slug_paths_are_made_absolute_and_urls_pass_through() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(local_slug("s.tgz").unwrap(), cwd.join("s.tgz").display().to_string());
+        for given in [
+            "/abs/s.tgz",
+            "file:///abs/s.tgz",
+            "http://127.0.0.1:8080/s.tgz",
+            "https://slugs.example/s.tgz?sig=x",
+        ] {
+            assert_eq!(local_slug(given).unwrap(), given);
+        }
     }
 }

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::api::{AgentService, UsageService};
 use crate::config::Config;
 use crate::engine::{self, Clock, DynoSpec, Engine, StartRequest};
+use crate::slug::SlugCache;
 
 /// The agent protects itself from the OOM killer; dynos are raised instead.
 const AGENT_OOM_SCORE_ADJ: i32 = -900;
@@ -54,10 +55,19 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // Before the engine: removes what a crash left half-unpacked.
+    let slugs = SlugCache::from_config(&cfg)?;
     let (engine, engine_task) = engine::start(cfg.clone(), Clock::new(), stopped).await?;
+    let gc_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(crate::slug::gc_task(slugs.clone(), engine.clone(), gc_stop));
 
     if sample {
-        start_sample(&engine, &cfg).await?;
+        start_sample(&engine, &cfg, &slugs).await?;
     }
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -77,6 +87,7 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     let agent = AgentService {
         engine: engine.clone(),
         cfg: cfg.clone(),
+        slugs,
     };
     let routes = tonic::service::Routes::new(health)
         .add_service(reflection)
@@ -194,7 +205,7 @@ async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 }
 
 /// The sample app: a static page served by busybox httpd on $PORT.
-async fn start_sample(engine: &Engine, cfg: &Config) -> anyhow::Result<()> {
+async fn start_sample(engine: &Engine, cfg: &Config, slugs: &Arc<SlugCache>) -> anyhow::Result<()> {
     if cfg.default_stack().is_none() && !cfg.allow_unjailed {
         bail!("--sample needs a stack: --stack default=DIR (rootfs/build.sh DIR builds one)");
     }
@@ -209,7 +220,7 @@ async fn start_sample(engine: &Engine, cfg: &Config) -> anyhow::Result<()> {
         app.join("public/index.html"),
         "<!doctype html><title>dynoagent sample</title><h1>Hello from a dyno</h1>\n",
     )?;
-    let slug = crate::slug::resolve(&root.display().to_string(), None, &cfg.state_dir.join("slugs"))?;
+    let slug = slugs.resolve(&root.display().to_string(), None).await?;
     let command = crate::slug::procfile_command(&slug.app_dir, "web")?;
     let view = engine
         .start(StartRequest {

@@ -15,6 +15,10 @@ pub enum Error {
     /// The agent is shutting down.
     #[error("agent unavailable: {0}")]
     Unavailable(String),
+    /// Something the agent depends on (a slug's server) failed in a way that
+    /// may pass: worth retrying later.
+    #[error("{0}")]
+    Upstream(String),
     /// Anything else: I/O on the state directory, a spawn failure.
     #[error("{0}")]
     Internal(String),
@@ -38,7 +42,7 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument { .. } => tonic::Status::invalid_argument(msg),
             Error::NotFound(_) => tonic::Status::not_found(msg),
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
-            Error::Unavailable(_) => tonic::Status::unavailable(msg),
+            Error::Unavailable(_) | Error::Upstream(_) => tonic::Status::unavailable(msg),
             Error::Internal(_) => tonic::Status::internal(msg),
         }
     }
@@ -56,6 +60,7 @@ mod tests {
             (Error::NotFound("x".into()), Code::NotFound),
             (Error::ResourceExhausted("x".into()), Code::ResourceExhausted),
             (Error::Unavailable("x".into()), Code::Unavailable),
+            (Error::Upstream("x".into()), Code::Unavailable),
             (Error::Internal("x".into()), Code::Internal),
         ];
         for (e, code) in cases {

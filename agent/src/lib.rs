@@ -10,7 +10,8 @@
 //! - [`jail`]: the syscall boundary (every raw libc call lives there);
 //! - [`runs`]: a run's state directory, the agent/shim contract;
 //! - [`logs`]: log line format, rotation, tail and follow;
-//! - [`slug`]: where a dyno's `app/` comes from; Procfiles;
+//! - [`slug`]: where a dyno's `app/` comes from (paths, HTTP(S) fetch), the
+//!   slug cache and its garbage collection; Procfiles;
 //! - [`unpack`]: the hardened streaming unpacker of tarball slugs;
 //! - [`api`]: the tonic services and their error mapping;
 //! - [`daemon`]: `dynoagent`'s main loop; [`ctl`]: `dynoctl`;
