@@ -212,6 +212,12 @@ impl SlugCache {
                 .await
                 .map_err(|e| SlugError::Internal(format!("directory slug task: {e}")))?;
         }
+        if !meta.is_file() {
+            return Err(invalid(format!(
+                "{}: not a regular file or directory (a device, FIFO or socket is never a slug)",
+                path.display()
+            )));
+        }
         if meta.len() > self.limits.compressed_bytes {
             return Err(invalid(format!(
                 "{}: {} bytes is over the compressed slug limit of {} bytes",
@@ -517,8 +523,30 @@ fn unpack_error(shown: &str, e: UnpackError) -> SlugError {
             field: "sha256",
             message: format!("{shown}: {e}"),
         },
+        // A name the filesystem cannot hold is the archive's fault: name the entry.
+        UnpackError::Io { ref path, ref error } if error.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            invalid(format!(
+                "{shown}: slug entry `{}`: name too long for the filesystem ({error})",
+                entry_of(path)
+            ))
+        }
         UnpackError::Io { ref path, .. } if !path.as_os_str().is_empty() => SlugError::Internal(e.to_string()),
         e => invalid(format!("{shown}: {e}")),
+    }
+}
+
+/// The archive entry of a path under a staging directory (shortened for messages).
+fn entry_of(path: &Path) -> String {
+    let comps: Vec<_> = path.components().collect();
+    let start = comps
+        .iter()
+        .position(|c| c.as_os_str().to_string_lossy().starts_with(".staging-"))
+        .map_or(0, |i| i + 1);
+    let entry: PathBuf = comps[start..].iter().collect();
+    let entry = entry.display().to_string();
+    match entry.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &entry[..i]),
+        None => entry,
     }
 }
 
@@ -548,9 +576,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 
 /// The command of process type `ptype` from `<app_dir>/Procfile`.
 pub fn procfile_command(app_dir: &Path, ptype: &str) -> Result<String, Error> {
-    let path = app_dir.join("Procfile");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Error::invalid("command", format!("no command given and no Procfile in the slug ({e})")))?;
+    let text = read_procfile(app_dir)?;
     parse_procfile(&text)
         .into_iter()
         .find(|(t, _)| t == ptype)
@@ -561,6 +587,38 @@ pub fn procfile_command(app_dir: &Path, ptype: &str) -> Result<String, Error> {
                 format!("no command given and the Procfile has no `{ptype}` process type"),
             )
         })
+}
+
+/// Largest Procfile read.
+const PROCFILE_MAX: u64 = 1 << 20;
+
+/// The slug's Procfile, read on the host: it may be a symlink, but only to a
+/// regular file inside the slug's `app/` (never to a host file or a device).
+fn read_procfile(app_dir: &Path) -> Result<String, Error> {
+    let bad = |why: String| Error::invalid("command", format!("no command given and {why}"));
+    let path = app_dir.join("Procfile");
+    if fs::symlink_metadata(&path).is_err() {
+        return Err(bad("no Procfile in the slug".into()));
+    }
+    let root = app_dir
+        .canonicalize()
+        .map_err(|e| Error::Internal(format!("{}: {e}", app_dir.display())))?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| bad(format!("the slug's Procfile cannot be resolved ({e})")))?;
+    if !real.starts_with(&root) {
+        return Err(bad(
+            "the slug's Procfile is a symlink that points outside the slug".into()
+        ));
+    }
+    let meta = fs::metadata(&real).map_err(|e| bad(format!("the slug's Procfile is unreadable ({e})")))?;
+    if !meta.is_file() {
+        return Err(bad("the slug's Procfile is not a regular file".into()));
+    }
+    if meta.len() > PROCFILE_MAX {
+        return Err(bad(format!("the slug's Procfile is over {PROCFILE_MAX} bytes")));
+    }
+    fs::read_to_string(&real).map_err(|e| bad(format!("the slug's Procfile is unreadable ({e})")))
 }
 
 /// `type: command` lines; blank lines and `#` comments skipped.
