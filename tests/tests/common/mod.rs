@@ -160,12 +160,24 @@ impl TestAgent {
     /// (Re)starts the agent process on the same state directory.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "agent already running");
+        let child = self.launch();
+        self.child = Some(child);
+        wait_for("the agent's socket", || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
+            }
+            std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
+        });
+    }
+
+    /// Starts `dynoagent` on this agent's configuration, logging to `agent.log`.
+    fn launch(&self) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        let child = Command::new(agent_bin())
+        Command::new(agent_bin())
             .arg("--config")
             .arg(&self.config)
             .arg("--state-dir")
@@ -177,14 +189,7 @@ impl TestAgent {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("spawn dynoagent");
-        self.child = Some(child);
-        wait_for("the agent's socket", || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
-            }
-            std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
-        });
+            .expect("spawn dynoagent")
     }
 
     pub fn agent_pid(&self) -> u32 {
@@ -510,24 +515,7 @@ impl TestAgent {
     pub fn spawn_expect_exit(&mut self) -> (std::process::ExitStatus, String) {
         assert!(self.child.is_none(), "agent already running");
         let before = self.agent_log().len();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("agent.log"))
-            .expect("agent log");
-        let mut child = Command::new(agent_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .arg("--socket")
-            .arg(&self.socket)
-            .env("DYNOAGENT_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn dynoagent");
+        let mut child = self.launch();
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
