@@ -16,9 +16,10 @@
 //!   directory is accepted), a hardlink to anything but an earlier regular
 //!   file of this archive under `app/`, and `app` itself as anything but a
 //!   directory;
-//! - files get `mode & 0o777` (setuid, setgid and sticky stripped) and the
-//!   archive's mtime; directories get `0o755 | (mode & 0o777)` so they always
-//!   stay writable for us; owners are never taken from the archive;
+//! - files get `mode & 0o755` (setuid, setgid, sticky, group and other write
+//!   stripped: the cache is shared by every dyno of the digest and must not be
+//!   writable by any host user but root) and the archive's mtime; directories
+//!   get 0755; owners are never taken from the archive;
 //! - limits: compressed bytes read from the source, entry data bytes (file
 //!   contents, skipped entries, extension records and decompressed data after
 //!   the end of the tar archive all count), entries (skipped ones included),
@@ -82,6 +83,10 @@ const IN_FLIGHT: usize = 4;
 const HASH_QUEUE: usize = 16;
 /// Largest pax extended header (per entry) read into memory.
 const PAX_MAX: u64 = 1 << 20;
+/// What is kept of an archived file's mode.
+const FILE_MODE_MASK: u32 = 0o755;
+/// The mode of every unpacked directory.
+const DIR_MODE: u32 = 0o755;
 /// Longest entry name shown in an error message.
 const SHOW_MAX: usize = 200;
 
@@ -1003,7 +1008,7 @@ impl Walker<'_> {
                     Some(&node) => return Err(self.exists(&name, &rel, node)),
                     None => self.make_dir(&path, &rel, &name)?,
                 }
-                set_dir_mode(&path, 0o755 | (mode & 0o777))?;
+                set_dir_mode(&path, DIR_MODE)?;
                 self.skip(entry, size, &name)
             }
             Kind::File => {
@@ -1024,7 +1029,7 @@ impl Walker<'_> {
                 self.copy(entry, size, &name, |chunk| {
                     file.write_all(chunk).map_err(|e| io_error(&path, e))
                 })?;
-                file.set_permissions(Permissions::from_mode(mode & 0o777))
+                file.set_permissions(Permissions::from_mode(mode & FILE_MODE_MASK))
                     .map_err(|e| io_error(&path, e))?;
                 if let Ok(secs) = header.mtime()
                     && let Some(mtime) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
@@ -2492,13 +2497,17 @@ mod tests {
             fs::read_to_string(app.join(".profile")).unwrap(),
             "export PATH=/app/bin:$PATH\n"
         );
-        assert_eq!(mode(&app.join("bin")), 0o775, "setgid stripped from a directory");
+        assert_eq!(
+            mode(&app.join("bin")),
+            0o755,
+            "setgid and group write stripped from a directory"
+        );
         assert_eq!(mode(&app.join("bin/web")), 0o755);
         assert_eq!(mode(&app.join("bin/suid")), 0o755, "setuid stripped");
         assert_eq!(mode(&app.join("bin/sgid")), 0o711, "setgid stripped");
         assert_eq!(mode(&app.join("bin/sticky")), 0o644, "sticky stripped");
         assert_eq!(mode(&app.join("bin/private")), 0o600);
-        assert_eq!(mode(&app.join("empty-dir")), 0o755 | 0o750);
+        assert_eq!(mode(&app.join("empty-dir")), 0o755);
         let web = fs::metadata(app.join("bin/web")).unwrap();
         assert_eq!(
             fs::metadata(app.join("bin/web-hard")).unwrap().ino(),

@@ -700,8 +700,12 @@ fn a_real_slug_serves_http_and_is_cached_without_setuid_bits_or_owners() {
     };
     assert_eq!(mode("bin/suid"), 0o755, "setuid stripped");
     assert_eq!(mode("bin/sgid"), 0o750, "setgid stripped");
-    assert_eq!(mode("bin/both"), 0o777, "setuid and setgid stripped");
-    assert_eq!(mode("sticky"), 0o777, "sticky stripped from a directory");
+    assert_eq!(mode("bin/both"), 0o755, "setuid, setgid and group/other write stripped");
+    assert_eq!(
+        mode("sticky"),
+        0o755,
+        "sticky and world write stripped from a directory"
+    );
     assert_eq!(mode("bin/serve"), 0o755);
     assert_eq!(mode("Procfile"), 0o644);
     // The hardlink is one file with its target; symlinks are kept verbatim.
