@@ -1000,7 +1000,8 @@ impl Walker<'_> {
         self.parents(&comps, &name)?;
         match kind {
             Kind::Dir => {
-                let mode = header
+                // Every directory gets DIR_MODE; a corrupt mode field is still refused.
+                header
                     .mode()
                     .map_err(|e| UnpackError::Corrupt(format!("entry `{name}`: {e}")))?;
                 match self.nodes.get(&rel) {
