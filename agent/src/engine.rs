@@ -1367,19 +1367,23 @@ fn ended_input(
     if let Some(cgroups) = cgroups {
         match cgroups.open(&run_id) {
             Ok(Some(cg)) => {
-                oom_kills = cg.oom_kills().unwrap_or_else(|e| {
-                    warn!(run = %run_id, error = %e, "cannot read OOM kills");
-                    0
-                });
-                // The last reading for the ledger, before the cgroup goes.
+                // One reading: OOM kills for the exit reason, and the last
+                // usage for the ledger, before the cgroup goes.
                 match cg.stats() {
                     Ok(s) => {
+                        oom_kills = s.oom_kills;
                         usage = Some(cgroup::Usage {
                             cpu_ns: s.cpu_usage_ns,
                             mem_peak_bytes: s.memory_peak.unwrap_or(s.memory_current),
-                        })
+                        });
                     }
-                    Err(e) => warn!(run = %run_id, error = %e, "cannot read the run's final usage"),
+                    Err(e) => {
+                        warn!(run = %run_id, error = %e, "cannot read the run's final usage");
+                        oom_kills = cg.oom_kills().unwrap_or_else(|e| {
+                            warn!(run = %run_id, error = %e, "cannot read OOM kills");
+                            0
+                        });
+                    }
                 }
                 if let Err(e) = cg.remove() {
                     error!(run = %run_id, error = %e, "cannot remove the run's cgroup");

@@ -21,6 +21,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/events.rs"]
+mod event_stream;
 #[path = "shared/stats.rs"]
 mod stats;
 
@@ -222,27 +224,16 @@ async fn wait_event(
     to: pb::DynoState,
 ) {
     loop {
-        let msg = tokio::time::timeout(EVENT_TIMEOUT, events.message())
-            .await
-            .unwrap_or_else(|_| panic!("no {to:?} event for {name} within {EVENT_TIMEOUT:?}"))
-            .expect("WatchEvents stream failed")
-            .expect("WatchEvents stream ended");
-        if let Some(pb::watch_events_response::Kind::Event(ev)) = msg.kind
-            && let Some(d) = &ev.dyno
-            && d.app == APP
-            && d.name == name
-            && d.run_id == run_id
-        {
-            if ev.to == to as i32 {
-                return;
-            }
-            assert!(
-                to == pb::DynoState::Down || ev.to == pb::DynoState::Starting as i32,
-                "{name} went {:?} ({}) while waiting for {to:?}",
-                pb::DynoState::try_from(ev.to),
-                ev.reason
-            );
+        let ev = event_stream::next_event_of(events, APP, name, run_id, EVENT_TIMEOUT).await;
+        if ev.to == to as i32 {
+            return;
         }
+        assert!(
+            to == pb::DynoState::Down || ev.to == pb::DynoState::Starting as i32,
+            "{name} went {:?} ({}) while waiting for {to:?}",
+            pb::DynoState::try_from(ev.to),
+            ev.reason
+        );
     }
 }
 

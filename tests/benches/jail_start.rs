@@ -46,6 +46,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/events.rs"]
+mod event_stream;
 #[path = "shared/stats.rs"]
 mod stats;
 
@@ -578,21 +580,7 @@ impl AgentBench {
 
     /// The next event of this run of `name`.
     async fn next_event(&mut self, name: &str, run_id: &str) -> pb::Event {
-        loop {
-            let msg = tokio::time::timeout(EVENT_TIMEOUT, self.events.message())
-                .await
-                .unwrap_or_else(|_| panic!("no event for {name} within {EVENT_TIMEOUT:?}"))
-                .expect("WatchEvents stream failed")
-                .expect("WatchEvents stream ended");
-            if let Some(pb::watch_events_response::Kind::Event(ev)) = msg.kind
-                && let Some(d) = &ev.dyno
-                && d.app == APP
-                && d.name == name
-                && d.run_id == run_id
-            {
-                return ev;
-            }
-        }
+        event_stream::next_event_of(&mut self.events, APP, name, run_id, EVENT_TIMEOUT).await
     }
 
     /// Waits for the dyno's `x` in its run's log; returns the time of its
