@@ -14,7 +14,7 @@
 //! last error. A run with a close still queued is not billed past its end.
 //!
 //! Time is the wall clock at the thread's start plus the monotonic time since
-//! ([`MonoClock`]): a wall-clock step while the agent runs moves no
+//! ([`Clock`]): a wall-clock step while the agent runs moves no
 //! boundary. Run start and end times come from the shim's exec and exit
 //! records.
 
@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use crate::cgroup::CgroupsRef;
 use crate::cgroup::{Usage, UsageProbe};
-use crate::engine::CgroupsRef;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, LedgerError, Record, RunInfo, Secs, slice_start};
 use crate::runs::RunDir;
-use crate::supervisor::Time;
+use crate::time::{Clock, Time};
 
 /// How often queued writes are retried while the ledger fails.
 const RETRY: Duration = Duration::from_secs(1);
@@ -39,31 +39,6 @@ const RETRY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Woken this long after a boundary, so that the boundary has surely passed.
 const AFTER_BOUNDARY: Duration = Duration::from_millis(5);
-
-/// Wall-clock time derived from the monotonic clock.
-#[derive(Clone, Copy, Debug)]
-pub struct MonoClock {
-    wall: Time,
-    mono: Instant,
-}
-
-impl MonoClock {
-    pub fn new() -> MonoClock {
-        MonoClock {
-            wall: chrono::Utc::now(),
-            mono: Instant::now(),
-        }
-    }
-    pub fn now(&self) -> Time {
-        self.wall + self.mono.elapsed()
-    }
-}
-
-impl Default for MonoClock {
-    fn default() -> Self {
-        MonoClock::new()
-    }
-}
 
 /// What the meter is configured with.
 #[derive(Clone, Debug)]
@@ -129,7 +104,7 @@ impl Meter {
         let worker = Worker {
             ledger,
             cgroups,
-            clock: MonoClock::new(),
+            clock: Clock::new(),
             probes: HashMap::new(),
             queue: VecDeque::new(),
             carried_peaks: HashMap::new(),
@@ -205,7 +180,7 @@ struct Worker {
     cfg: MeterConfig,
     ledger: Ledger,
     cgroups: Option<CgroupsRef>,
-    clock: MonoClock,
+    clock: Clock,
     probes: HashMap<String, Box<dyn UsageProbe>>,
     /// Writes not committed yet, in order.
     queue: VecDeque<Write>,

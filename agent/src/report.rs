@@ -38,13 +38,6 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// A connection that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
 
-/// The wait before attempt `attempt` (0-based) after a failure: a random
-/// duration in `[d/2, d]` with `d = min(base * 2^attempt, max)`.
-pub fn backoff(attempt: u32, max: Duration, jitter: f64) -> Duration {
-    let d = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(20)).min(max);
-    d.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
 /// Reports to the scheduler at `url` until `stop` turns true.
 pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, mut stop: watch::Receiver<bool>) {
     let mut attempt = 0u32;
@@ -61,7 +54,7 @@ pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, mut stop: watch:
         if started.elapsed() >= STABLE {
             attempt = 0;
         }
-        let delay = backoff(attempt, cfg.report_backoff_max, rand::rng().random());
+        let delay = crate::time::backoff(BACKOFF_BASE, attempt, cfg.report_backoff_max, rand::rng().random());
         attempt = attempt.saturating_add(1);
         info!(scheduler = %url, delay_ms = delay.as_millis() as u64, "reconnecting to the scheduler");
         tokio::select! {
@@ -147,27 +140,5 @@ async fn session(engine: &Engine, cfg: &Config, url: &str) -> anyhow::Result<()>
     tokio::select! {
         r = call => r.map(drop).context("the report stream"),
         r = pump => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let max = Duration::from_secs(30);
-        assert_eq!(backoff(0, max, 1.0), Duration::from_millis(200));
-        assert_eq!(backoff(0, max, 0.0), Duration::from_millis(100));
-        assert_eq!(backoff(3, max, 1.0), Duration::from_millis(1600));
-        assert_eq!(backoff(10, max, 1.0), max);
-        assert_eq!(backoff(u32::MAX, max, 0.0), max / 2, "no overflow");
-        for j in [0.0, 0.3, 0.99] {
-            let d = backoff(4, max, j);
-            assert!(
-                d >= Duration::from_millis(1600) && d <= Duration::from_millis(3200),
-                "{d:?}"
-            );
-        }
     }
 }

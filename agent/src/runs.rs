@@ -38,7 +38,7 @@ pub struct RunSpec {
     pub jail: Option<JailSpec>,
 }
 
-/// The jail of a run (see [`crate::jail::JailPlan`]).
+/// The jail of a run (see [`crate::os::JailPlan`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JailSpec {
     /// The stack image directory.
@@ -160,17 +160,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
 /// their command line (`… shim <run-id> <run-dir>`).
 pub fn live_shims(runs_root: &Path) -> Vec<(String, u32)> {
     let mut found = Vec::new();
-    for pid in crate::jail::all_pids() {
-        let Some(args) = crate::jail::cmdline(pid) else {
+    for pid in crate::os::all_pids() {
+        let Some(args) = crate::os::cmdline(pid) else {
             continue;
         };
-        if args.len() != 4 || !crate::jail::arg_is(&args[1], "shim") {
+        if args.len() != 4 || !crate::os::arg_is(&args[1], "shim") {
             continue;
         }
         let (Ok(run_id), Ok(dir)) = (std::str::from_utf8(&args[2]), std::str::from_utf8(&args[3])) else {
             continue;
         };
-        if Path::new(dir) == runs_root.join(run_id) && crate::jail::in_my_pid_namespace(pid) {
+        if Path::new(dir) == runs_root.join(run_id) && crate::os::in_my_pid_namespace(pid) {
             found.push((run_id.to_string(), pid));
         }
     }

@@ -183,7 +183,7 @@ impl CgroupGuard {
                 for run in &runs {
                     if let Ok(procs) = std::fs::read_to_string(run.join("cgroup.procs")) {
                         for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
-                            let _ = dyno_agent::jail::kill_pid(pid, nix::sys::signal::Signal::SIGKILL as i32);
+                            let _ = dyno_agent::os::kill_pid(pid, nix::sys::signal::Signal::SIGKILL as i32);
                         }
                     }
                     let _ = std::fs::remove_dir(run);

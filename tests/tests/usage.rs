@@ -523,7 +523,7 @@ fn start_sized(a: &TestAgent, app: &str, name: &str, size: &str, slug: &Path, co
 /// whether it did, after its exit record is written.
 fn kill_command(a: &TestAgent, run_id: &str) -> bool {
     let Some(exec) = read_exec(a, run_id) else { return false };
-    if read_exit(a, run_id).is_some() || dyno_agent::jail::start_ticks(exec.pid) != Some(exec.start_ticks) {
+    if read_exit(a, run_id).is_some() || dyno_agent::os::start_ticks(exec.pid) != Some(exec.start_ticks) {
         return false;
     }
     if nix::sys::signal::kill(nix::unistd::Pid::from_raw(exec.pid as i32), Signal::SIGKILL).is_err() {

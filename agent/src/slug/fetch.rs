@@ -281,12 +281,12 @@ impl Fetcher {
     /// Before attempt `attempt + 1`: `backoff * 2^(attempt-1)`, capped, then a
     /// random point in [half, full]; at least a server's `Retry-After` (capped).
     fn backoff(&self, attempt: u32, error: &FetchError) -> Duration {
-        let full = self
-            .opts
-            .backoff
-            .saturating_mul(1u32 << (attempt - 1).min(20))
-            .min(self.opts.backoff_max);
-        let jittered = full.mul_f64(rand::rng().random_range(0.5..=1.0));
+        let jittered = crate::time::backoff(
+            self.opts.backoff,
+            attempt.saturating_sub(1),
+            self.opts.backoff_max,
+            rand::rng().random(),
+        );
         match error {
             FetchError::Status {
                 retry_after: Some(ra), ..

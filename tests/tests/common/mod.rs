@@ -326,13 +326,13 @@ impl TestAgent {
         for run in dir.flatten() {
             let path = run.path();
             if let Ok(Some(exec)) = dyno_agent::runs::read_json::<dyno_agent::runs::ExecRecord>(&path.join("exec.json"))
-                && dyno_agent::jail::start_ticks(exec.pid) == Some(exec.start_ticks)
+                && dyno_agent::os::start_ticks(exec.pid) == Some(exec.start_ticks)
             {
-                let _ = dyno_agent::jail::kill_group(exec.pid, libc_sigkill());
+                let _ = dyno_agent::os::kill_group(exec.pid, libc_sigkill());
             }
         }
         for (_, shim) in dyno_agent::runs::live_shims(&runs) {
-            let _ = dyno_agent::jail::kill_pid(shim, libc_sigkill());
+            let _ = dyno_agent::os::kill_pid(shim, libc_sigkill());
         }
     }
 }
@@ -361,7 +361,7 @@ impl TestAgent {
                 for run in &runs {
                     if let Ok(procs) = std::fs::read_to_string(run.join("cgroup.procs")) {
                         for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
-                            let _ = dyno_agent::jail::kill_pid(pid, libc_sigkill());
+                            let _ = dyno_agent::os::kill_pid(pid, libc_sigkill());
                         }
                     }
                     let _ = std::fs::remove_dir(run);

@@ -27,6 +27,18 @@ pub struct SizeLimits {
     pub nofile: u64,
 }
 
+/// The cgroup limits of a size (nofile is applied by the jail, not a cgroup).
+impl From<&SizeLimits> for crate::cgroup::Limits {
+    fn from(s: &SizeLimits) -> crate::cgroup::Limits {
+        crate::cgroup::Limits {
+            memory_bytes: s.memory_bytes,
+            cpu_shares: s.cpu_shares,
+            cpu_quota: s.cpu_quota,
+            pids_max: s.pids_max,
+        }
+    }
+}
+
 /// The default size table.
 pub fn default_sizes() -> BTreeMap<String, SizeLimits> {
     const MIB: u64 = 1024 * 1024;

@@ -31,7 +31,7 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     };
     std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     let _lock = lock_state_dir(&cfg.state_dir)?;
-    if let Err(e) = crate::jail::set_oom_score_adj(AGENT_OOM_SCORE_ADJ) {
+    if let Err(e) = crate::os::set_oom_score_adj(AGENT_OOM_SCORE_ADJ) {
         warn!(error = %e, "cannot lower the agent's oom_score_adj");
     }
     let listener = bind_socket(&cfg.socket).await?;

@@ -555,5 +555,4 @@ fn bill(
 }
 
 #[cfg(test)]
-#[path = "ledger_tests.rs"]
 mod tests;

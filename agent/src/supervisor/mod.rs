@@ -16,11 +16,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Wall-clock time in UTC.
-pub type Time = DateTime<Utc>;
+pub use crate::time::Time;
 
 /// Lifecycle state of a dyno (contract names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -673,5 +672,4 @@ impl Supervision {
 }
 
 #[cfg(test)]
-#[path = "supervisor_tests.rs"]
 mod tests;

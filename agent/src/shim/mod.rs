@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::jail::{self, ExecPlan, ExitStatus};
 use crate::logs::LogWriter;
+use crate::os::{self, ExecPlan, ExitStatus};
 use crate::runs::{ExecRecord, ExitRecord, RunDir, RunSpec, read_json, write_json_atomic};
 
 /// How long the pipes are drained after the command exited, for output of
@@ -40,17 +40,17 @@ pub fn main(args: &[String]) -> i32 {
     let run = RunDir {
         path: PathBuf::from(dir),
     };
-    if let Err(e) = jail::new_session() {
+    if let Err(e) = os::new_session() {
         eprintln!("shim {run_id}: setsid: {e}");
         return 1;
     }
     // SAFETY: nothing has started a thread in this process.
-    match unsafe { jail::fork() } {
+    match unsafe { os::fork() } {
         Err(e) => {
             eprintln!("shim {run_id}: fork: {e}");
             return 1;
         }
-        Ok(Some(_)) => jail::exit_now(0),
+        Ok(Some(_)) => os::exit_now(0),
         Ok(None) => {}
     }
     match supervise(&run) {
@@ -70,7 +70,7 @@ fn report(line: &str) {
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
     if let Ok(null) = std::fs::File::open("/dev/null") {
-        let _ = jail::redirect(&OwnedFd::from(null), 1);
+        let _ = os::redirect(&OwnedFd::from(null), 1);
     }
 }
 
@@ -104,13 +104,13 @@ fn supervise(run: &RunDir) -> io::Result<()> {
     signal_hook::low_level::pipe::register(libc::SIGCHLD, sig_w)?;
 
     let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
-    let (out_r, out_w) = jail::pipe()?;
-    let (err_r, err_w) = jail::pipe()?;
-    let (report_r, report_w) = jail::pipe()?;
+    let (out_r, out_w) = os::pipe()?;
+    let (err_r, err_w) = os::pipe()?;
+    let (report_r, report_w) = os::pipe()?;
     let (child, pid, init_pid) = match &spec.jail {
         None => {
             let plan = ExecPlan::shell(&spec.command, &spec.env, &spec.workdir)?;
-            let pid = jail::spawn_command(&plan, &null, &out_w, &err_w)?;
+            let pid = os::spawn_command(&plan, &null, &out_w, &err_w)?;
             (pid, pid, None)
         }
         Some(j) => {
@@ -118,7 +118,7 @@ fn supervise(run: &RunDir) -> io::Result<()> {
             for dir in [run.root(), run.rw()] {
                 std::fs::create_dir_all(&dir)?;
             }
-            let plan = jail::JailPlan {
+            let plan = os::JailPlan {
                 root: run.root(),
                 rw: run.rw(),
                 stack: j.stack.clone(),
@@ -129,7 +129,7 @@ fn supervise(run: &RunDir) -> io::Result<()> {
                 gid: j.gid,
                 nofile: j.nofile,
             };
-            let jailed = jail::spawn_jailed(
+            let jailed = os::spawn_jailed(
                 &plan,
                 &exec,
                 [&null, &out_w, &err_w],
@@ -141,20 +141,16 @@ fn supervise(run: &RunDir) -> io::Result<()> {
             let mut msg = [0u8; 12];
             let n = (&std::fs::File::from(report_r.try_clone()?)).read(&mut msg)?;
             let word = |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-            if n != 12 || word(0) != jail::report::STARTED {
-                let _ = jail::wait_exit(jailed.init);
-                let why = if n == 12 && word(0) == jail::report::FAILED {
-                    format!(
-                        "{}: {}",
-                        jail::step_name(word(1)),
-                        io::Error::from_raw_os_error(word(2))
-                    )
+            if n != 12 || word(0) != os::report::STARTED {
+                let _ = os::wait_exit(jailed.init);
+                let why = if n == 12 && word(0) == os::report::FAILED {
+                    format!("{}: {}", os::step_name(word(1)), io::Error::from_raw_os_error(word(2)))
                 } else {
                     "the dyno's init ended before starting the command".to_string()
                 };
                 return Err(io::Error::other(format!("jail: {why}")));
             }
-            let pid = jail::children(jailed.init).first().copied().unwrap_or(jailed.init);
+            let pid = os::children(jailed.init).first().copied().unwrap_or(jailed.init);
             (jailed.init, pid, Some(jailed.init))
         }
     };
@@ -163,7 +159,7 @@ fn supervise(run: &RunDir) -> io::Result<()> {
 
     let record = ExecRecord {
         pid,
-        start_ticks: jail::start_ticks(pid).unwrap_or(0),
+        start_ticks: os::start_ticks(pid).unwrap_or(0),
         started_at,
         shim_pid: std::process::id(),
         init_pid,
@@ -252,15 +248,15 @@ fn pump(
             while matches!(sig.read(&mut sink), Ok(n) if n > 0) {}
         }
         if status.is_none()
-            && let Some(s) = jail::peek_exit(pid)?
+            && let Some(s) = os::peek_exit(pid)?
         {
             // The command is gone: the dyno is over. End what is left of its
             // process group while the group id is still reserved by the
             // unreaped command, then reap it.
             if kill_group {
-                let _ = jail::kill_group(pid, libc::SIGKILL);
+                let _ = os::kill_group(pid, libc::SIGKILL);
             }
-            jail::wait_exit(pid)?;
+            os::wait_exit(pid)?;
             status = Some(s);
             drain_until = Some(Instant::now() + DRAIN);
         }
@@ -278,7 +274,7 @@ fn last_reported_status(report: &OwnedFd) -> Option<ExitStatus> {
             let w = |i: usize| i32::from_ne_bytes(m[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
             (w(0), w(1), w(2))
         })
-        .filter(|(kind, ..)| *kind == jail::report::EXITED)
+        .filter(|(kind, ..)| *kind == os::report::EXITED)
         .map(|(_, signaled, v)| {
             if signaled == 1 {
                 ExitStatus::Signal(v)

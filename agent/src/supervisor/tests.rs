@@ -6,7 +6,7 @@
 
 use super::*;
 
-use chrono::TimeZone;
+use chrono::{TimeZone, Utc};
 
 // ---------------------------------------------------------------------------
 // Helpers

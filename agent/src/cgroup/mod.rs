@@ -24,7 +24,7 @@
 //!   `memory.oom_control`, `memory.events`) is read directly, because
 //!   `cgroups-rs` turns read errors into zeros or empty lists; here a read
 //!   error is an [`Error`] naming the file. Signals go through
-//!   [`crate::jail::kill_pid`].
+//!   [`crate::os::kill_pid`].
 //! - **Tests**: v2 runs against a fake cgroupfs in a tempdir, with `mkdir`
 //!   and `rmdir` swapped for ones that do what the kernel does (create the
 //!   control files; remove them with the directory). Real code only ever
@@ -80,8 +80,6 @@ use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::{Cgroup, ControllIdentifier, Controller, Hierarchy, MaxValue, Subsystem};
 
-use crate::config::SizeLimits;
-
 /// The parent cgroup of all dynos, relative to the root of each hierarchy.
 pub const DEFAULT_PARENT: &str = "dynoagent";
 /// The CFS period used for the CPU quota, in microseconds.
@@ -122,17 +120,6 @@ pub struct Limits {
     /// CFS quota in cores; `None` for no quota.
     pub cpu_quota: Option<f64>,
     pub pids_max: u64,
-}
-
-impl From<&SizeLimits> for Limits {
-    fn from(s: &SizeLimits) -> Limits {
-        Limits {
-            memory_bytes: s.memory_bytes,
-            cpu_shares: s.cpu_shares,
-            cpu_quota: s.cpu_quota,
-            pids_max: s.pids_max,
-        }
-    }
 }
 
 impl Limits {
@@ -320,6 +307,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The host's cgroup backend, shared with blocking tasks.
+pub type CgroupsRef = std::sync::Arc<dyn Cgroups>;
 
 /// The host's cgroup backend: creates, finds and lists the dynos' cgroups
 /// under its parent.
@@ -1074,7 +1064,7 @@ fn kill_until_empty(path: &Path, procs: &dyn Fn() -> Result<Vec<u32>>, freezer: 
 }
 
 fn sigkill(pid: u32, cgroup: &Path) -> Result<()> {
-    match crate::jail::kill_pid(pid, libc::SIGKILL) {
+    match crate::os::kill_pid(pid, libc::SIGKILL) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         Err(error) => Err(Error::Kill {
             pid,

@@ -30,53 +30,21 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::cgroup::{self, Cgroups};
+use crate::cgroup::{self, Cgroups, CgroupsRef};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::jail;
 use crate::ledger::RunInfo;
 use crate::logs;
 use crate::meter::{Meter, MeterConfig};
+use crate::os;
 use crate::runs::{self, JailSpec, RunDir, RunSpec};
 use crate::supervisor::{Action, Ctx, Input, LastExit, Policy, Profile, RunEnd, Signal, State, Supervision, Time};
+pub use crate::time::Clock;
 
 /// Events kept in memory for `WatchEvents`; older ones need a snapshot.
 const EVENTS_KEPT: usize = 10_000;
 /// How often a web run's $PORT is probed while it is starting.
 const PORT_PROBE: Duration = Duration::from_millis(50);
-
-/// Wall-clock time derived from the monotonic clock: immune to clock steps
-/// while the agent runs, and paused along with tokio's clock in tests.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    wall: Time,
-    mono: tokio::time::Instant,
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        Clock {
-            wall: chrono::Utc::now(),
-            mono: tokio::time::Instant::now(),
-        }
-    }
-    pub fn now(&self) -> Time {
-        self.wall + self.mono.elapsed()
-    }
-    /// The monotonic instant of a wall-clock deadline.
-    pub fn instant(&self, at: Time) -> tokio::time::Instant {
-        match (at - self.wall).to_std() {
-            Ok(d) => self.mono + d,
-            Err(_) => self.mono,
-        }
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
 
 /// What a dyno runs; fixed until a new StartDyno replaces it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -464,9 +432,6 @@ struct Entry {
     /// Port probe of the current run.
     probe: Option<AbortHandle>,
 }
-
-/// The host's cgroup backend, shared with blocking tasks.
-pub type CgroupsRef = Arc<dyn Cgroups>;
 
 struct Actor {
     cfg: Arc<Config>,
@@ -1098,8 +1063,8 @@ impl Actor {
         // A jailed dyno's init passes SIGTERM to every process of the dyno;
         // SIGKILL to it ends its whole pid namespace.
         let result = match exec.init_pid {
-            Some(init) => jail::kill_pid(init, signo),
-            None => jail::kill_group(exec.pid, signo),
+            Some(init) => os::kill_pid(init, signo),
+            None => os::kill_group(exec.pid, signo),
         };
         if sig == Signal::KillAll
             && let Some(cgroups) = self.cgroups.clone()
@@ -1242,7 +1207,7 @@ impl Actor {
                         if let Ok(Some(exec)) = dir.read_exec() {
                             break Some(exec);
                         }
-                        if jail::cmdline(shim_pid).is_none() {
+                        if os::cmdline(shim_pid).is_none() {
                             break None;
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1328,14 +1293,14 @@ impl Actor {
 /// SIGKILLs what is left of a run whose shim is gone or unknown, if its
 /// command is still the process the exec record names.
 fn kill_run(exec: &runs::ExecRecord) {
-    if jail::start_ticks(exec.pid) != Some(exec.start_ticks) {
+    if os::start_ticks(exec.pid) != Some(exec.start_ticks) {
         return;
     }
     // SIGKILL to a jailed dyno's init ends its whole pid namespace.
     if let Some(init) = exec.init_pid {
-        let _ = jail::kill_pid(init, libc::SIGKILL);
+        let _ = os::kill_pid(init, libc::SIGKILL);
     }
-    let _ = jail::kill_group(exec.pid, libc::SIGKILL);
+    let _ = os::kill_group(exec.pid, libc::SIGKILL);
 }
 
 /// `source=web.1 sample#memory_total=21.00MB … sample#cpu_ms=1234`, as Heroku's
@@ -1468,17 +1433,17 @@ async fn watch_exit(
     run_id: String,
     cgroups: Option<CgroupsRef>,
 ) -> (Input, Option<cgroup::Usage>) {
-    match jail::pidfd_open(shim_pid) {
+    match os::pidfd_open(shim_pid) {
         Ok(fd) => {
             // The pid may have been reused before we opened it: it is ours only
             // while its command line still names this run.
-            let ours = jail::cmdline(shim_pid).is_some_and(|a| a.len() == 4 && jail::arg_is(&a[2], &run_id));
+            let ours = os::cmdline(shim_pid).is_some_and(|a| a.len() == 4 && os::arg_is(&a[2], &run_id));
             if ours {
-                match jail::pidfd_wait(fd).await {
+                match os::pidfd_wait(fd).await {
                     Ok(()) => {}
                     Err(e) => {
                         warn!(shim_pid, error = %e, "cannot watch the shim; polling");
-                        while jail::cmdline(shim_pid).is_some() {
+                        while os::cmdline(shim_pid).is_some() {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
@@ -1523,15 +1488,5 @@ mod tests {
             "source=web.1 sample#memory_total=21.00MB sample#memory_rss=20.00MB sample#memory_cache=1.00MB \
              sample#memory_quota=512.00MB sample#cpu_ms=1234"
         );
-    }
-
-    #[test]
-    fn clock_maps_deadlines_to_instants() {
-        let clock = Clock::new();
-        let later = clock.now() + chrono::Duration::seconds(5);
-        let d = clock.instant(later) - tokio::time::Instant::now();
-        assert!(d <= Duration::from_secs(5) && d > Duration::from_secs(4), "{d:?}");
-        // A deadline in the past is due now, not in the future.
-        assert!(clock.instant(clock.now() - chrono::Duration::seconds(60)) <= tokio::time::Instant::now());
     }
 }
