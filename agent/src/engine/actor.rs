@@ -24,8 +24,8 @@ use crate::ledger::RunInfo;
 use crate::logs;
 use crate::meter::Meter;
 use crate::runs::RunDir;
-use crate::supervisor::{Action, Ctx, Input, Policy, State, Supervision, Time};
-use crate::time::Clock;
+use crate::supervisor::{Action, Ctx, Input, Policy, State, Supervision};
+use crate::time::{Clock, Time};
 
 /// A dyno and what the actor holds for its current run.
 pub(super) struct Entry {

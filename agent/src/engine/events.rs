@@ -13,7 +13,8 @@ use tracing::error;
 
 use super::model::DynoView;
 use crate::runs;
-use crate::supervisor::{State, Time};
+use crate::supervisor::State;
+use crate::time::Time;
 
 /// Events kept in memory for `WatchEvents`; older ones need a snapshot.
 pub(super) const EVENTS_KEPT: usize = 10_000;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::{LastExit, Profile, State, Supervision, Time};
+use crate::supervisor::{LastExit, Profile, State, Supervision};
+use crate::time::Time;
 
 /// Earlier request ids remembered per dyno.
 pub(super) const REQUEST_IDS_KEPT: usize = 32;

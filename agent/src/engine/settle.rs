@@ -15,8 +15,8 @@ use super::signal::kill_run;
 use crate::cgroup::{self, Cgroups, CgroupsRef};
 use crate::os;
 use crate::runs::{ExitRecord, RunDir};
-use crate::supervisor::{Input, RunEnd, Time};
-use crate::time::Clock;
+use crate::supervisor::{Input, RunEnd};
+use crate::time::{Clock, Time};
 
 /// How a run ended, from its exit record (`None`: there is none, the run is
 /// lost, at `now`) and the OOM kills its cgroup counted.

@@ -8,7 +8,8 @@ use chrono::TimeZone;
 
 use super::Key;
 use super::model::{DynoRecord, DynoSpec};
-use crate::supervisor::{State, Supervision, Time};
+use crate::supervisor::{State, Supervision};
+use crate::time::Time;
 
 pub(super) fn t0() -> Time {
     chrono::Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
