@@ -276,10 +276,7 @@ impl Worker {
                     }
                 }),
                 Write::Close(run_id, at, usage) => {
-                    let mut usage = *usage;
-                    if let (Some(u), Some(peak)) = (usage.as_mut(), self.carried_peaks.get(run_id)) {
-                        u.mem_peak_bytes = u.mem_peak_bytes.max(*peak);
-                    }
+                    let usage = with_carried_peak(*usage, self.carried_peaks.get(run_id));
                     self.ledger.close(run_id, *at, usage).map(|n| {
                         debug!(run = %run_id, end = at, records = n, "metered to its end");
                     })
@@ -340,10 +337,8 @@ impl Worker {
         let readings: Vec<(String, Option<Usage>)> = due
             .into_iter()
             .map(|id| {
-                let mut usage = self.read(&id);
-                if let (Some(u), Some(peak)) = (usage.as_mut(), self.carried_peaks.get(&id)) {
-                    u.mem_peak_bytes = u.mem_peak_bytes.max(*peak);
-                }
+                let usage = self.read(&id);
+                let usage = with_carried_peak(usage, self.carried_peaks.get(&id));
                 (id, usage)
             })
             .collect();
@@ -435,6 +430,17 @@ impl Worker {
             Err(e) => warn!(error = %e, "cannot prune the ledger"),
         }
     }
+}
+
+/// A reading with its memory peak raised to a peak read for a slice whose
+/// write failed (reading the peak reset it).
+fn with_carried_peak(usage: Option<Usage>, carried: Option<&u64>) -> Option<Usage> {
+    usage.map(|mut u| {
+        if let Some(peak) = carried {
+            u.mem_peak_bytes = u.mem_peak_bytes.max(*peak);
+        }
+        u
+    })
 }
 
 fn internal(e: LedgerError) -> Error {

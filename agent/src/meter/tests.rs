@@ -100,3 +100,15 @@ async fn slices_are_written_as_boundaries_pass_and_ack_is_checked() {
     assert_eq!(rest.first().map(|r| r.seq), Some(records[2].seq));
     m.stop(Duration::from_secs(5));
 }
+
+#[test]
+fn a_carried_peak_only_ever_raises_a_reading() {
+    let u = |peak| Usage {
+        cpu_ns: 7,
+        mem_peak_bytes: peak,
+    };
+    assert_eq!(with_carried_peak(Some(u(10)), Some(&30)), Some(u(30)));
+    assert_eq!(with_carried_peak(Some(u(50)), Some(&30)), Some(u(50)));
+    assert_eq!(with_carried_peak(Some(u(10)), None), Some(u(10)));
+    assert_eq!(with_carried_peak(None, Some(&30)), None, "no reading stays none");
+}
