@@ -110,9 +110,10 @@ pub struct RunInfo {
     pub release: String,
 }
 
-/// An open (not yet closed) run and how far it is billed.
+/// A metered run not closed yet (its row in `meters`) and how far it is
+/// billed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Meter {
+pub struct OpenRun {
     pub run: RunInfo,
     /// Exec time.
     pub start: Secs,
@@ -190,8 +191,8 @@ pub struct Ledger {
     path: PathBuf,
     host_id: String,
     slice: u64,
-    /// Open meters, as committed (reloaded after a failed transaction).
-    open: HashMap<String, Meter>,
+    /// Open runs, as committed (reloaded after a failed transaction).
+    open: HashMap<String, OpenRun>,
 }
 
 impl Ledger {
@@ -244,7 +245,7 @@ impl Ledger {
         }
     }
 
-    /// Reloads the open meters from the database (after a failed write, the
+    /// Reloads the open runs from the database (after a failed write, the
     /// in-memory copy may be ahead of what was committed).
     fn reload(&mut self) -> Result<()> {
         let mut stmt = self
@@ -254,9 +255,9 @@ impl Ledger {
                  FROM meters WHERE closed_at IS NULL",
             )
             .map_err(|e| self.sql(e))?;
-        let meters = stmt
+        let open = stmt
             .query_map([], |r| {
-                Ok(Meter {
+                Ok(OpenRun {
                     run: RunInfo {
                         run_id: r.get(0)?,
                         app: r.get(1)?,
@@ -274,12 +275,12 @@ impl Ledger {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.sql(e))?;
         drop(stmt);
-        self.open = meters.into_iter().map(|m| (m.run.run_id.clone(), m)).collect();
+        self.open = open.into_iter().map(|m| (m.run.run_id.clone(), m)).collect();
         Ok(())
     }
 
-    /// The open meters.
-    pub fn meters(&self) -> impl Iterator<Item = &Meter> {
+    /// The runs metered and not closed yet.
+    pub fn open_runs(&self) -> impl Iterator<Item = &OpenRun> {
         self.open.values()
     }
 
@@ -313,7 +314,7 @@ impl Ledger {
         if added {
             self.open.insert(
                 run.run_id.clone(),
-                Meter {
+                OpenRun {
                     run: run.clone(),
                     start,
                     billed_until: start,
@@ -502,18 +503,18 @@ fn set_next_seq(tx: &Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
 }
 
 /// Writes the records of `m` from its `billed_until` to `to`, one per slice,
-/// and returns the meter moved forward.
+/// and returns it billed up to `to`.
 #[allow(clippy::too_many_arguments)]
 fn bill(
     tx: &Transaction<'_>,
     host_id: &str,
     slice: u64,
     seq: &mut u64,
-    m: &Meter,
+    m: &OpenRun,
     to: Secs,
     usage: Option<Usage>,
     written: &mut usize,
-) -> rusqlite::Result<Meter> {
+) -> rusqlite::Result<OpenRun> {
     let spans = pieces(m.billed_until, to, slice);
     let mut next = m.clone();
     if spans.is_empty() {

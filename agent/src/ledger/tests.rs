@@ -120,7 +120,7 @@ fn a_run_is_billed_per_slice_from_exec_to_exit() {
         ("shop", "web.1", "d-1", "web", "standard-1x", "v7")
     );
     assert_eq!(recs[1].id, "host-a:2");
-    assert!(l.meters().next().is_none(), "closed");
+    assert!(l.open_runs().next().is_none(), "closed");
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn missing_slices_are_written_on_recovery() {
         // The agent dies here; five boundaries pass while it is down.
     }
     let mut l = Ledger::open(&path, "host-a", 60).unwrap();
-    assert_eq!(l.meters().map(|m| m.billed_until).collect::<Vec<_>>(), [T10 + 60]);
+    assert_eq!(l.open_runs().map(|m| m.billed_until).collect::<Vec<_>>(), [T10 + 60]);
     assert_eq!(l.due(T10 + 6 * 60 + 5), ["r1"]);
     assert_eq!(l.advance(T10 + 6 * 60 + 5, &[("r1".into(), usage(530, 7))]).unwrap(), 5);
     // It ended while the agent was down again: settled from its exit time.
@@ -211,7 +211,7 @@ fn a_failed_write_moves_nothing_and_is_retried_whole() {
     assert!(err.contains("injected") && err.contains("ledger.db"), "{err}");
     assert!(all(&l).is_empty(), "all or nothing");
     assert_eq!(l.last_seq().unwrap(), 0);
-    assert!(l.meters().all(|m| m.billed_until == T10), "no meter moved");
+    assert!(l.open_runs().all(|m| m.billed_until == T10), "no meter moved");
     let err = l.close("r2", T10 + 70, None).unwrap_err();
     assert!(err.to_string().contains("injected"));
     assert!(l.is_open("r2"), "still open after a failed close");

@@ -1,0 +1,415 @@
+//! The actor: the one task that owns every dyno. It takes messages (API
+//! calls, run reports), fires due deadlines and samples metrics; each input
+//! goes through the dyno's [`Supervision`] and the actions that come back
+//! are carried out here, after the record is persisted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{debug, error, info, warn};
+
+use super::events::{EventLog, Watch};
+use super::model::{DynoRecord, DynoView, LogSource, REQUEST_IDS_KEPT, Selector, StartRequest, Summary};
+use super::store::Paths;
+use super::{Key, Msg};
+use crate::cgroup::{self, CgroupsRef};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ledger::RunInfo;
+use crate::logs;
+use crate::meter::Meter;
+use crate::runs::RunDir;
+use crate::supervisor::{Action, Ctx, Input, Policy, State, Supervision};
+use crate::time::{Clock, Time};
+
+/// A dyno and what the actor holds for its current run.
+pub(super) struct Entry {
+    pub(super) rec: DynoRecord,
+    /// Port probe of the current run.
+    pub(super) probe: Option<AbortHandle>,
+}
+
+pub(super) struct Actor {
+    pub(super) cfg: Arc<Config>,
+    /// `None` only in the unjailed development mode without cgroups.
+    pub(super) cgroups: Option<CgroupsRef>,
+    pub(super) policy: Policy,
+    pub(super) clock: Clock,
+    pub(super) paths: Paths,
+    pub(super) exe: PathBuf,
+    pub(super) dynos: BTreeMap<Key, Entry>,
+    pub(super) events: EventLog,
+    pub(super) meter: Meter,
+    /// Admission's bound on committed memory.
+    pub(super) allocatable: u64,
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Actor {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut metrics = tokio::time::interval(self.cfg.metrics_interval);
+        metrics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        metrics.tick().await;
+        loop {
+            let deadline = self.dynos.values().filter_map(|e| e.rec.sup.next_deadline()).min();
+            let sleep_until = deadline.map(|d| self.clock.instant(d));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = async {
+                    match sleep_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.tick(),
+                _ = metrics.tick() => self.sample_metrics(),
+            }
+        }
+        for e in self.dynos.values() {
+            if let Some(p) = &e.probe {
+                p.abort();
+            }
+        }
+        info!("engine stopped; dynos keep running");
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let due: Vec<Key> = self
+            .dynos
+            .iter()
+            .filter(|(_, e)| e.rec.sup.next_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.step(&key, Input::Tick);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Start(req, reply) => {
+                let _ = reply.send(self.start_dyno(*req));
+            }
+            Msg::Stop(sel, reply) => {
+                let _ = reply.send(self.each(&sel, Input::Stop));
+            }
+            Msg::Restart(sel, reply) => {
+                let _ = reply.send(self.each(&sel, Input::Restart));
+            }
+            Msg::Get(app, name, reply) => {
+                let r = self
+                    .dynos
+                    .get(&(app.clone(), name.clone()))
+                    .map(|e| e.rec.view())
+                    .ok_or_else(|| Error::NotFound(format!("no dyno {name} in app {app}")));
+                let _ = reply.send(r);
+            }
+            Msg::List(app, reply) => {
+                let views = self
+                    .dynos
+                    .values()
+                    .filter(|e| app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
+                    .map(|e| e.rec.view())
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Msg::Watch(after, reply) => {
+                let _ = reply.send(self.watch(after));
+            }
+            Msg::Logs(app, dyno, reply) => {
+                let _ = reply.send(self.log_sources(app, dyno));
+            }
+            Msg::Summary(reply) => {
+                let _ = reply.send(self.summary());
+            }
+            Msg::NextOneOff(app, reply) => {
+                let _ = reply.send(next_one_off(self.dynos.keys(), &app));
+            }
+            Msg::Run(key, input) => self.step(&key, input),
+            Msg::Ended(key, input, usage) => {
+                self.meter_close(&input, usage);
+                self.step(&key, input);
+            }
+        }
+    }
+
+    fn watch(&self, after: Option<u64>) -> Watch {
+        self.events
+            .watch(after, || self.dynos.values().map(|e| e.rec.view()).collect())
+    }
+
+    fn summary(&self) -> Summary {
+        let mut s = Summary {
+            cgroup_version: self.cgroups.as_ref().map(|c| c.version().to_string()),
+            memory_committed: self.committed(None),
+            memory_allocatable: self.allocatable,
+            ..Summary::default()
+        };
+        for e in self.dynos.values() {
+            *s.by_state.entry(e.rec.sup.state.as_str()).or_default() += 1;
+        }
+        s
+    }
+
+    fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Vec<LogSource> {
+        let mut sources = Vec::new();
+        for e in self.dynos.values() {
+            let spec = &e.rec.spec;
+            if app.as_ref().is_some_and(|a| spec.app != *a)
+                || dyno.as_ref().is_some_and(|d| spec.name != *d && spec.ptype != *d)
+            {
+                continue;
+            }
+            let current = e.rec.sup.log_run().map(|r| r.id.clone());
+            // The previous run first: its last lines tell why it ended.
+            for run in [&e.rec.sup.last_run, &e.rec.sup.run].into_iter().flatten() {
+                let is_current = Some(&run.id) == current.as_ref();
+                if !is_current && e.rec.sup.run.is_none() {
+                    continue; // last_run is the current one then
+                }
+                sources.push(LogSource {
+                    app: spec.app.clone(),
+                    dyno: spec.name.clone(),
+                    run_id: run.id.clone(),
+                    log: RunDir::new(&self.paths.runs, &run.id).log(),
+                    current: is_current,
+                    active: is_current && e.rec.sup.running(),
+                });
+            }
+        }
+        sources
+    }
+
+    fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
+        let key = (req.spec.app.clone(), req.spec.name.clone());
+        if let Some(rid) = &req.request_id
+            && let Some(e) = self
+                .dynos
+                .values()
+                .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
+        {
+            return Ok(e.rec.view());
+        }
+        // A running dyno asked for the same run again commits nothing new.
+        let same_and_running = self
+            .dynos
+            .get(&key)
+            .is_some_and(|e| e.rec.sup.state != State::Down && e.rec.spec.same_run(&req.spec));
+        if !same_and_running {
+            self.admit(&key, &req.spec.size)?;
+        }
+        if let Some(entry) = self.dynos.get_mut(&key) {
+            let mut spec = req.spec;
+            // A dyno keeps its port.
+            spec.port = entry.rec.spec.port;
+            if entry.rec.spec.same_run(&spec) {
+                if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
+                    self.step(&key, Input::Start);
+                }
+            } else {
+                info!(app = %key.0, dyno = %key.1, "new spec: restarting");
+                entry.rec.spec = spec;
+                if let Some(old) = std::mem::replace(&mut entry.rec.request_id, req.request_id) {
+                    entry.rec.past_request_ids.push_back(old);
+                    if entry.rec.past_request_ids.len() > REQUEST_IDS_KEPT {
+                        entry.rec.past_request_ids.pop_front();
+                    }
+                }
+                self.step(&key, Input::Restart);
+            }
+            return Ok(self.dynos[&key].rec.view());
+        }
+
+        let mut spec = req.spec;
+        if spec.ptype == "web" {
+            spec.port = Some(self.allocate_port()?);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now();
+        let rec = DynoRecord {
+            sup: Supervision::new(id.clone(), now),
+            id,
+            spec,
+            created_at: now,
+            request_id: req.request_id,
+            past_request_ids: VecDeque::new(),
+            uid: self.allocate_uid()?,
+        };
+        fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;
+        self.dynos.insert(key.clone(), Entry { rec, probe: None });
+        self.step(&key, Input::Start);
+        Ok(self.dynos[&key].rec.view())
+    }
+
+    fn each(&mut self, sel: &Selector, input: Input) -> Result<Vec<DynoView>> {
+        let keys: Vec<Key> = self
+            .dynos
+            .iter()
+            .filter(|(_, e)| sel.matches(&e.rec.spec))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() && *sel != Selector::All {
+            return Err(Error::NotFound(match sel {
+                Selector::App(a) => format!("app {a} has no dynos"),
+                Selector::Type(a, t) => format!("app {a} has no {t} dynos"),
+                Selector::Dyno(a, n) => format!("no dyno {n} in app {a}"),
+                Selector::All => unreachable!(),
+            }));
+        }
+        for k in &keys {
+            self.step(k, input.clone());
+        }
+        Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect())
+    }
+
+    /// Feeds one input to a dyno and carries out the actions.
+    pub(super) fn step(&mut self, key: &Key, input: Input) {
+        if let Input::Spawned { run_id, at, .. } = &input {
+            self.meter_open(key, run_id, *at);
+        }
+        let Some(entry) = self.dynos.get_mut(key) else {
+            return;
+        };
+        let profile = entry.rec.spec.profile();
+        let mut rng = rand::rng();
+        let mut jitter = || rng.random::<f64>();
+        let mut cx = Ctx {
+            profile: &profile,
+            policy: &self.policy,
+            now: self.clock.now(),
+            jitter: &mut jitter,
+        };
+        debug!(app = %key.0, dyno = %key.1, ?input, "input");
+        let actions = entry.rec.sup.step(&mut cx, input);
+        self.apply(key, actions);
+    }
+
+    fn apply(&mut self, key: &Key, actions: Vec<Action>) {
+        // Spawns first prepare their run directory, so that the runtime lines
+        // written below land in the new run's log.
+        let mut unprepared = Vec::new();
+        for a in &actions {
+            if let Action::Spawn { run_id } = a
+                && let Err(e) = self.prepare_run(key, run_id)
+            {
+                error!(app = %key.0, dyno = %key.1, error = %e, "cannot prepare run");
+                unprepared.push((run_id.clone(), e.to_string()));
+            }
+        }
+        // The record is durable before any shim exists: a restarted agent
+        // knows every run it may have started.
+        self.persist(key);
+        let entry = &self.dynos[key];
+        let log = entry
+            .rec
+            .sup
+            .log_run()
+            .map(|r| RunDir::new(&self.paths.runs, &r.id).log());
+        let mut follow_up = Vec::new();
+        for a in actions {
+            match a {
+                Action::Log(text) => {
+                    if let Some(log) = &log
+                        && let Err(e) = logs::append_runtime(log, &key.1, &text)
+                    {
+                        warn!(path = %log.display(), error = %e, "cannot write runtime log line");
+                    }
+                }
+                Action::Changed { from, to, reason } => {
+                    let view = self.dynos[key].rec.view();
+                    info!(app = %key.0, dyno = %key.1, %from, %to, reason, "state changed");
+                    self.events.publish(self.clock.now(), from, to, reason, view);
+                }
+                Action::Signal(sig) => self.signal(key, sig),
+                other => follow_up.push(other),
+            }
+        }
+        for a in follow_up {
+            match a {
+                Action::Spawn { run_id } => match unprepared.iter().find(|(id, _)| *id == run_id) {
+                    Some((_, error)) => {
+                        let input = Input::SpawnFailed {
+                            run_id,
+                            error: error.clone(),
+                        };
+                        let _ = self.tx.send(Msg::Run(key.clone(), input));
+                    }
+                    None => self.spawn(key, run_id),
+                },
+                Action::WatchPort { run_id } => self.watch_port(key, run_id),
+                _ => {}
+            }
+        }
+        // A new run or an ended one: the old run's probe is stale.
+        let entry = self.dynos.get_mut(key).expect("present");
+        if !entry.rec.sup.running()
+            && let Some(p) = entry.probe.take()
+        {
+            p.abort();
+        }
+    }
+
+    /// Starts metering `run_id` if it is the dyno's current run (the ledger
+    /// ignores a run it already meters or has closed).
+    pub(super) fn meter_open(&self, key: &Key, run_id: &str, at: Time) {
+        let Some(e) = self.dynos.get(key) else { return };
+        if e.rec.sup.run.as_ref().is_none_or(|r| r.id != run_id) {
+            return;
+        }
+        let spec = &e.rec.spec;
+        self.meter.open(
+            RunInfo {
+                run_id: run_id.to_string(),
+                app: spec.app.clone(),
+                dyno: spec.name.clone(),
+                dyno_id: e.rec.id.clone(),
+                ptype: spec.ptype.clone(),
+                size: spec.size.clone(),
+                release: spec.release.clone(),
+            },
+            at,
+        );
+    }
+
+    /// Bills a run that ended up to its end.
+    pub(super) fn meter_close(&self, input: &Input, usage: Option<cgroup::Usage>) {
+        if let Input::Exited { run_id, end } = input {
+            self.meter.close(run_id.clone(), end.at, usage);
+        }
+    }
+
+    pub(super) fn persist(&self, key: &Key) {
+        self.paths.save_record(&key.0, &key.1, &self.dynos[key].rec);
+    }
+}
+
+/// The next free `run.N` name of `app`, after the highest one its dynos have.
+pub(super) fn next_one_off<'a>(keys: impl IntoIterator<Item = &'a Key>, app: &str) -> String {
+    let n = keys
+        .into_iter()
+        .filter(|(a, _)| a == app)
+        .filter_map(|(_, name)| crate::names::parse_dyno_name(name))
+        .filter(|(t, _)| *t == "run")
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0);
+    format!("run.{}", n + 1)
+}
+
+#[cfg(test)]
+#[path = "actor_tests.rs"]
+mod tests;

@@ -1,0 +1,217 @@
+//! Launching a run: its directory and `spec.json` (environment, command,
+//! jail, cgroup), the `dynoagent shim` that starts it, and the `$PORT`
+//! probe of a starting web run. Old run directories go here too.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
+use tracing::warn;
+
+use super::actor::Actor;
+use super::model::DynoSpec;
+use super::settle::watch_exit;
+use super::{Key, Msg};
+use crate::cgroup;
+use crate::runs::{self, ExecRecord, JailSpec, RunDir, RunSpec};
+use crate::supervisor::Input;
+
+/// Sources `.profile.d/*.sh` and `.profile` of the app before its command.
+const PROFILE: &str =
+    "for f in .profile.d/*.sh; do [ -r \"$f\" ] && . \"./$f\"; done; unset f; [ -r .profile ] && . ./.profile; ";
+
+/// How often a web run's $PORT is probed while it is starting.
+const PORT_PROBE: Duration = Duration::from_millis(50);
+
+/// What the shim of run `run_id` of `spec` runs: the app's command after its
+/// profile scripts, with its environment rooted at `/app` in a jail and at
+/// the slug's `app/` directory without one.
+pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, log_max_bytes: u64) -> RunSpec {
+    let root = match &jail {
+        Some(_) => "/app".to_string(),
+        None => spec.app_dir.display().to_string(),
+    };
+    RunSpec {
+        run_id: run_id.to_string(),
+        app: spec.app.clone(),
+        dyno: spec.name.clone(),
+        command: format!("{PROFILE}{}", spec.command),
+        env: spec.run_env(&root),
+        workdir: spec.app_dir.clone(),
+        log_max_bytes,
+        jail,
+    }
+}
+
+/// The run whose directory goes when `run_id` starts: the one before the
+/// previous run (`<prefix>.<n - 2>`), whose logs nobody shows any more.
+pub(super) fn stale_run(run_prefix: &str, run_id: &str) -> Option<String> {
+    let n = run_id.rsplit_once('.').and_then(|(_, n)| n.parse::<u32>().ok())?;
+    (n > 2).then(|| format!("{run_prefix}.{}", n - 2))
+}
+
+impl Actor {
+    /// Creates the run's directory and cgroup and writes its `spec.json`.
+    pub(super) fn prepare_run(&mut self, key: &Key, run_id: &str) -> std::io::Result<()> {
+        let rec = &self.dynos[key].rec;
+        let dir = RunDir::new(&self.paths.runs, run_id);
+        fs::create_dir_all(&dir.path)?;
+        let size = self
+            .cfg
+            .sizes
+            .get(&rec.spec.size)
+            .ok_or_else(|| std::io::Error::other(format!("size {:?} is not configured", rec.spec.size)))?;
+        let jail = match self.cfg.stacks.get(&rec.spec.stack) {
+            Some(stack) => {
+                let cgroup_procs = match &self.cgroups {
+                    Some(cgroups) => cgroups
+                        .create(run_id, &cgroup::Limits::from(size))
+                        .map_err(|e| std::io::Error::other(format!("cgroup: {e}")))?
+                        .procs_files(),
+                    None => Vec::new(),
+                };
+                Some(JailSpec {
+                    stack: stack.clone(),
+                    uid: rec.uid,
+                    gid: rec.uid,
+                    hostname: rec.id.clone(),
+                    disk_bytes: self.cfg.disk_limit,
+                    nofile: size.nofile,
+                    cgroup_procs,
+                    oom_score_adj: self.cfg.dyno_oom_score_adj,
+                })
+            }
+            None if self.cfg.allow_unjailed => None,
+            None => {
+                return Err(std::io::Error::other(format!(
+                    "stack {:?} is not configured and allow_unjailed is off",
+                    rec.spec.stack
+                )));
+            }
+        };
+        let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_max_bytes);
+        runs::write_json_atomic(&dir.spec(), &spec)?;
+        // Keep the previous run's directory for its logs; drop older ones.
+        if let Some(old) = stale_run(&rec.sup.run_prefix, run_id) {
+            self.remove_run_dir(&old);
+        }
+        Ok(())
+    }
+
+    /// Removes a run's directory; its exit record goes to the meter first
+    /// (closing a meter twice is harmless), so that a run whose end the meter
+    /// has not seen yet is still billed to its real end.
+    pub(super) fn remove_run_dir(&self, run_id: &str) {
+        let dir = RunDir::new(&self.paths.runs, run_id);
+        if let Ok(Some(exit)) = dir.read_exit() {
+            self.meter.close(run_id.to_string(), exit.exited_at, None);
+        }
+        if let Err(e) = fs::remove_dir_all(&dir.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %dir.path.display(), error = %e, "cannot remove a run directory");
+        }
+    }
+
+    /// Starts the shim of a prepared run, off the actor; reports
+    /// `Spawned`, then `Ended` when the shim is gone (or `SpawnFailed`).
+    pub(super) fn spawn(&mut self, key: &Key, run_id: String) {
+        let cgroups = self.cgroups.clone();
+        let clock = self.clock;
+        let exe = self.exe.clone();
+        let dir = RunDir::new(&self.paths.runs, &run_id);
+        let tx = self.tx.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let input = match spawn_shim(&exe, &run_id, &dir).await {
+                Ok((shim_pid, exec)) => {
+                    let _ = tx.send(Msg::Run(
+                        key.clone(),
+                        Input::Spawned {
+                            run_id: run_id.clone(),
+                            pid: exec.pid,
+                            at: exec.started_at,
+                        },
+                    ));
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, clock).await;
+                    Msg::Ended(key, input, usage)
+                }
+                Err(error) => {
+                    warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
+                    Msg::Run(key, Input::SpawnFailed { run_id, error })
+                }
+            };
+            let _ = tx.send(input);
+        });
+    }
+
+    /// Probes the dyno's $PORT until it accepts a connection, then reports
+    /// `PortBound`; replaces an earlier probe.
+    pub(super) fn watch_port(&mut self, key: &Key, run_id: String) {
+        let Some(port) = self.dynos[key].rec.spec.port else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let k = key.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let probe = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
+                    let _ = tx.send(Msg::Run(k, Input::PortBound { run_id }));
+                    return;
+                }
+                tokio::time::sleep(PORT_PROBE).await;
+            }
+        });
+        let entry = self.dynos.get_mut(key).expect("present");
+        if let Some(old) = entry.probe.replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+}
+
+/// Starts `dynoagent shim` for a prepared run directory and waits for its
+/// report. Returns the shim's pid and the exec record.
+async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Result<(u32, ExecRecord), String> {
+    let shim_log = fs::File::create(dir.shim_log()).map_err(|e| format!("{}: {e}", dir.shim_log().display()))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("shim")
+        .arg(run_id)
+        .arg(&dir.path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(shim_log)
+        .env_clear()
+        .spawn()
+        .map_err(|e| format!("starting the shim: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    let result = tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line)).await;
+    // The first shim process exits right after forking the real one.
+    let _ = child.wait().await;
+    match result {
+        Err(_) => return Err("the shim did not report within 30s".into()),
+        Ok(Err(e)) => return Err(format!("reading the shim's report: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    let line = line.trim();
+    if let Some(msg) = line.strip_prefix("err ") {
+        return Err(msg.to_string());
+    }
+    let mut parts = line.strip_prefix("ok ").unwrap_or("").split(' ');
+    let shim_pid: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| {
+        let diag = fs::read_to_string(dir.shim_log()).unwrap_or_default();
+        format!("the shim ended without a report: {}", diag.trim())
+    })?;
+    let exec = dir
+        .read_exec()
+        .map_err(|e| e.to_string())?
+        .ok_or("the shim reported success without an exec record")?;
+    Ok((shim_pid, exec))
+}
+
+#[cfg(test)]
+#[path = "launch_tests.rs"]
+mod tests;

@@ -1,0 +1,203 @@
+//! The dyno model: what a dyno runs ([`DynoSpec`]), how it is stored
+//! ([`DynoRecord`]), how the API shows it ([`DynoView`], [`Summary`]), and the
+//! requests and selectors the engine is asked with.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::{LastExit, Profile, State, Supervision};
+use crate::time::Time;
+
+/// Earlier request ids remembered per dyno.
+pub(super) const REQUEST_IDS_KEPT: usize = 32;
+
+/// What a dyno runs; fixed until a new StartDyno replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoSpec {
+    pub app: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ptype: String,
+    pub command: String,
+    pub size: String,
+    pub release: String,
+    pub env: BTreeMap<String, String>,
+    /// The slug as given.
+    pub slug: String,
+    pub slug_sha256: Option<String>,
+    /// The unpacked `app/` directory.
+    pub app_dir: PathBuf,
+    pub stack: String,
+    pub one_off: bool,
+    pub time_to_live_secs: u64,
+    pub port: Option<u16>,
+}
+
+impl DynoSpec {
+    /// Same dyno, same everything that matters to the run.
+    pub(super) fn same_run(&self, other: &DynoSpec) -> bool {
+        let key = |s: &DynoSpec| {
+            (
+                s.command.clone(),
+                s.size.clone(),
+                s.release.clone(),
+                s.env.clone(),
+                s.slug_sha256.clone().unwrap_or_else(|| s.app_dir.display().to_string()),
+                s.stack.clone(),
+            )
+        };
+        key(self) == key(other)
+    }
+
+    pub(super) fn profile(&self) -> Profile {
+        Profile {
+            web: self.ptype == "web",
+            one_off: self.one_off,
+            time_to_live: Duration::from_secs(self.time_to_live_secs),
+            command: self.command.clone(),
+        }
+    }
+
+    /// The complete environment of a run whose `app/` is at `root`.
+    pub(super) fn run_env(&self, root: &str) -> Vec<(String, String)> {
+        let root = root.to_string();
+        let mut env: BTreeMap<String, String> = self.env.clone();
+        env.insert("DYNO".into(), self.name.clone());
+        env.insert("HOME".into(), root.clone());
+        env.insert("PATH".into(), format!("{root}/bin:/usr/local/bin:/usr/bin:/bin"));
+        if let Some(port) = self.port {
+            env.insert("PORT".into(), port.to_string());
+        }
+        env.into_iter().collect()
+    }
+}
+
+/// A dyno as stored on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DynoRecord {
+    pub id: String,
+    pub spec: DynoSpec,
+    pub sup: Supervision,
+    pub created_at: Time,
+    /// The request id of the StartDyno that gave the dyno its spec.
+    pub request_id: Option<String>,
+    /// Request ids of earlier StartDynos of this dyno, newest last (at most
+    /// [`REQUEST_IDS_KEPT`]): a late retry of one of them changes nothing.
+    #[serde(default)]
+    pub past_request_ids: VecDeque<String>,
+    /// The dyno's own unprivileged uid (and gid), from `uid_range`.
+    #[serde(default)]
+    pub uid: u32,
+}
+
+/// A dyno as the API and `dynoctl` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DynoView {
+    pub id: String,
+    pub app: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ptype: String,
+    pub state: State,
+    pub size: String,
+    pub command: String,
+    pub release: String,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub started_at: Option<Time>,
+    pub updated_at: Time,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub next_restart_at: Option<Time>,
+    pub one_off: bool,
+    pub stack: String,
+    pub slug_sha256: Option<String>,
+    pub run_id: Option<String>,
+}
+
+impl DynoRecord {
+    pub fn view(&self) -> DynoView {
+        let s = &self.spec;
+        let run = self.sup.log_run();
+        DynoView {
+            id: self.id.clone(),
+            app: s.app.clone(),
+            name: s.name.clone(),
+            ptype: s.ptype.clone(),
+            state: self.sup.state,
+            size: s.size.clone(),
+            command: s.command.clone(),
+            release: s.release.clone(),
+            pid: self.sup.run.as_ref().and_then(|r| r.pid),
+            port: s.port,
+            started_at: run.map(|r| r.exec_at.unwrap_or(r.spawned_at)),
+            updated_at: self.sup.updated_at,
+            restarts: self.sup.restarts,
+            last_exit: self.sup.last_exit,
+            next_restart_at: self.sup.next_restart_at,
+            one_off: s.one_off,
+            stack: s.stack.clone(),
+            slug_sha256: s.slug_sha256.clone(),
+            run_id: run.map(|r| r.id.clone()),
+        }
+    }
+}
+
+/// A validated start request.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub spec: DynoSpec,
+    pub request_id: Option<String>,
+}
+
+/// Which dynos a stop or restart applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    All,
+    App(String),
+    Type(String, String),
+    Dyno(String, String),
+}
+
+impl Selector {
+    pub(super) fn matches(&self, s: &DynoSpec) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::App(a) => s.app == *a,
+            Selector::Type(a, t) => s.app == *a && s.ptype == *t,
+            Selector::Dyno(a, n) => s.app == *a && s.name == *n,
+        }
+    }
+}
+
+/// Where to read a dyno's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    pub app: String,
+    pub dyno: String,
+    pub run_id: String,
+    pub log: PathBuf,
+    /// The dyno's current (or, when none runs, last) run.
+    pub current: bool,
+    /// The run is still going.
+    pub active: bool,
+}
+
+/// Dyno counts and committed memory, for `HostInfo`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub by_state: BTreeMap<&'static str, u32>,
+    /// Memory limits of the dynos that are not down, added up.
+    pub memory_committed: u64,
+    /// What admission lets dynos commit ([`crate::host::allocatable`]).
+    pub memory_allocatable: u64,
+    /// `v1` or `v2`, when cgroups are in use.
+    pub cgroup_version: Option<String>,
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -1,0 +1,170 @@
+//! Re-adoption after an agent restart: load the dyno records, re-adopt the
+//! runs whose shims still live (watched through a pidfd), settle the ones
+//! that ended while the agent was away (from their exit records, `lost`
+//! without one), then clean up what no dyno owns: cgroups, orphaned shims,
+//! run directories and the meters of runs that are no dyno's current run.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use super::actor::{Actor, Entry};
+use super::settle::{ended_input, watch_exit};
+use super::signal::kill_run;
+use super::{Key, Msg};
+use crate::os;
+use crate::runs::{self, RunDir};
+use crate::supervisor::{Input, Run, State};
+
+/// Live shims by run id.
+type LiveShims = HashMap<String, u32>;
+
+impl Actor {
+    /// Loads dyno records and re-adopts or settles their runs.
+    pub(super) fn recover(&mut self) -> anyhow::Result<()> {
+        let records = self.paths.load_records()?;
+        let live: LiveShims = runs::live_shims(&self.paths.runs).into_iter().collect();
+        let mut settle = Vec::new();
+        for mut rec in records {
+            // A record without a valid uid (from an older agent) gets one now:
+            // a dyno never runs as root or shares its uid.
+            if !self.uid_is_valid(rec.uid) {
+                rec.uid = self
+                    .allocate_uid()
+                    .map_err(|e| anyhow::anyhow!("{}/{}: {e}", rec.spec.app, rec.spec.name))?;
+                warn!(app = %rec.spec.app, dyno = %rec.spec.name, uid = rec.uid, "assigned a uid to a dyno record without a valid one");
+            }
+            let key = (rec.spec.app.clone(), rec.spec.name.clone());
+            if let Some(run) = rec.sup.run.clone() {
+                settle.push((key.clone(), run, rec.spec.port));
+            }
+            self.dynos.insert(key.clone(), Entry { rec, probe: None });
+            self.persist(&key);
+        }
+        info!(dynos = self.dynos.len(), live_runs = live.len(), "recovered state");
+
+        for (key, run, port) in settle {
+            self.readopt_or_settle(&key, &run, port.is_some(), &live);
+        }
+        self.clean_up(&live)
+    }
+
+    /// Re-adopts `run` of dyno `key` if its shim lives, else settles it.
+    fn readopt_or_settle(&mut self, key: &Key, run: &Run, has_port: bool, live: &LiveShims) {
+        let dir = RunDir::new(&self.paths.runs, &run.id);
+        let exec = dir.read_exec().ok().flatten();
+        // The agent may have died before the meter committed this run's
+        // start: opening again is a no-op for a metered run.
+        if let Some(exec) = &exec {
+            self.meter_open(key, &run.id, exec.started_at);
+        }
+        if run.pid.is_none()
+            && let Some(exec) = exec
+        {
+            self.step(
+                key,
+                Input::Spawned {
+                    run_id: run.id.clone(),
+                    pid: exec.pid,
+                    at: exec.started_at,
+                },
+            );
+        }
+        if let Some(&shim_pid) = live.get(&run.id) {
+            info!(app = %key.0, dyno = %key.1, run = %run.id, shim_pid, "re-adopting live run");
+            let cgroups = self.cgroups.clone();
+            let clock = self.clock;
+            let tx = self.tx.clone();
+            let k = key.clone();
+            let run_id = run.id.clone();
+            tokio::spawn(async move {
+                // The shim may still be starting its command.
+                let exec = loop {
+                    if let Ok(Some(exec)) = dir.read_exec() {
+                        break Some(exec);
+                    }
+                    if os::cmdline(shim_pid).is_none() {
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                if let Some(exec) = exec {
+                    let _ = tx.send(Msg::Run(
+                        k.clone(),
+                        Input::Spawned {
+                            run_id: run_id.clone(),
+                            pid: exec.pid,
+                            at: exec.started_at,
+                        },
+                    ));
+                }
+                let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, clock).await;
+                let _ = tx.send(Msg::Ended(k, input, usage));
+            });
+            let state = self.dynos[key].rec.sup.state;
+            if state == State::Starting && has_port {
+                self.watch_port(key, run.id.clone());
+            }
+        } else {
+            let (input, usage) = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
+            info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");
+            self.meter_close(&input, usage);
+            self.step(key, input);
+        }
+    }
+
+    /// Removes what no dyno owns once every known run is re-adopted or
+    /// settled, and lets the meter bill again.
+    fn clean_up(&mut self, live: &LiveShims) -> anyhow::Result<()> {
+        // Runs of a dyno (settling may have started new ones).
+        let referenced: HashSet<String> = self
+            .dynos
+            .values()
+            .flat_map(|e| [&e.rec.sup.run, &e.rec.sup.last_run])
+            .flatten()
+            .map(|r| r.id.clone())
+            .collect();
+        if let Some(cgroups) = &self.cgroups {
+            let active = self.current_runs();
+            match cgroups.reap(&|name| active.contains(name)) {
+                Ok(reaped) if !reaped.is_empty() => warn!(?reaped, "removed cgroups of runs that no longer exist"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "cannot reap leftover cgroups"),
+            }
+        }
+        // Shims nobody knows about (their record was lost): end them.
+        for (run_id, shim_pid) in live {
+            if !referenced.contains(run_id) {
+                let dir = RunDir::new(&self.paths.runs, run_id);
+                warn!(run = %run_id, shim_pid, "ending an orphaned run");
+                if let Ok(Some(exec)) = dir.read_exec() {
+                    kill_run(&exec);
+                }
+            }
+        }
+        // Run directories of no dyno.
+        for d in fs::read_dir(&self.paths.runs)?.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if !referenced.contains(&name) && !live.contains_key(&name) {
+                self.remove_run_dir(&name);
+            }
+        }
+        // Meters of runs that are no dyno's current run any more (the agent
+        // died between a run's end and its billing) are closed; the meter
+        // bills no slice before this, as every run that ended while the agent
+        // was away has been closed above.
+        self.meter.reconcile(self.current_runs());
+        Ok(())
+    }
+
+    /// The ids of every dyno's current run.
+    fn current_runs(&self) -> HashSet<String> {
+        self.dynos
+            .values()
+            .filter_map(|e| e.rec.sup.run.as_ref())
+            .map(|r| r.id.clone())
+            .collect()
+    }
+}
