@@ -27,7 +27,7 @@ use super::{Outcome, Slug, SlugError, valid_digest};
 type FlightKey = (String, Option<String>);
 
 /// The slug cache under `<state-dir>/slugs/`: resolves sources to unpacked
-/// `app/` directories; see the module docs.
+/// `app/` directories; see the [`slug`](super) module docs.
 pub struct SlugCache {
     pub(super) dir: PathBuf,
     limits: Limits,

@@ -69,26 +69,25 @@ impl Tar {
 
     /// One header and `data`; the header claims `size` bytes.
     fn raw(&mut self, ty: u8, name: &[u8], link: &[u8], mode: u32, size: u64, data: &[u8]) -> &mut Self {
-        let name = if name.len() > 100 {
-            let mut long = name.to_vec();
-            long.push(0);
-            self.raw(b'L', b"././@LongLink", b"", 0o644, long.len() as u64, &long);
-            &name[..100]
-        } else {
-            name
-        };
-        let link = if link.len() > 100 {
-            let mut long = link.to_vec();
-            long.push(0);
-            self.raw(b'K', b"././@LongLink", b"", 0o644, long.len() as u64, &long);
-            &link[..100]
-        } else {
-            link
-        };
+        let name = self.field(b'L', name);
+        let link = self.field(b'K', link);
         self.0.extend_from_slice(header(ty, name, link, mode, size).as_bytes());
         self.0.extend_from_slice(data);
         self.pad();
         self
+    }
+
+    /// A name or link name for a header field: over 100 bytes, a GNU long
+    /// record of type `ty` (`L` or `K`) holding it goes first, and the field
+    /// keeps its first 100 bytes.
+    fn field<'v>(&mut self, ty: u8, value: &'v [u8]) -> &'v [u8] {
+        if value.len() <= 100 {
+            return value;
+        }
+        let mut long = value.to_vec();
+        long.push(0);
+        self.raw(ty, b"././@LongLink", b"", 0o644, long.len() as u64, &long);
+        &value[..100]
     }
 
     fn entry(&mut self, ty: u8, name: &str, link: &str, mode: u32, data: &[u8]) -> &mut Self {
