@@ -64,7 +64,17 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    tokio::spawn(crate::slug::gc_task(slugs.clone(), engine.clone(), gc_stop));
+    let slugs_in_use = {
+        let engine = engine.clone();
+        move || {
+            let engine = engine.clone();
+            async move {
+                let dynos = engine.list(None).await.ok()?;
+                Some(dynos.into_iter().filter_map(|d| d.slug_sha256).collect())
+            }
+        }
+    };
+    tokio::spawn(crate::slug::gc_task(slugs.clone(), slugs_in_use, gc_stop));
 
     if sample {
         start_sample(&engine, &cfg, &slugs).await?;

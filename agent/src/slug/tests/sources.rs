@@ -1,0 +1,117 @@
+//! Sources on this host (directories and tarballs), bad references, and the
+//! configured limits.
+
+use super::*;
+
+#[tokio::test]
+async fn directory_slug_needs_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    let root = dir.path().join("dirslug");
+    fs::create_dir(&root).unwrap();
+    let err = c.resolve(root.to_str().unwrap(), None).await.unwrap_err();
+    assert!(message(&err).contains("no app/ directory"), "{err}");
+    fs::create_dir(root.join("app")).unwrap();
+    let s = c.resolve(&format!("file://{}", root.display()), None).await.unwrap();
+    assert!(s.app_dir.ends_with("app") && s.sha256.is_none());
+    let err = c
+        .resolve(root.to_str().unwrap(), Some(&"a".repeat(64)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tarball_is_verified_and_unpacked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    let bytes = small_slug();
+    let t = write(dir.path(), "slug.tgz", &bytes);
+    let digest = hex_sha256(&bytes);
+    let bad = "0".repeat(64);
+    let err = c.resolve(t.to_str().unwrap(), Some(&bad)).await.unwrap_err();
+    assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
+    assert!(message(&err).contains(&bad) && message(&err).contains(&digest), "{err}");
+    assert!(listing(&c).is_empty(), "{:?}", listing(&c));
+    let s = c.resolve(t.to_str().unwrap(), Some(&digest)).await.unwrap();
+    assert_eq!(s.app_dir, c.dir().join(&digest).join("app"));
+    assert_eq!(procfile_command(&s.app_dir, "web").unwrap(), "bin/web");
+    assert!(
+        procfile_command(&s.app_dir, "clock")
+            .unwrap_err()
+            .to_string()
+            .contains("clock")
+    );
+    // Without a digest: hashed, found in the cache.
+    let again = c.resolve(t.to_str().unwrap(), None).await.unwrap();
+    assert_eq!(again, s);
+    assert_eq!(listing(&c), vec![digest.clone()], "one entry, no staging left behind");
+    // With the digest of a cached entry, the source is not even read.
+    fs::write(&t, b"not a tarball any more").unwrap();
+    assert_eq!(c.resolve(t.to_str().unwrap(), Some(&digest)).await.unwrap(), s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tarball_without_app_is_refused_without_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    let t = write(dir.path(), "slug.tgz", &tgz(&[("other/file", b"x")]));
+    let err = c.resolve(t.to_str().unwrap(), None).await.unwrap_err();
+    assert!(
+        message(&err).starts_with("slug: ") && message(&err).contains("no app/"),
+        "{err}"
+    );
+    assert!(listing(&c).is_empty(), "{:?}", listing(&c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_limits_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        entries: 2,
+        ..Limits::default()
+    };
+    let c = cache_with(dir.path(), limits, opts(), Duration::from_secs(3600));
+    let t = write(
+        dir.path(),
+        "many.tgz",
+        &tgz(&[("app/a", b"1"), ("app/b", b"2"), ("app/c", b"3")]),
+    );
+    let err = c.resolve(t.to_str().unwrap(), None).await.unwrap_err();
+    assert!(message(&err).contains("limit exceeded: number of entries"), "{err}");
+    let limits = Limits {
+        compressed_bytes: 1024,
+        ..Limits::default()
+    };
+    let c = cache_with(dir.path(), limits, opts(), Duration::from_secs(3600));
+    let t = write(dir.path(), "big.tgz", &big_slug(10_000));
+    let err = c.resolve(t.to_str().unwrap(), None).await.unwrap_err();
+    assert!(
+        message(&err).contains("over the compressed slug limit of 1024 bytes"),
+        "{err}"
+    );
+    assert!(listing(&c).is_empty(), "{:?}", listing(&c));
+}
+
+#[tokio::test]
+async fn bad_sources_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    for (source, needle) in [
+        ("slug.tgz", "absolute path"),
+        ("ftp://example.com/slug.tgz", "unsupported scheme"),
+        ("http://", "not a valid URL"),
+        ("http://user:pw@127.0.0.1/s.tgz", "credentials"),
+        ("gopher://host/s.tgz?pw=1", "unsupported scheme"),
+        ("/nonexistent/slug.tgz", "/nonexistent/slug.tgz"),
+    ] {
+        let err = c.resolve(source, None).await.unwrap_err();
+        assert!(
+            matches!(err, SlugError::Invalid { field: "slug", .. }) && message(&err).contains(needle),
+            "{source}: {err}"
+        );
+        assert!(!message(&err).contains("pw"), "credentials never shown: {err}");
+    }
+    let err = c.resolve("/x.tgz", Some("ABC")).await.unwrap_err();
+    assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
+}
