@@ -2,8 +2,8 @@
 //! on memory prepared before the fork (no allocation, no locks, no logging),
 //! and, when a step fails, a `[step, errno]` frame on a close-on-exec status
 //! pipe that its parent reads (end of file with no bytes means the exec
-//! succeeded). Shared by the unjailed command ([`super::spawn`]) and the
-//! jailed one ([`super::jail`]).
+//! succeeded). Shared by the unjailed command (`spawn.rs`) and the jailed
+//! one (`jail/command.rs`).
 
 use std::ffi::CStr;
 use std::io;

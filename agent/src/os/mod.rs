@@ -11,7 +11,7 @@
 //!   `oom_score_adj`;
 //! - [`procfs`]: what `/proc` says about processes (start ticks, command
 //!   lines, children, pid namespaces);
-//! - [`child`]: what a forked child may do before exec (only async-signal-safe
+//! - `child`: what a forked child may do before exec (only async-signal-safe
 //!   syscalls) and how it reports a failed step to its parent;
 //! - [`spawn`]: the fork→exec child of an unjailed run ([`ExecPlan`],
 //!   [`spawn_command`]);

@@ -2,7 +2,7 @@
 //! session, limits its open files, drops every privilege, installs the
 //! seccomp filter, takes its standard streams and execs `/bin/sh -c`. A
 //! failed step is reported to the init on a status pipe (see
-//! [`crate::os::child`]).
+//! `os/child.rs`).
 
 use std::os::fd::BorrowedFd;
 

@@ -1,8 +1,9 @@
 //! A jailed run. The shim unshares a pid namespace and forks the dyno's
-//! [`init`] (PID 1 there), puts it into the dyno's cgroups, then lets it go:
-//! the init builds the [`rootfs`] and forks the [`command`], which drops its
-//! [`privileges`], installs the [`seccomp`] filter and execs. The init tells
-//! the shim how it went in the [`report`] wire format.
+//! init (`init.rs`, PID 1 there), puts it into the dyno's cgroups, then lets
+//! it go: the init builds the root filesystem (`rootfs.rs`) and forks the
+//! command (`command.rs`), which drops its privileges (`privileges.rs`),
+//! installs the seccomp filter (`seccomp.rs`) and execs. The init tells the
+//! shim how it went in the [`report`] wire format.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
