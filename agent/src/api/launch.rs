@@ -49,9 +49,7 @@ pub(crate) async fn start(
         let shown = slug::fetch::shown(&req.slug);
         tracing::info!(app = %req.app, slug = %shown, sha256 = %digest, "slug verified");
     }
-    let ttl = req
-        .time_to_live
-        .map_or(cfg.oneoff_ttl.as_secs(), |d| d.seconds as u64);
+    let ttl = req.time_to_live.map_or(cfg.oneoff_ttl.as_secs(), |d| d.seconds as u64);
     let spec = DynoSpec {
         app: req.app,
         name,

@@ -21,7 +21,13 @@ type Tx<T> = mpsc::Sender<std::result::Result<T, Status>>;
 /// Sends what `first` holds (a snapshot, the backlog after `after`), then,
 /// with `follow`, every new event; falling behind the engine resumes from
 /// the last event sent.
-pub(super) async fn pump_events(engine: Engine, first: Watch, after: u64, follow: bool, tx: Tx<pb::WatchEventsResponse>) {
+pub(super) async fn pump_events(
+    engine: Engine,
+    first: Watch,
+    after: u64,
+    follow: bool,
+    tx: Tx<pb::WatchEventsResponse>,
+) {
     let mut watch = first;
     loop {
         let mut last = after;
