@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
 use super::convert::{dyno_pb, event_pb, log_pb, watch_msg};
-use crate::engine::{Engine, LogSource, Watch};
+use crate::engine::{Engine, Event, LogSource, Watch};
 use crate::logs::Follower;
 
 /// How often followed logs are polled.
@@ -48,11 +48,7 @@ pub(super) async fn pump_events(
         }
         for ev in watch.backlog.drain(..) {
             last = ev.seq;
-            if tx
-                .send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev)))))
-                .await
-                .is_err()
-            {
+            if send_event(&tx, &ev).await.is_err() {
                 return;
             }
         }
@@ -64,11 +60,7 @@ pub(super) async fn pump_events(
                 Ok(ev) if ev.seq <= last => {}
                 Ok(ev) => {
                     last = ev.seq;
-                    if tx
-                        .send(Ok(watch_msg(pb::watch_events_response::Kind::Event(event_pb(&ev)))))
-                        .await
-                        .is_err()
-                    {
+                    if send_event(&tx, &ev).await.is_err() {
                         return;
                     }
                 }
@@ -85,6 +77,11 @@ pub(super) async fn pump_events(
             }
         }
     }
+}
+
+async fn send_event(tx: &Tx<pb::WatchEventsResponse>, ev: &Event) -> std::result::Result<(), ()> {
+    let msg = watch_msg(pb::watch_events_response::Kind::Event(event_pb(ev)));
+    tx.send(Ok(msg)).await.map_err(|_| ())
 }
 
 /// Sends the first lines of every source, then (with `follow`) new lines as

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use super::args::{Cli, Command};
-use super::render::{dyno_json, format_ps, print_dynos, print_info, print_json, state_name, ts, ts_secs, usage_table};
+use super::render::{
+    Listing, dyno_json, format_ps, print_dynos, print_info, print_json, state_name, ts, ts_secs, usage_table,
+};
 use super::start::{run_one_off, start_request};
 use super::{Failure, R};
 
@@ -69,22 +71,12 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
                 ..Default::default()
             };
             let mut stream = agent.stream_logs(req).await?.into_inner();
-            let mut all = Vec::new();
+            let mut out = Listing::new(json, follow);
             while let Some(line) = stream.message().await? {
-                if json && !follow {
-                    all.push(json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line}));
-                } else if json {
-                    println!(
-                        "{}",
-                        json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line})
-                    );
-                } else {
-                    println!("{}", line.line);
-                }
+                let v = json!({"app": line.app, "dyno": line.dyno, "source": line.source, "text": line.text, "line": line.line});
+                out.item(v, || line.line.clone());
             }
-            if json && !follow {
-                print_json(&Value::Array(all));
-            }
+            out.finish();
             Ok(0)
         }
         Command::Events { after, follow } => events(&mut agent, after, follow, json).await,
@@ -114,34 +106,26 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
         })
         .await?
         .into_inner();
-    let mut all = Vec::new();
+    let mut out = Listing::new(json, follow);
     while let Some(msg) = stream.message().await? {
         match msg.kind {
             Some(pb::watch_events_response::Kind::Snapshot(s)) => {
                 let v = json!({"snapshot": {"seq": s.seq, "gap": s.gap, "dynos": s.dynos.iter().map(dyno_json).collect::<Vec<_>>()}});
-                if json && !follow {
-                    all.push(v);
-                } else if json {
-                    println!("{v}");
-                } else {
-                    println!(
+                out.item(v, || {
+                    format!(
                         "snapshot at seq {} ({} dynos{})",
                         s.seq,
                         s.dynos.len(),
                         if s.gap { ", events before it are gone" } else { "" }
-                    );
-                }
+                    )
+                });
             }
             Some(pb::watch_events_response::Kind::Event(e)) => {
                 let d = e.dyno.clone().unwrap_or_default();
                 let v = json!({"seq": e.seq, "at": e.at.map(ts), "app": d.app, "dyno": d.name,
                     "from": state_name(e.from), "to": state_name(e.to), "reason": e.reason});
-                if json && !follow {
-                    all.push(v);
-                } else if json {
-                    println!("{v}");
-                } else {
-                    println!(
+                out.item(v, || {
+                    format!(
                         "{:>6} {} {} {}: {} -> {} ({})",
                         e.seq,
                         e.at.map(ts).unwrap_or_default(),
@@ -150,15 +134,13 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
                         state_name(e.from),
                         state_name(e.to),
                         e.reason
-                    );
-                }
+                    )
+                });
             }
             None => {}
         }
     }
-    if json && !follow {
-        print_json(&Value::Array(all));
-    }
+    out.finish();
     Ok(0)
 }
 

@@ -51,6 +51,41 @@ pub(super) fn usage_table(records: &[pb::UsageRecord]) -> String {
     out
 }
 
+/// A streamed listing (logs, events): with `--json`, one array at the end,
+/// or one object per line as it comes when following; else a text line per
+/// item.
+pub(super) struct Listing {
+    json: bool,
+    follow: bool,
+    all: Vec<Value>,
+}
+
+impl Listing {
+    pub(super) fn new(json: bool, follow: bool) -> Listing {
+        Listing {
+            json,
+            follow,
+            all: Vec::new(),
+        }
+    }
+
+    pub(super) fn item(&mut self, v: Value, text: impl FnOnce() -> String) {
+        if self.json && !self.follow {
+            self.all.push(v);
+        } else if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    pub(super) fn finish(self) {
+        if self.json && !self.follow {
+            print_json(&Value::Array(self.all));
+        }
+    }
+}
+
 pub(super) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
