@@ -16,13 +16,14 @@
 //! that reads too slowly to keep up makes the agent reconnect with a
 //! snapshot rather than buffer).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use dyno_proto::v1 as pb;
 use rand::Rng;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tracing::{info, warn};
@@ -38,14 +39,15 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// A connection that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
 
-/// Reports to the scheduler at `url` until `stop` turns true.
-pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, mut stop: watch::Receiver<bool>) {
+/// Reports to the scheduler at `url` until `shutdown` resolves.
+pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, shutdown: impl Future<Output = ()> + Send + 'static) {
+    tokio::pin!(shutdown);
     let mut attempt = 0u32;
     loop {
         let started = tokio::time::Instant::now();
         let result = tokio::select! {
             r = session(&engine, &cfg, &url) => r,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = &mut shutdown => return,
         };
         match result {
             Ok(()) => info!(scheduler = %url, "the scheduler ended the report stream"),
@@ -59,7 +61,7 @@ pub async fn run(engine: Engine, cfg: Arc<Config>, url: String, mut stop: watch:
         info!(scheduler = %url, delay_ms = delay.as_millis() as u64, "reconnecting to the scheduler");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = &mut shutdown => return,
         }
     }
 }

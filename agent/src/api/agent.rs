@@ -1,0 +1,168 @@
+//! `dyno.v1.Agent`: each call validated, handed to the engine, and answered
+//! in protobuf; the streaming calls are pumped by [`super::stream`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dyno_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{dyno_pb, opt};
+use super::{launch, stream, validate};
+use crate::config::Config;
+use crate::engine::{Engine, Selector};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::slug::SlugCache;
+use crate::supervisor::State;
+
+/// `dyno.v1.Agent`.
+pub struct AgentService {
+    pub engine: Engine,
+    pub cfg: Arc<Config>,
+    pub slugs: Arc<SlugCache>,
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for AgentService {
+    async fn start_dyno(
+        &self,
+        request: Request<pb::StartDynoRequest>,
+    ) -> std::result::Result<Response<pb::Dyno>, Status> {
+        let view = launch::start(&self.engine, &self.cfg, &self.slugs, request.into_inner()).await?;
+        Ok(Response::new(dyno_pb(&view)))
+    }
+
+    async fn stop_dyno(
+        &self,
+        request: Request<pb::StopDynoRequest>,
+    ) -> std::result::Result<Response<pb::StopDynoResponse>, Status> {
+        let sel = validate::selector(request.into_inner().selector)?;
+        let dynos = self.engine.stop(sel).await?;
+        Ok(Response::new(pb::StopDynoResponse {
+            dynos: dynos.iter().map(dyno_pb).collect(),
+        }))
+    }
+
+    async fn restart_dyno(
+        &self,
+        request: Request<pb::RestartDynoRequest>,
+    ) -> std::result::Result<Response<pb::RestartDynoResponse>, Status> {
+        let sel = validate::selector(request.into_inner().selector)?;
+        if sel == Selector::All {
+            return Err(Error::invalid("selector.all", "restart takes an app").into());
+        }
+        let dynos = self.engine.restart(sel).await?;
+        Ok(Response::new(pb::RestartDynoResponse {
+            dynos: dynos.iter().map(dyno_pb).collect(),
+        }))
+    }
+
+    async fn get_dyno(&self, request: Request<pb::GetDynoRequest>) -> std::result::Result<Response<pb::Dyno>, Status> {
+        let req = request.into_inner();
+        validate::get_request(&req)?;
+        Ok(Response::new(dyno_pb(&self.engine.get(&req.app, &req.name).await?)))
+    }
+
+    async fn list_dynos(
+        &self,
+        request: Request<pb::ListDynosRequest>,
+    ) -> std::result::Result<Response<pb::ListDynosResponse>, Status> {
+        let app = opt(&request.into_inner().app);
+        validate::list_request(&app)?;
+        let dynos = self.engine.list(app).await?;
+        Ok(Response::new(pb::ListDynosResponse {
+            dynos: dynos.iter().map(dyno_pb).collect(),
+        }))
+    }
+
+    type WatchEventsStream = Stream_<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> std::result::Result<Response<Self::WatchEventsStream>, Status> {
+        let req = request.into_inner();
+        let first = self.engine.watch(req.after_seq).await?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(stream::pump_events(
+            self.engine.clone(),
+            first,
+            req.after_seq,
+            req.follow,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type StreamLogsStream = Stream_<pb::LogLine>;
+
+    async fn stream_logs(
+        &self,
+        request: Request<pb::StreamLogsRequest>,
+    ) -> std::result::Result<Response<Self::StreamLogsStream>, Status> {
+        let req = request.into_inner();
+        let app = opt(&req.app);
+        let dyno = opt(&req.dyno);
+        validate::logs_request(&app, &dyno)?;
+        let sources = self.engine.log_sources(app.clone(), dyno.clone()).await?;
+        if req.until_exit && dyno.as_deref().is_none_or(|d| names::parse_dyno_name(d).is_none()) {
+            return Err(Error::invalid("until_exit", "needs exactly one dyno, named").into());
+        }
+        if sources.is_empty()
+            && let (Some(a), Some(d)) = (&app, &dyno)
+        {
+            return Err(Error::NotFound(format!("no dyno {d} in app {a}")).into());
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let engine = self.engine.clone();
+        tokio::spawn(stream::follow_logs(engine, req, app, dyno, sources, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn host_info(
+        &self,
+        _request: Request<pb::HostInfoRequest>,
+    ) -> std::result::Result<Response<pb::HostInfoResponse>, Status> {
+        Ok(Response::new(host_info(&self.engine, &self.cfg).await?))
+    }
+}
+
+/// The host's capacity and use, as `HostInfo`, the scheduler's hello and heartbeats carry it.
+pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResponse> {
+    let stats = tokio::task::spawn_blocking(crate::host::stats)
+        .await
+        .map_err(|e| Error::Internal(format!("host stats: {e}")))?;
+    let summary = engine.summary().await?;
+    let meter = engine.meter().status().await?;
+    let count = |s: State| summary.by_state.get(s.as_str()).copied().unwrap_or(0);
+    Ok(pb::HostInfoResponse {
+        host_id: cfg.host_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        cpus: stats.cpus,
+        memory_total_bytes: stats.memory_total,
+        memory_available_bytes: stats.memory_available,
+        load1: stats.load[0],
+        load5: stats.load[1],
+        load15: stats.load[2],
+        dyno_memory_committed_bytes: summary.memory_committed,
+        dynos_starting: count(State::Starting),
+        dynos_up: count(State::Up),
+        dynos_crashed: count(State::Crashed),
+        dynos_down: count(State::Down),
+        cgroup_version: summary.cgroup_version.unwrap_or_default(),
+        stacks: cfg.stacks.keys().cloned().collect(),
+        usage_last_seq: meter.last_seq,
+        usage_open_runs: meter.open_runs as u32,
+        usage_pending_writes: meter.pending_writes as u32,
+        usage_error: meter.last_error.unwrap_or_default(),
+        memory_allocatable_bytes: summary.memory_allocatable,
+        memory_reserve_bytes: cfg.memory_reserve,
+        memory_overcommit: cfg.memory_overcommit,
+    })
+}

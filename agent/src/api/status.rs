@@ -1,0 +1,22 @@
+//! The one mapping of the agent's [`Error`] to gRPC status codes: bad input
+//! is `INVALID_ARGUMENT`, an unknown dyno `NOT_FOUND`, no room
+//! `RESOURCE_EXHAUSTED`, never `UNKNOWN`.
+
+use crate::error::Error;
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            Error::InvalidArgument { .. } => tonic::Status::invalid_argument(msg),
+            Error::NotFound(_) => tonic::Status::not_found(msg),
+            Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
+            Error::Unavailable(_) | Error::Upstream(_) => tonic::Status::unavailable(msg),
+            Error::Internal(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

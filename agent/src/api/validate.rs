@@ -1,0 +1,190 @@
+//! Request validation: every field a request carries is checked before the
+//! engine sees it, and a bad one is `INVALID_ARGUMENT` naming the field.
+
+use std::collections::BTreeMap;
+
+use dyno_proto::v1 as pb;
+
+use crate::config::Config;
+use crate::engine::Selector;
+use crate::error::{Error, Result};
+use crate::names;
+
+/// The names of a table's entries, comma separated.
+fn keys<V>(table: &BTreeMap<String, V>) -> String {
+    table.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks a start request field by field; the slug is resolved separately.
+pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
+    if !names::valid_app(&req.app) {
+        return Err(Error::invalid(
+            "app",
+            format!("{:?} must match ^[a-z][a-z0-9-]{{2,29}}$", req.app),
+        ));
+    }
+    if req.name.is_empty() {
+        if !req.one_off {
+            return Err(Error::invalid(
+                "name",
+                "required (only a one-off dyno gets a name picked for it)",
+            ));
+        }
+    } else {
+        let Some((ptype, _)) = names::parse_dyno_name(&req.name) else {
+            return Err(Error::invalid(
+                "name",
+                format!("{:?} must be <type>.<n>, like web.1", req.name),
+            ));
+        };
+        if req.one_off && ptype != "run" {
+            return Err(Error::invalid(
+                "name",
+                format!("{:?}: a one-off dyno is named run.N", req.name),
+            ));
+        }
+    }
+    if req.command.len() > names::MAX_COMMAND || req.command.contains('\0') {
+        return Err(Error::invalid(
+            "command",
+            format!("at most {} bytes, no NUL bytes", names::MAX_COMMAND),
+        ));
+    }
+    if req.one_off && req.command.trim().is_empty() {
+        return Err(Error::invalid("command", "a one-off dyno needs a command"));
+    }
+    if !req.size.is_empty() && !cfg.sizes.contains_key(&req.size) {
+        return Err(Error::invalid(
+            "size",
+            format!("unknown size {:?}; known: {}", req.size, keys(&cfg.sizes)),
+        ));
+    }
+    if !names::valid_release(&req.release) {
+        return Err(Error::invalid(
+            "release",
+            format!(
+                "{:?} must be printable ASCII without spaces, at most 64 bytes",
+                req.release
+            ),
+        ));
+    }
+    if req.env.len() > names::MAX_ENV_VARS {
+        return Err(Error::invalid(
+            "env",
+            format!("at most {} variables", names::MAX_ENV_VARS),
+        ));
+    }
+    for (k, v) in &req.env {
+        if !names::valid_env_key(k) {
+            return Err(Error::invalid(
+                format!("env.{k}"),
+                "keys must match ^[A-Za-z_][A-Za-z0-9_]*$",
+            ));
+        }
+        if v.len() > names::MAX_ENV_VALUE || v.contains('\0') {
+            return Err(Error::invalid(
+                format!("env.{k}"),
+                format!("values have at most {} bytes and no NUL", names::MAX_ENV_VALUE),
+            ));
+        }
+    }
+    if req.slug.is_empty() {
+        return Err(Error::invalid("slug", "required: a path or URL of the slug"));
+    }
+    if !req.stack.is_empty() && !cfg.stacks.contains_key(&req.stack) {
+        return Err(Error::invalid(
+            "stack",
+            format!("unknown stack {:?}; configured: [{}]", req.stack, keys(&cfg.stacks)),
+        ));
+    }
+    if req.stack.is_empty() && cfg.default_stack().is_none() && !cfg.allow_unjailed {
+        return Err(Error::invalid(
+            "stack",
+            "no stack is configured on this agent (start it with --stack NAME=DIR; rootfs/build.sh builds one)",
+        ));
+    }
+    if let Some(ttl) = &req.time_to_live {
+        if !req.one_off {
+            return Err(Error::invalid("time_to_live", "only one-off dynos have a time to live"));
+        }
+        let max = cfg.oneoff_ttl.as_secs() as i64;
+        if ttl.seconds <= 0 || ttl.seconds > max || ttl.nanos < 0 {
+            return Err(Error::invalid("time_to_live", format!("must be between 1s and {max}s")));
+        }
+    }
+    if req.request_id.len() > 128 {
+        return Err(Error::invalid("request_id", "at most 128 bytes"));
+    }
+    Ok(())
+}
+
+/// An app name, or `INVALID_ARGUMENT` naming `field`.
+pub(super) fn app(field: &str, app: &str) -> Result<()> {
+    if names::valid_app(app) {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, format!("{app:?} is not a valid app name")))
+    }
+}
+
+/// The dyno a `GetDyno` names.
+pub(super) fn get_request(req: &pb::GetDynoRequest) -> Result<()> {
+    app("app", &req.app)?;
+    if names::parse_dyno_name(&req.name).is_none() {
+        return Err(Error::invalid("name", format!("{:?} must be <type>.<n>", req.name)));
+    }
+    Ok(())
+}
+
+/// The optional app of a listing.
+pub(super) fn list_request(app_name: &Option<String>) -> Result<()> {
+    match app_name {
+        Some(a) => app("app", a),
+        None => Ok(()),
+    }
+}
+
+/// The app and dyno (name or process type) a `StreamLogs` reads.
+pub(super) fn logs_request(app_name: &Option<String>, dyno: &Option<String>) -> Result<()> {
+    list_request(app_name)?;
+    if let Some(d) = dyno {
+        if names::parse_dyno_name(d).is_none() && !names::valid_type(d) {
+            return Err(Error::invalid(
+                "dyno",
+                format!("{d:?} is neither a dyno name nor a process type"),
+            ));
+        }
+        if app_name.is_none() {
+            return Err(Error::invalid("app", "required with dyno"));
+        }
+    }
+    Ok(())
+}
+
+/// Which dynos a stop or restart is about.
+pub(super) fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
+    let sel = sel.ok_or_else(|| Error::invalid("selector", "required"))?;
+    if sel.all {
+        if !sel.app.is_empty() || !sel.target.is_empty() {
+            return Err(Error::invalid("selector.all", "cannot be combined with app or target"));
+        }
+        return Ok(Selector::All);
+    }
+    app("selector.app", &sel.app)?;
+    if sel.target.is_empty() {
+        Ok(Selector::App(sel.app))
+    } else if names::parse_dyno_name(&sel.target).is_some() {
+        Ok(Selector::Dyno(sel.app, sel.target))
+    } else if names::valid_type(&sel.target) {
+        Ok(Selector::Type(sel.app, sel.target))
+    } else {
+        Err(Error::invalid(
+            "selector.target",
+            format!("{:?} is neither a dyno name nor a process type", sel.target),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,121 @@
+//! Unit tests of request validation: each bad field is named, selectors parse.
+
+use super::*;
+
+fn good() -> pb::StartDynoRequest {
+    pb::StartDynoRequest {
+        app: "shop".into(),
+        name: "web.1".into(),
+        command: "bin/web".into(),
+        slug: "/tmp/slug".into(),
+        ..Default::default()
+    }
+}
+
+/// The defaults plus a default stack.
+fn cfg() -> Config {
+    let mut c = Config::default();
+    c.stacks
+        .insert("default".into(), "/var/lib/dynoagent/stacks/busybox".into());
+    c
+}
+
+fn field_of(req: pb::StartDynoRequest) -> String {
+    match validate_start(&req, &cfg()) {
+        Err(Error::InvalidArgument { field, .. }) => field,
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_good_request_passes() {
+    validate_start(&good(), &cfg()).unwrap();
+}
+
+#[test]
+fn each_bad_field_is_named() {
+    type Mutation = Box<dyn Fn(&mut pb::StartDynoRequest)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("app", Box::new(|r| r.app = "Shop!".into())),
+        ("name", Box::new(|r| r.name = "web".into())),
+        ("name", Box::new(|r| r.name = String::new())),
+        ("name", Box::new(|r| r.one_off = true)),
+        ("command", Box::new(|r| r.command = "a\0b".into())),
+        ("size", Box::new(|r| r.size = "huge".into())),
+        ("release", Box::new(|r| r.release = "v 1".into())),
+        (
+            "env.1BAD",
+            Box::new(|r| {
+                r.env.insert("1BAD".into(), "x".into());
+            }),
+        ),
+        ("slug", Box::new(|r| r.slug = String::new())),
+        ("stack", Box::new(|r| r.stack = "nope".into())),
+        (
+            "time_to_live",
+            Box::new(|r| r.time_to_live = Some(prost_types::Duration { seconds: 5, nanos: 0 })),
+        ),
+        ("request_id", Box::new(|r| r.request_id = "x".repeat(200))),
+    ];
+    for (field, mutate) in cases {
+        let mut r = good();
+        mutate(&mut r);
+        assert_eq!(field_of(r), field);
+    }
+}
+
+#[test]
+fn one_off_needs_a_command_and_a_sane_ttl() {
+    let mut r = good();
+    r.name = String::new();
+    r.one_off = true;
+    r.command = " ".into();
+    assert_eq!(field_of(r.clone()), "command");
+    r.command = "true".into();
+    r.time_to_live = Some(prost_types::Duration {
+        seconds: 90_000,
+        nanos: 0,
+    });
+    assert_eq!(field_of(r.clone()), "time_to_live");
+    r.time_to_live = Some(prost_types::Duration { seconds: 60, nanos: 0 });
+    validate_start(&r, &cfg()).unwrap();
+}
+
+#[test]
+fn without_a_stack_only_an_explicit_development_agent_runs_dynos() {
+    let mut c = Config::default();
+    match validate_start(&good(), &c) {
+        Err(Error::InvalidArgument { field, message }) => {
+            assert_eq!(field, "stack");
+            assert!(message.contains("--stack"), "{message}");
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+    c.allow_unjailed = true;
+    validate_start(&good(), &c).unwrap();
+}
+
+#[test]
+fn selectors() {
+    let s = |app: &str, target: &str, all| {
+        selector(Some(pb::DynoSelector {
+            app: app.into(),
+            target: target.into(),
+            all,
+        }))
+    };
+    assert_eq!(s("", "", true).unwrap(), Selector::All);
+    assert_eq!(s("shop", "", false).unwrap(), Selector::App("shop".into()));
+    assert_eq!(
+        s("shop", "web", false).unwrap(),
+        Selector::Type("shop".into(), "web".into())
+    );
+    assert_eq!(
+        s("shop", "web.2", false).unwrap(),
+        Selector::Dyno("shop".into(), "web.2".into())
+    );
+    assert!(s("shop", "web.x!", false).is_err());
+    assert!(s("shop", "", true).is_err());
+    assert!(s("", "", false).is_err());
+    assert!(selector(None).is_err());
+}

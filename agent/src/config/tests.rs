@@ -1,0 +1,161 @@
+//! Unit tests of the configuration: defaults, layering, human durations,
+//! validation.
+
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, text).unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::load(Some(&path), env, flags)
+}
+
+#[test]
+fn empty_file_gives_the_contract_defaults() {
+    let c = load("", &[], &Overrides::default()).unwrap();
+    assert_eq!(c.socket, PathBuf::from("/run/dynoagent/dynoagent.sock"));
+    assert_eq!(c.boot_timeout, Duration::from_secs(60));
+    assert_eq!(c.stop_grace, Duration::from_secs(30));
+    assert_eq!(c.stable_window, Duration::from_secs(600));
+    let mins: Vec<u64> = c.restart_cooloffs.iter().map(|d| d.as_secs() / 60).collect();
+    assert_eq!(mins, [20, 40, 60, 180, 320]);
+    assert_eq!(c.sizes["standard-1x"].memory_bytes, 512 * 1024 * 1024);
+    assert_eq!(
+        c.port_range,
+        Range {
+            first: 20000,
+            last: 29999
+        }
+    );
+    assert_eq!(c.default_size, "standard-1x");
+}
+
+#[test]
+fn durations_are_human() {
+    let c = load(
+        "boot_timeout = \"3s\"\nstop_grace = \"1500ms\"\nrestart_cooloffs = [\"1s\", \"2m\"]\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.boot_timeout, Duration::from_secs(3));
+    assert_eq!(c.stop_grace, Duration::from_millis(1500));
+    assert_eq!(c.restart_cooloffs, [Duration::from_secs(1), Duration::from_secs(120)]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = load(
+        "bogus = 1\nboot_timeout = \"soon\"\nport_range = \"9-3\"\ndefault_size = \"huge\"\nlog_max_bytes = 10\n",
+        &[("DYNOAGENT_ALSO_BOGUS", "x")],
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "bogus",
+        "boot_timeout",
+        "port_range",
+        "default_size",
+        "log_max_bytes",
+        "DYNOAGENT_ALSO_BOGUS",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert_eq!(err.0.len(), 6, "{text}");
+}
+
+#[test]
+fn flags_override_environment_override_file() {
+    let flags = Overrides {
+        socket: Some("/tmp/flag.sock".into()),
+        ..Default::default()
+    };
+    let c = load(
+        "socket = \"/tmp/file.sock\"\nstate_dir = \"/tmp/file\"\nstop_grace = \"9s\"\n",
+        &[
+            ("DYNOAGENT_SOCKET", "/tmp/env.sock"),
+            ("DYNOAGENT_STATE_DIR", "/tmp/env"),
+            ("OTHER_VAR", "ignored"),
+        ],
+        &flags,
+    )
+    .unwrap();
+    assert_eq!(c.socket, PathBuf::from("/tmp/flag.sock"));
+    assert_eq!(c.state_dir, PathBuf::from("/tmp/env"));
+    assert_eq!(c.stop_grace, Duration::from_secs(9));
+}
+
+#[test]
+fn environment_values_may_be_toml_literals() {
+    let c = load(
+        "",
+        &[("DYNOAGENT_CYCLING", "false"), ("DYNOAGENT_LOG_MAX_BYTES", "65536")],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(!c.cycling);
+    assert_eq!(c.log_max_bytes, 65536);
+    assert_eq!(c.policy().cycle, None);
+}
+
+#[test]
+fn default_stack_prefers_the_one_named_default() {
+    let flags = Overrides {
+        stacks: vec![("cedar".into(), "/s/cedar".into()), ("default".into(), "/s/d".into())],
+        ..Default::default()
+    };
+    let c = load("", &[], &flags).unwrap();
+    assert_eq!(c.default_stack(), Some("default"));
+    let c = load(
+        "[stacks]\nheroku-24 = \"/s/24\"\nabc = \"/s/abc\"\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.default_stack(), Some("abc"));
+}
+
+#[test]
+fn slug_keys_default_to_the_design_limits_and_are_validated() {
+    let c = load("", &[], &Overrides::default()).unwrap();
+    assert_eq!(c.slug_limits(), crate::unpack::Limits::default());
+    let c = load(
+        "slug_max_compressed_bytes = 2048\nslug_read_timeout = \"250ms\"\n",
+        &[("DYNOAGENT_SLUG_FETCH_RETRIES", "0")],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.slug_limits().compressed_bytes, 2048);
+    assert_eq!(c.slug_read_timeout, Duration::from_millis(250));
+    assert_eq!(c.slug_fetch_retries, 0);
+    let err = load(
+        "slug_max_entries = 0\nslug_cache_grace = \"0s\"\nslug_retry_backoff = \"10s\"\nslug_retry_backoff_max = \"1s\"\nslug_max_depth = -1\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "slug_max_entries",
+        "slug_cache_grace",
+        "slug_retry_backoff_max",
+        "slug_max_depth",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn size_table_is_validated() {
+    let err = load(
+        "[sizes.tiny]\nmemory_bytes = 1\ncpu_shares = 0\npids_max = 1\nnofile = 1\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sizes.tiny.memory_bytes"), "{err}");
+    assert!(err.contains("sizes.tiny: pids_max"), "{err}");
+}

@@ -1,0 +1,88 @@
+//! The API's listeners: the Unix socket (mode 0660, a stale one replaced,
+//! a live one refused) and the optional TCP listener with TLS (client
+//! certificates required when a CA is configured).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tonic::transport::server::Router;
+use tracing::info;
+
+use super::shutdown::Shutdown;
+use crate::config::Config;
+
+/// The TCP listener's TLS: the agent's certificate and key, and when
+/// `tls_client_ca` is set, client certificates required and verified.
+pub(super) fn server_tls(cfg: &Config) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    // Parsed here (tonic only parses when the server starts), so that a bad
+    // file is refused before the agent starts anything, naming key and file.
+    let read = |key: &str, path: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+        let path = path.as_ref().with_context(|| format!("listen: needs {key}"))?;
+        let pem = std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+        let bad = |what: String| anyhow::anyhow!("{key}: {}: {what}", path.display());
+        if key == "tls_key" {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| bad(format!("no PEM private key ({e})")))?;
+        } else {
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+        }
+        Ok(pem)
+    };
+    let identity = Identity::from_pem(read("tls_cert", &cfg.tls_cert)?, read("tls_key", &cfg.tls_key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if cfg.tls_client_ca.is_some() {
+        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", &cfg.tls_client_ca)?));
+    }
+    Ok(tls)
+}
+
+/// A server builder for the TCP listener, with the TLS [`server_tls`] read.
+pub(super) fn tls_builder(tls: tonic::transport::ServerTlsConfig) -> anyhow::Result<tonic::transport::Server> {
+    tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("listen: TLS configuration")
+}
+
+/// Binds `addr` and serves `router` on it (TLS) until `shutdown`.
+pub(super) async fn serve_tcp(
+    addr: &str,
+    router: Router,
+    client_ca: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen: binding {addr}"))?;
+    info!(listen = %listener.local_addr()?, client_ca, "serving the API on TCP with TLS");
+    let server = router.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        shutdown.wait(),
+    );
+    Ok(tokio::spawn(server))
+}
+
+/// Binds the API's Unix socket, mode 0660; a stale socket is replaced, one
+/// another agent serves on is refused.
+pub(super) async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!("{}: another agent is serving on this socket", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    Ok(listener)
+}

@@ -1,0 +1,98 @@
+//! Unit tests of the log format, rotation, tail and follow.
+
+use super::*;
+use chrono::TimeZone;
+
+#[test]
+fn line_format_is_the_contract() {
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::microseconds(123456);
+    assert_eq!(
+        format_line(at, Source::App, "web.1", "hello"),
+        "2026-11-22T10:00:00.123456+00:00 app[web.1]: hello\n"
+    );
+    assert_eq!(
+        format_line(at, Source::Dyno, "web.1", "State changed from starting to up"),
+        "2026-11-22T10:00:00.123456+00:00 dyno[web.1]: State changed from starting to up\n"
+    );
+}
+
+#[test]
+fn parse_roundtrips() {
+    let line = "2026-11-22T10:00:00.123456+00:00 app[worker.3]: a: b]: c";
+    let p = parse_line(line).unwrap();
+    assert_eq!(p.timestamp, "2026-11-22T10:00:00.123456+00:00");
+    assert_eq!(p.source, Source::App);
+    assert_eq!(p.dyno, "worker.3");
+    assert_eq!(p.text, "a: b]: c");
+    assert_eq!(parse_line("garbage"), None);
+}
+
+#[test]
+fn writer_splits_lines_per_stream_and_bounds_long_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut w = LogWriter::open(log.clone(), "web.1", 1 << 20).unwrap();
+    w.feed(0, b"one\ntw").unwrap();
+    w.feed(1, b"err\r\n").unwrap();
+    w.feed(0, b"o\n").unwrap();
+    w.feed(0, &vec![b'x'; MAX_LINE + 5]).unwrap();
+    w.feed(0, b"tail-without-newline").unwrap();
+    w.finish().unwrap();
+    let texts: Vec<String> = tail(&log, 100)
+        .iter()
+        .map(|l| parse_line(l).unwrap().text.to_string())
+        .collect();
+    assert_eq!(texts[..3], ["one", "err", "two"]);
+    assert_eq!(texts[3].len(), MAX_LINE);
+    assert_eq!(texts[4], "xxxxxtail-without-newline");
+    assert_eq!(texts.len(), 5);
+}
+
+#[test]
+fn writer_rotates_and_tail_spans_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut w = LogWriter::open(log.clone(), "web.1", 4096).unwrap();
+    for i in 0..200 {
+        w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+    }
+    assert!(fs::metadata(&log).unwrap().len() <= 4096);
+    assert!(fs::metadata(rotated(&log)).unwrap().len() <= 4096);
+    let last = tail(&log, 3);
+    let texts: Vec<_> = last.iter().map(|l| parse_line(l).unwrap().text).collect();
+    assert_eq!(texts, ["line 197", "line 198", "line 199"]);
+}
+
+#[test]
+fn follower_sees_new_lines_across_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut w = LogWriter::open(log.clone(), "web.1", 4096).unwrap();
+    w.feed(0, b"before\n").unwrap();
+    let mut f = Follower::new(log.clone(), false);
+    assert!(f.poll().is_empty());
+    let mut seen = Vec::new();
+    for i in 0..300 {
+        w.feed(0, format!("n{i}\n").as_bytes()).unwrap();
+        if i % 7 == 0 {
+            seen.extend(f.poll());
+        }
+    }
+    seen.extend(f.poll());
+    let texts: Vec<String> = seen.iter().map(|l| parse_line(l).unwrap().text.to_string()).collect();
+    let want: Vec<String> = (0..300).map(|i| format!("n{i}")).collect();
+    assert_eq!(texts, want);
+}
+
+#[test]
+fn runtime_lines_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    append_runtime(&log, "run.1", "Starting process with command `true`").unwrap();
+    let lines = tail(&log, 10);
+    let p = parse_line(&lines[0]).unwrap();
+    assert_eq!(
+        (p.source, p.dyno, p.text),
+        (Source::Dyno, "run.1", "Starting process with command `true`")
+    );
+}
