@@ -155,8 +155,11 @@ impl SlugCache {
                     let work = work(self.clone());
                     tokio::spawn(async move {
                         let outcome = work.await;
-                        let _ = tx.send(Some(outcome));
+                        // The key goes before the outcome is published: a
+                        // resolve that starts once the waiters have woken
+                        // must start a new flight, not reuse this one.
                         drop(landing);
+                        let _ = tx.send(Some(outcome));
                     });
                     rx
                 }
