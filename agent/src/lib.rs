@@ -1,25 +1,35 @@
 //! dynoagent: the per-host runtime agent of a Heroku-style platform, and
 //! dynoctl, its command line.
 //!
-//! Module map (one concern each):
-//! - [`config`]: TOML + environment + flags, validated all at once;
+//! Module map, one concern a module, in the order a StartDyno request meets
+//! them (the README's "Architecture" walks the whole path):
+//! - [`daemon`]: `dynoagent`'s entry (flags, tracing, the shim dispatch),
+//!   `run(config, sample, shutdown)` wiring, listeners and TLS, the sample app;
+//! - [`api`]: the tonic services, request validation, the one
+//!   start-from-slug path (`api::launch`), stream pumps, pb ↔ domain, the one
+//!   error → status mapping; [`report`]: the push stream to a scheduler;
+//! - [`slug`]: slug sources, HTTP(S) fetch, the cache and its GC, Procfiles;
+//!   [`unpack`]: the hardened streaming unpacker of tarball slugs;
+//! - [`engine`]: the actor that owns every dyno: the model, records and the
+//!   event log, admission, launching and settling runs, re-adoption, metrics;
 //! - [`supervisor`]: the dyno lifecycle as a pure state machine;
-//! - [`engine`]: the actor that drives the state machines, spawns shims,
-//!   persists dyno records and re-adopts runs after a restart;
-//! - [`shim`]: the small single-threaded parent of one dyno run;
-//! - [`jail`]: the syscall boundary (every raw libc call lives there);
-//! - [`runs`]: a run's state directory, the agent/shim contract;
+//! - [`shim`]: the single-threaded parent of one dyno run (session, output
+//!   pump, exit record); [`runs`]: a run's directory, the agent ↔ shim contract;
+//! - [`os`]: the syscall boundary: every raw syscall and every `unsafe`
+//!   (fds, processes, procfs, the fork → exec child, and the jail: rootfs,
+//!   privileges, seccomp, the dyno's init and its report to the shim);
+//! - [`cgroup`]: the dynos' cgroups behind one trait (v1, v2, kill, probes);
+//! - [`meter`]: the thread that bills every open run at each slice boundary
+//!   into the [`ledger`] (SQLite);
 //! - [`logs`]: log line format, rotation, tail and follow;
-//! - [`slug`]: where a dyno's `app/` comes from (paths, HTTP(S) fetch), the
-//!   slug cache and its garbage collection; Procfiles;
-//! - [`unpack`]: the hardened streaming unpacker of tarball slugs;
-//! - [`api`]: the tonic services and their error mapping;
-//! - [`daemon`]: `dynoagent`'s main loop; [`ctl`]: `dynoctl`;
-//! - [`client`]: a gRPC channel over the Unix socket;
-//! - [`cgroup`]: the dynos' cgroups (v1 and v2) behind one trait;
-//! - [`ledger`]: the usage ledger in SQLite; [`meter`]: the thread that owns
-//!   it and bills every open run at each slice boundary;
-//! - [`host`]: capacity via sysinfo; [`names`]: input validation.
+//! - [`config`]: file → environment → flags, validated all at once; sizes;
+//! - [`time`]: the one clock and the one backoff; [`host`]: capacity;
+//!   [`names`]: input validation; [`error`]: the library's error type;
+//! - [`ctl`]: `dynoctl` (grammar, commands, rendering); [`client`]: a gRPC
+//!   channel over the Unix socket.
+//!
+//! Only [`os`] may use `unsafe`: the workspace denies `unsafe_code`
+//! everywhere else and `clippy::undocumented_unsafe_blocks` everywhere.
 
 pub mod api;
 pub mod cgroup;
