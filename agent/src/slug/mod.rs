@@ -29,7 +29,7 @@ pub mod fetch;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testserver;
+use crate::testkit as testserver;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
