@@ -53,5 +53,7 @@ pub mod runs;
 pub mod shim;
 pub mod slug;
 pub mod supervisor;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod time;
 pub mod unpack;

@@ -6,8 +6,8 @@
 //!
 //! The slug: about 200 MB in 5 000 files (source-like text that compresses
 //! about 4:1, every tenth file incompressible) plus a Procfile whose web
-//! process is busybox httpd. It is served from memory by a loopback HTTP/1.1
-//! server written here.
+//! process is busybox httpd, built with the kit's tar builder. It is served
+//! from memory by the kit's loopback HTTP/1.1 server.
 //!
 //! One cold start: `StartDyno` with the slug's URL and sha256 while the digest
 //! is not cached (download, sha256, gunzip, untar in one streamed pass, sync,
@@ -19,23 +19,14 @@
 //! filesystem before it makes an entry visible). `BENCH_ROUNDS` (default 5)
 //! rounds; best and median of each are printed, and the ratio of the bests.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "shared/events.rs"]
-mod event_stream;
-#[path = "shared/stats.rs"]
-mod stats;
-
-use std::io::{BufWriter, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::TestAgent;
 use dyno_proto::v1 as pb;
-use stats::{ms, percentile};
+use dyno_tests::bench::{ms, percentile};
+use dyno_tests::grpc::next_event_of;
+use dyno_tests::tarball::tgz_with;
+use dyno_tests::{Reply, TestAgent, TestServer, selector, watch_events};
 
 const APP: &str = "bench";
 const FILES: u32 = 5_000;
@@ -59,8 +50,9 @@ fn main() {
         FILES + 2,
         slug.len()
     );
-    let server = Server::start(slug);
-    let url = server.url();
+    let compressed = slug.len();
+    let server = TestServer::start(vec![Reply::Body(slug)]);
+    let url = server.url("/slug.tgz");
 
     let agent = TestAgent::start("boot_timeout = \"120s\"");
     let scratch = tempfile::Builder::new()
@@ -76,15 +68,7 @@ fn main() {
     let (mut ours, mut rpc, mut tar, mut tar_sync) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         let mut client = agent.client().await;
-        let mut events = client
-            .clone()
-            .watch_events(pb::WatchEventsRequest {
-                after_seq: 0,
-                follow: true,
-            })
-            .await
-            .expect("WatchEvents")
-            .into_inner();
+        let mut events = watch_events(&mut client.clone(), 0, true).await;
         for round in 1..=rounds {
             let entry = agent.state.join("slugs").join(&digest);
             assert!(!entry.exists(), "not cold: {} exists", entry.display());
@@ -107,11 +91,7 @@ fn main() {
             rpc.push(resolved);
             client
                 .stop_dyno(pb::StopDynoRequest {
-                    selector: Some(pb::DynoSelector {
-                        app: APP.into(),
-                        target: name.clone(),
-                        all: false,
-                    }),
+                    selector: selector(APP, &name),
                 })
                 .await
                 .expect("StopDyno");
@@ -161,7 +141,7 @@ fn main() {
         "cold start from an HTTP slug ({} MB unpacked, {} files, {} MB compressed), {rounds} rounds:",
         unpacked / 1_000_000,
         FILES + 2,
-        server.len / 1_000_000
+        compressed / 1_000_000
     );
     println!("  {:<44} {:>9} {:>9}", "", "best ms", "median ms");
     for (label, v) in [
@@ -224,7 +204,7 @@ async fn wait_event(
     to: pb::DynoState,
 ) {
     loop {
-        let ev = event_stream::next_event_of(events, APP, name, run_id, EVENT_TIMEOUT).await;
+        let ev = next_event_of(events, APP, name, run_id, EVENT_TIMEOUT).await;
         if ev.to == to as i32 {
             return;
         }
@@ -252,106 +232,25 @@ fn make_slug() -> (Vec<u8>, u64) {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    let gz = flate2::write::GzEncoder::new(BufWriter::new(Vec::new()), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    let add = |b: &mut tar::Builder<_>, path: &str, data: &[u8], mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).expect("append");
-    };
-    add(
-        &mut b,
-        "app/Procfile",
-        b"web: exec busybox httpd -f -p $PORT -h public\n",
-        0o644,
-    );
-    add(&mut b, "app/public/index.html", b"cold start\n", 0o644);
     let mut total = 0u64;
-    for i in 0..FILES {
-        let size = 39_000 + (rand() % 2_000) as usize;
-        let mut data = Vec::with_capacity(size + 16);
-        while data.len() < size {
-            if i % 10 == 0 {
-                data.extend_from_slice(&rand().to_le_bytes());
-            } else {
-                data.extend_from_slice(words[(rand() % words.len() as u64) as usize].as_bytes());
-                data.push(if rand() % 10 == 0 { b'\n' } else { b' ' });
+    let bytes = tgz_with(flate2::Compression::default(), |t| {
+        t.file("app/Procfile", b"web: exec busybox httpd -f -p $PORT -h public\n")
+            .file("app/public/index.html", b"cold start\n");
+        for i in 0..FILES {
+            let size = 39_000 + (rand() % 2_000) as usize;
+            let mut data = Vec::with_capacity(size + 16);
+            while data.len() < size {
+                if i % 10 == 0 {
+                    data.extend_from_slice(&rand().to_le_bytes());
+                } else {
+                    data.extend_from_slice(words[(rand() % words.len() as u64) as usize].as_bytes());
+                    data.push(if rand() % 10 == 0 { b'\n' } else { b' ' });
+                }
             }
+            total += data.len() as u64;
+            t.file(&format!("app/lib/m{:02}/p{}/file{i}.rb", i % 40, i % 5), &data);
         }
-        total += data.len() as u64;
-        add(
-            &mut b,
-            &format!("app/lib/m{:02}/p{}/file{i}.rb", i % 40, i % 5),
-            &data,
-            0o644,
-        );
-    }
-    let bytes = b
-        .into_inner()
-        .expect("tar")
-        .finish()
-        .expect("gzip")
-        .into_inner()
-        .expect("flush");
+        t.end();
+    });
     (bytes, total)
-}
-
-/// Serves one body for every GET on a loopback port.
-struct Server {
-    port: u16,
-    len: usize,
-    gets: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn start(body: Vec<u8>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let len = body.len();
-        let body = Arc::new(body);
-        let gets = Arc::new(AtomicUsize::new(0));
-        let g = gets.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (body, gets) = (body.clone(), g.clone());
-                std::thread::spawn(move || serve(conn, &body, &gets));
-            }
-        });
-        Server { port, len, gets }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/slug.tgz", self.port)
-    }
-
-    fn gets(&self) -> usize {
-        self.gets.load(Ordering::SeqCst)
-    }
-}
-
-fn serve(mut conn: TcpStream, body: &[u8], gets: &AtomicUsize) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    if !head.starts_with(b"GET ") {
-        return;
-    }
-    gets.fetch_add(1, Ordering::SeqCst);
-    let _ = conn
-        .write_all(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/gzip\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .and_then(|()| conn.write_all(body));
 }

@@ -44,23 +44,16 @@
 //! before each start, default 100), `BENCH_SLUG_FILES` (extra small files in
 //! the slug, default 0: the slug holds a Procfile and one script).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "shared/events.rs"]
-mod event_stream;
-#[path = "shared/stats.rs"]
-mod stats;
-
-use stats::{Stats, ms, stats};
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{TestAgent, show};
 use dyno_proto::v1 as pb;
+use dyno_tests::bench::{Stats, env_usize, have, ms, stats};
+use dyno_tests::grpc::next_event_of;
+use dyno_tests::{TestAgent, require_root, selector, show, stack, tarball, watch_events};
 use pb::agent_client::AgentClient;
 use serde_json::{Value, json};
 use tonic::Streaming;
@@ -78,16 +71,6 @@ const BUNDLE_ENV: &str = "JAIL_START_BUNDLE";
 /// The private mount namespace crun 1.8.1 needs on this host (DESIGN §12).
 const CRUN_WRAPPER: &str = "mount --make-rprivate / && umount /sys/fs/cgroup/unified && exec \"$0\"";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 fn main() {
     if std::env::var_os(HELPER_ENV).is_some() {
         crun_helper();
@@ -96,7 +79,7 @@ fn main() {
     let n = env_usize("BENCH_N", 200).max(1);
     let slug_files = env_usize("BENCH_SLUG_FILES", 0);
     let pause = Duration::from_millis(env_usize("BENCH_PAUSE_MS", 100) as u64);
-    common::require_root();
+    require_root();
     let runc = ensure_tools();
 
     let work = tempfile::Builder::new()
@@ -110,8 +93,8 @@ fn main() {
         "allow_unjailed = true\ncgroup_root = \"{}\"",
         work.path().join("no-cgroups").display()
     ));
-    let stack = common::stack().to_path_buf();
-    let slug = slug_tarball(&agent, work.path(), slug_files);
+    let stack = stack().to_path_buf();
+    let slug = slug_tarball(work.path(), slug_files);
     let bundle = oci_bundle(work.path(), &stack);
     let id_prefix = format!("jailstart-{}", std::process::id());
 
@@ -190,19 +173,10 @@ fn main() {
 
 // ---------------------------------------------------------------- set-up ---
 
-fn have(cmd: &str) -> bool {
-    Command::new("which")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Installs crun and runc if crun is missing; returns whether runc is there.
 fn ensure_tools() -> bool {
-    for tool in ["unshare", "chroot", "tar"] {
-        assert!(have(tool), "jail_start needs `{tool}` (util-linux / coreutils / tar)");
+    for tool in ["unshare", "chroot"] {
+        assert!(have(tool), "jail_start needs `{tool}` (util-linux / coreutils)");
     }
     if !have("crun") {
         eprintln!("jail_start: crun is missing; installing crun and runc with apt-get");
@@ -240,24 +214,15 @@ fn run_ok(cmd: &mut Command) -> String {
 
 /// A tarball slug (`app/Procfile`, `app/bin/run` and `extra` small files),
 /// as an absolute path; the warm-up rounds unpack it into the agent's cache.
-fn slug_tarball(agent: &TestAgent, work: &Path, extra: usize) -> String {
+fn slug_tarball(work: &Path, extra: usize) -> String {
     let mut files = vec![
         ("Procfile".to_string(), format!("worker: {AGENT_COMMAND}\n")),
         ("bin/run".to_string(), "#!/bin/sh\nexec \"$@\"\n".to_string()),
     ];
     files.extend((0..extra).map(|i| (format!("lib/d{}/f{i}.txt", i / 100), format!("file {i}\n"))));
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, b)| (p.as_str(), b.as_str())).collect();
-    let root = agent.slug("bench", &files);
-    let tarball = work.join("slug.tar.gz");
-    run_ok(
-        Command::new("tar")
-            .arg("-czf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&root)
-            .arg("app"),
-    );
-    show(&tarball)
+    let path = work.join("slug.tar.gz");
+    std::fs::write(&path, tarball::slug_tgz(&files)).expect("write the slug");
+    show(&path)
 }
 
 /// An OCI bundle for the same stack: `crun spec`, edited (see the module doc).
@@ -502,14 +467,7 @@ fn event_time(ev: &pb::Event) -> DateTime<Utc> {
 impl AgentBench {
     async fn connect(agent: &TestAgent, slug: &str) -> AgentBench {
         let mut client = agent.client().await;
-        let events = client
-            .watch_events(pb::WatchEventsRequest {
-                after_seq: 0,
-                follow: true,
-            })
-            .await
-            .expect("WatchEvents")
-            .into_inner();
+        let events = watch_events(&mut client, 0, true).await;
         AgentBench {
             client,
             events,
@@ -558,11 +516,7 @@ impl AgentBench {
 
         self.client
             .stop_dyno(pb::StopDynoRequest {
-                selector: Some(pb::DynoSelector {
-                    app: APP.into(),
-                    target: name.into(),
-                    all: false,
-                }),
+                selector: selector(APP, name),
             })
             .await
             .unwrap_or_else(|e| panic!("StopDyno {name}: {e}"));
@@ -580,7 +534,7 @@ impl AgentBench {
 
     /// The next event of this run of `name`.
     async fn next_event(&mut self, name: &str, run_id: &str) -> pb::Event {
-        event_stream::next_event_of(&mut self.events, APP, name, run_id, EVENT_TIMEOUT).await
+        next_event_of(&mut self.events, APP, name, run_id, EVENT_TIMEOUT).await
     }
 
     /// Waits for the dyno's `x` in its run's log; returns the time of its

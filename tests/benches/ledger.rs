@@ -35,17 +35,16 @@
 //! their parent cgroups are checked to be gone (and removed if not), also
 //! when the benchmark fails.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{TestAgent, show};
 use dyno_proto::v1 as pb;
+use dyno_tests::bench::{env_usize, have, percentile};
+use dyno_tests::cleanup::remove_cgroup_tree;
+use dyno_tests::{TestAgent, require_root, show};
 use pb::agent_client::AgentClient;
 use tonic::transport::Channel;
 
@@ -59,22 +58,12 @@ const USER_HZ: f64 = 100.0;
 /// after its boundary, so mid-second nothing of it is in flight.
 const SAMPLE_AT_MS: u64 = 500;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 fn main() {
     let n = env_usize("BENCH_DYNOS", 1000).max(1);
     let window = env_usize("BENCH_WINDOW_SECS", 30).max(2) as u64;
     let concurrency = env_usize("BENCH_CONCURRENCY", 8).max(1);
     let perf_secs = env_usize("BENCH_PERF_SECS", 15) as u64;
-    common::require_root();
+    require_root();
     raise_nofile();
 
     let load_before = loadavg();
@@ -175,23 +164,7 @@ impl CgroupGuard {
                 continue;
             }
             left.push(dir.clone());
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while dir.exists() && Instant::now() < deadline {
-                let runs: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-                    .unwrap_or_default();
-                for run in &runs {
-                    if let Ok(procs) = std::fs::read_to_string(run.join("cgroup.procs")) {
-                        for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
-                            let _ = dyno_agent::os::kill_pid(pid, nix::sys::signal::Signal::SIGKILL as i32);
-                        }
-                    }
-                    let _ = std::fs::remove_dir(run);
-                }
-                if std::fs::remove_dir(&dir).is_err() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+            remove_cgroup_tree(&dir, Duration::from_secs(60));
             if dir.exists() {
                 eprintln!("ledger bench: could not remove {}", dir.display());
             }
@@ -434,17 +407,6 @@ struct LedgerSize {
     logical_bytes: Option<u64>,
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("which")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `SELECT count(*) FROM usage` and the logical size, through the `sqlite3`
-/// command line tool (a second, read-only connection); None without it.
 fn ledger_size(db: &Path) -> Option<LedgerSize> {
     let out = Command::new("sqlite3")
         .arg("-readonly")
@@ -761,11 +723,6 @@ async fn profile_thread(t: &Twin, secs: u64) -> String {
 }
 
 // ---------------------------------------------------------------- report ---
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn mib(b: f64) -> f64 {
     b / (1024.0 * 1024.0)

@@ -10,25 +10,21 @@
 //!    loop, is a bare `std::process::Command` spawn of
 //!    `/bin/sh -c 'exec sleep 600'`, which returns once the child has exec'd:
 //!    once with std's default (a vfork-style `posix_spawn`) and once forced
-//!    onto fork+exec (what the shim does).
+//!    onto fork+exec (what the shim does) by setting the child's group to
+//!    the one it has anyway.
 //! 2. Memory per dyno: with `BENCH_MEM_DYNOS` (default 20) idle worker dynos
 //!    up, `/proc/<pid>/smaps_rollup` of each shim and of each dyno's command
 //!    (the `sleep`, as a reference).
-
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "shared/stats.rs"]
-mod stats;
-
-use stats::{Stats, ms, stats};
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestAgent, show};
 use dyno_proto::v1 as pb;
+use dyno_tests::bench::{Stats, env_usize, ms, stats};
+use dyno_tests::grpc::next_event_of;
+use dyno_tests::{TestAgent, alive, selector, show, watch_events};
 use pb::agent_client::AgentClient;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -39,16 +35,6 @@ const WARMUP: usize = 3;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The goal of the issue: shim + init under 1 MB of private memory per dyno.
 const GOAL_PRIVATE_KIB: u64 = 1024;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn main() {
     let n = env_usize("BENCH_N", 100).max(1);
@@ -94,8 +80,7 @@ async fn start_and_wait_up(
     (t0.elapsed(), rpc, up)
 }
 
-/// Reads the event stream until `name` (of the run `run_id`, when known)
-/// changes to `to`.
+/// Reads the event stream until run `run_id` of `name` changes to `to`.
 async fn wait_event(
     events: &mut Streaming<pb::WatchEventsResponse>,
     name: &str,
@@ -103,40 +88,24 @@ async fn wait_event(
     to: pb::DynoState,
 ) -> pb::Event {
     loop {
-        let msg = tokio::time::timeout(EVENT_TIMEOUT, events.message())
-            .await
-            .unwrap_or_else(|_| panic!("no {to:?} event for {name} within {EVENT_TIMEOUT:?}"))
-            .expect("WatchEvents stream failed")
-            .expect("WatchEvents stream ended");
-        if let Some(pb::watch_events_response::Kind::Event(ev)) = msg.kind
-            && let Some(d) = &ev.dyno
-            && d.app == APP
-            && d.name == name
-            && (run_id.is_empty() || d.run_id == run_id)
-        {
-            if ev.to == to as i32 {
-                return ev;
-            }
-            let down_or_crashed = [pb::DynoState::Crashed as i32, pb::DynoState::Down as i32];
-            assert!(
-                to == pb::DynoState::Down || !down_or_crashed.contains(&ev.to),
-                "{name} went {:?} ({}) while waiting for {to:?}",
-                pb::DynoState::try_from(ev.to),
-                ev.reason
-            );
+        let ev = next_event_of(events, APP, name, run_id, EVENT_TIMEOUT).await;
+        if ev.to == to as i32 {
+            return ev;
         }
+        let down_or_crashed = [pb::DynoState::Crashed as i32, pb::DynoState::Down as i32];
+        assert!(
+            to == pb::DynoState::Down || !down_or_crashed.contains(&ev.to),
+            "{name} went {:?} ({}) while waiting for {to:?}",
+            pb::DynoState::try_from(ev.to),
+            ev.reason
+        );
     }
 }
 
 async fn stop(client: &mut AgentClient<Channel>, target: &str) {
-    let selector = pb::DynoSelector {
-        app: APP.into(),
-        target: target.into(),
-        all: false,
-    };
     client
         .stop_dyno(pb::StopDynoRequest {
-            selector: Some(selector),
+            selector: selector(APP, target),
         })
         .await
         .unwrap_or_else(|e| panic!("StopDyno {target}: {e}"));
@@ -145,7 +114,7 @@ async fn stop(client: &mut AgentClient<Channel>, target: &str) {
 /// The floor: the same shell command started straight from here. std's spawn
 /// returns only once the child has exec'd: by default through `posix_spawn`
 /// (glibc: `clone(CLONE_VM | CLONE_VFORK)`, the parent resumes after the
-/// exec); with a `pre_exec` hook through fork+exec, the exec's result read
+/// exec); with a group to set (see below) through fork+exec, the exec's result read
 /// from a close-on-exec pipe (the way the shim starts a command).
 fn floor_sample(fork: bool) -> Duration {
     let mut cmd = Command::new("/bin/sh");
@@ -154,9 +123,11 @@ fn floor_sample(fork: bool) -> Duration {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if fork {
-        // SAFETY: the hook does nothing (it only rules out posix_spawn), so it
-        // cannot break anything between fork and exec.
-        unsafe { cmd.pre_exec(|| Ok(())) };
+        // std never uses posix_spawn for a command that changes its group;
+        // changing it to the group it already has only rules posix_spawn out
+        // (one setgid(2) that changes nothing, between fork and exec), with no
+        // `unsafe` `pre_exec` hook.
+        cmd.gid(nix::unistd::getgid().as_raw());
     }
     let t0 = Instant::now();
     let mut child = cmd.spawn().expect("spawn /bin/sh");
@@ -226,15 +197,7 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
         .await
         .expect("HostInfo")
         .into_inner();
-    let mut events = client
-        .clone()
-        .watch_events(pb::WatchEventsRequest {
-            after_seq: 0,
-            follow: true,
-        })
-        .await
-        .expect("WatchEvents")
-        .into_inner();
+    let mut events = watch_events(&mut client.clone(), 0, true).await;
 
     // --- 1. start latency, with the floor sampled in the same loop ---
     for i in 1..=WARMUP {
@@ -277,7 +240,7 @@ async fn run(agent: &TestAgent, slug: &str, n: usize, mem_dynos: usize) -> Strin
             .unwrap_or_else(|| panic!("{name}: no {}", exec_json.display()));
         assert_eq!(exec.pid, *pid, "{name}: exec.json and the dyno disagree on the pid");
         assert!(
-            common::alive(exec.shim_pid) && common::alive(exec.pid),
+            alive(exec.shim_pid) && alive(exec.pid),
             "{name}: shim or command not running"
         );
         shim_mem.push(smaps_rollup(exec.shim_pid));

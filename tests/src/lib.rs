@@ -1,3 +1,42 @@
-//! End-to-end tests of dynoagent live in `tests/*.rs`; their harness is
-//! `tests/common/mod.rs` (included by each test file, so that it can name the
-//! binaries under test through `CARGO_BIN_EXE_*`).
+//! The test kit of the end-to-end tests (`tests/*.rs`) and benchmarks
+//! (`benches/*.rs`), which run the real `dynoagent` and `dynoctl` as root.
+//! Each of them says `use dyno_tests::*;` (or names what it uses).
+//!
+//! - [`agent`]: [`TestAgent`], the harness: starts and stops an agent in a
+//!   temporary directory, runs dynoctl against it, gRPC clients;
+//!   [`config`]: its configuration file; [`cleanup`]: what dropping it
+//!   removes; [`env`]: root, the binaries under test, the stack image;
+//! - [`wait`]: [`wait_for`] and [`wait_ok`] poll a condition up to
+//!   [`DEADLINE`]; [`nothing_happens_for`] is the bounded wait that proves
+//!   nothing happens;
+//! - [`procs`]: processes seen from the host; [`grpc`]: request builders
+//!   and the `WatchEvents` stream;
+//! - [`http`]: the one loopback HTTP server ([`TestServer`], shared with the
+//!   agent's unit tests) and a GET client; [`tarball`]: the one tar.gz
+//!   builder;
+//! - [`bench`]: settings and statistics of the benchmarks.
+
+pub mod agent;
+pub mod bench;
+pub mod cleanup;
+pub mod config;
+pub mod env;
+pub mod grpc;
+pub mod http;
+pub mod procs;
+pub mod tarball;
+pub mod wait;
+
+pub use agent::{TestAgent, show, texts};
+pub use config::FAST;
+pub use env::{agent_bin, ctl_bin, require_root, stack};
+pub use grpc::{blocking, next_within, selector, start_req, summarize, watch_events};
+pub use http::{Reply, TestServer, http_get};
+pub use procs::{alive, pid_namespace_members, pid_of, signal, wait_for_handler};
+pub use wait::{DEADLINE, nothing_happens_for, poll, wait_for, wait_ok};
+
+/// A worker's command: sleeps, never exits on its own.
+pub const SLEEPER: &str = "exec sleep 600";
+
+/// A web dyno's command: busybox httpd serving the slug's `app/` on `$PORT`.
+pub const WEB: &str = "exec busybox httpd -f -p $PORT -h .";

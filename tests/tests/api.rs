@@ -1,33 +1,17 @@
-mod common;
-
-// The gRPC API and `dynoctl` end to end: validation and error codes,
-// idempotent starts, Procfiles, event and log streams, host info, health and
-// reflection, and an agent that stops on SIGTERM while its dynos keep running.
+//! The gRPC API and `dynoctl` end to end: validation and error codes,
+//! idempotent starts, Procfiles, event and log streams, host info, health and
+//! reflection, and an agent that stops on SIGTERM while its dynos keep running.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dyno_proto::v1 as pb;
+use dyno_tests::*;
 use serde_json::Value;
 use tonic::{Code, Status};
-
-const SLEEPER: &str = "exec sleep 600";
-const WEB: &str = "exec busybox httpd -f -p $PORT -h .";
-
-/// A start request with the fields every test sets.
-fn start_req(app: &str, name: &str, slug: &Path, command: &str) -> pb::StartDynoRequest {
-    pb::StartDynoRequest {
-        app: app.into(),
-        name: name.into(),
-        command: command.into(),
-        slug: show(slug),
-        ..Default::default()
-    }
-}
 
 /// Whether `message` names `field` as a word of its own (`app: …`,
 /// `env.1BAD: …`, `… sha256 mismatch …`), not just as part of a path.
@@ -54,22 +38,6 @@ fn expect_err<T: std::fmt::Debug>(what: &str, r: Result<T, Status>, code: Code, 
         );
     }
     status
-}
-
-/// Runs a blocking harness helper without stalling the runtime's worker (the
-/// tests keep gRPC streams open meanwhile).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-/// The next message of a stream, or `None` when none arrives within `wait`.
-async fn next_within<T>(stream: &mut tonic::Streaming<T>, wait: Duration) -> Option<T> {
-    match tokio::time::timeout(wait, stream.message()).await {
-        Ok(Ok(Some(m))) => Some(m),
-        Ok(Ok(None)) => None,
-        Ok(Err(s)) => panic!("stream failed: {s:?}"),
-        Err(_) => None,
-    }
 }
 
 /// The events of a WatchEvents stream until one satisfies `until` (included).
@@ -103,17 +71,6 @@ async fn events_until(
     }
 }
 
-/// `seq app/dyno from->to (reason)` per event, for messages.
-fn summarize(events: &[pb::Event]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            let d = e.dyno.clone().unwrap_or_default();
-            format!("{} {}/{} {}->{} ({})", e.seq, d.app, d.name, e.from, e.to, e.reason)
-        })
-        .collect()
-}
-
 fn is(e: &pb::Event, name: &str, from: pb::DynoState, to: pb::DynoState) -> bool {
     e.dyno.as_ref().is_some_and(|d| d.name == name) && e.from == from as i32 && e.to == to as i32
 }
@@ -143,22 +100,6 @@ fn one_error_line(what: &str, out: &Output) -> String {
     lines[0].to_string()
 }
 
-/// A `.tar.gz` slug holding `app/<path>` for each file, made with the system tar.
-fn tarball(a: &TestAgent, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let src = a.slug(&format!("{name}-src"), files);
-    let out = a.dir.path().join(format!("{name}.tgz"));
-    let st = Command::new("tar")
-        .arg("-czf")
-        .arg(&out)
-        .arg("-C")
-        .arg(&src)
-        .arg("app")
-        .status()
-        .expect("run tar");
-    assert!(st.success(), "tar -czf failed");
-    out
-}
-
 // ---------------------------------------------------------------------------
 // 1. Bad inputs over gRPC
 // ---------------------------------------------------------------------------
@@ -167,7 +108,7 @@ fn tarball(a: &TestAgent, name: &str, files: &[(&str, &str)]) -> PathBuf {
 async fn bad_inputs_get_the_right_codes_and_name_the_field() {
     let a = TestAgent::start("");
     let slug = a.slug("ok", &[("Procfile", "worker: exec sleep 600\n")]);
-    let tgz = tarball(&a, "tb", &[("Procfile", "worker: exec sleep 600\n")]);
+    let tgz = a.tarball("tb", &[("Procfile", "worker: exec sleep 600\n")]);
     let digest = dyno_agent::slug::sha256_file(&tgz).expect("sha256 of the tarball");
     let mut c = a.client().await;
     let good = || start_req("shop", "worker.1", &slug, SLEEPER);
@@ -560,7 +501,7 @@ async fn repeated_start_is_idempotent_and_a_new_spec_replaces_the_run() {
         "--env",
         "GREETING=hi",
     ]);
-    tokio::time::sleep(Duration::from_millis(500)).await; // proving that nothing happens
+    blocking(|| nothing_happens_for(Duration::from_millis(500))); // no new run
     let d = c
         .get_dyno(pb::GetDynoRequest {
             app: "shop".into(),
@@ -681,14 +622,7 @@ async fn watch_events_replays_then_follows() {
     blocking(|| a.wait_state("evapp", "worker.1", "up"));
 
     // From 0: the kept events, in order, no snapshot.
-    let mut w1 = c
-        .watch_events(pb::WatchEventsRequest {
-            after_seq: 0,
-            follow: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut w1 = watch_events(&mut c, 0, true).await;
     let replay = events_until(&mut w1, "worker.1 starting -> up", |e| is(e, "worker.1", Starting, Up)).await;
     assert_strictly_increasing("replay", &replay);
     assert!(
@@ -707,14 +641,7 @@ async fn watch_events_replays_then_follows() {
 
     // From the seq of the first event: exactly the later ones.
     let from = replay[0].seq;
-    let mut w2 = c
-        .watch_events(pb::WatchEventsRequest {
-            after_seq: from,
-            follow: true,
-        })
-        .await
-        .expect("watch 2")
-        .into_inner();
+    let mut w2 = watch_events(&mut c, from, true).await;
     let last = up_ev.seq;
     let later = events_until(&mut w2, "the replay's last event", |e| e.seq >= last).await;
     let want: Vec<u64> = replay.iter().map(|e| e.seq).filter(|s| *s > from).collect();
@@ -1188,7 +1115,7 @@ fn sigterm_exits_cleanly_and_dynos_keep_running() {
     );
     assert!(!a.socket.exists(), "the socket is removed");
     assert!(alive(wpid) && alive(webpid), "dynos keep running without the agent");
-    std::thread::sleep(Duration::from_millis(300)); // still running a moment later
+    nothing_happens_for(Duration::from_millis(300)); // still running a moment later
     assert!(alive(wpid) && alive(webpid));
 
     a.spawn();
@@ -1273,14 +1200,7 @@ async fn sigterm_exits_while_a_client_watches_events() {
         .expect("start");
     blocking(|| a.wait_state("shop", "worker.1", "up"));
     // A scheduler watches the host's events.
-    let mut events = c
-        .watch_events(pb::WatchEventsRequest {
-            after_seq: 0,
-            follow: true,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut events = watch_events(&mut c, 0, true).await;
     assert!(
         next_within(&mut events, DEADLINE).await.is_some(),
         "the event stream is live"

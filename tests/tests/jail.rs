@@ -1,23 +1,19 @@
-mod common;
-
-// The jail end to end, probed from inside real dynos: credentials and
-// capabilities, the read-only stack and the ephemeral writable `/app` and
-// `/tmp`, what of the host can be seen (paths, processes, fds, hostname),
-// what cannot be done (chroot, mount, unshare, setuid, signalling another
-// dyno), the disk bound, and the environment a command starts with.
+//! The jail end to end, probed from inside real dynos: credentials and
+//! capabilities, the read-only stack and the ephemeral writable `/app` and
+//! `/tmp`, what of the host can be seen (paths, processes, fds, hostname),
+//! what cannot be done (chroot, mount, unshare, setuid, signalling another
+//! dyno), the disk bound, and the environment a command starts with.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use dyno_tests::*;
 use serde_json::Value;
 
 /// The agent's default `uid_range`.
 const UIDS: std::ops::RangeInclusive<u32> = 100_000..=165_535;
-
-const SLEEP: &str = "exec sleep 600";
 
 /// `dynoctl run` of `sh -c script` in a one-off dyno: (exit code, output).
 fn run_sh(a: &TestAgent, slug: &Path, script: &str) -> (i32, String) {
@@ -194,8 +190,8 @@ fn runs_as_an_unprivileged_uid_without_capabilities_and_with_no_new_privs() {
 fn two_live_dynos_have_different_uids() {
     let a = TestAgent::start("");
     let slug = a.slug("w", &[]);
-    let w1 = start(&a, "worker.1", &slug, SLEEP, &[]);
-    let w2 = start(&a, "worker.2", &slug, SLEEP, &[]);
+    let w1 = start(&a, "worker.1", &slug, SLEEPER, &[]);
+    let w2 = start(&a, "worker.2", &slug, SLEEPER, &[]);
     let (p1, p2) = (pid_of(&w1), pid_of(&w2));
     let (u1, u2) = (host_uid(p1), host_uid(p2));
     for (pid, uid) in [(p1, u1), (p2, u2)] {
@@ -326,7 +322,7 @@ fn proc_lists_only_the_dynos_processes() {
     let a = TestAgent::start("");
     let slug = a.slug("proc", &[]);
     // A worker dyno too, so that there is another dyno to not see.
-    let other = start(&a, "worker.1", &slug, SLEEP, &[]);
+    let other = start(&a, "worker.1", &slug, SLEEPER, &[]);
     let (code, out) = run_sh(&a, &slug, "echo pids=$(ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' ')");
     assert_eq!(code, 0, "{out}");
     let m = kv(&out);
@@ -456,7 +452,7 @@ fn only_the_standard_streams_are_inherited() {
     );
 
     // Exactly, from the host: a long-running command holds 0, 1 and 2 only.
-    let d = start(&a, "worker.1", &slug, SLEEP, &[]);
+    let d = start(&a, "worker.1", &slug, SLEEPER, &[]);
     let pid = pid_of(&d);
     // Once it is `sleep`: the shell before it briefly opens `.profile.d/`.
     wait_for("the command to exec sleep", || {
@@ -488,7 +484,7 @@ fn only_the_standard_streams_are_inherited() {
 fn one_dyno_cannot_see_or_signal_another() {
     let a = TestAgent::start("");
     let slug = a.slug("sig", &[]);
-    let b = start(&a, "worker.1", &slug, SLEEP, &[]);
+    let b = start(&a, "worker.1", &slug, SLEEPER, &[]);
     let b_pid = pid_of(&b);
     let script = format!(
         "kill -0 {b_pid}; echo kill0=$?; kill -9 {b_pid}; echo kill9=$?; \
@@ -708,7 +704,7 @@ fn profile_scripts_are_sourced_before_the_command() {
 fn a_dyno_recorded_before_the_jail_still_runs_unprivileged() {
     let mut a = TestAgent::start("");
     let slug = a.slug("legacy", &[]);
-    let d = start(&a, "worker.1", &slug, SLEEP, &[]);
+    let d = start(&a, "worker.1", &slug, SLEEPER, &[]);
     let p1 = pid_of(&d);
     assert_ne!(host_uid(p1), 0);
 
@@ -726,7 +722,7 @@ fn a_dyno_recorded_before_the_jail_still_runs_unprivileged() {
     let d2 = a.wait_dyno("shop", "worker.1", "a new run up", |d| {
         d["state"] == "up" && d["pid"].is_u64() && pid_of(d) != p1
     });
-    let w2 = start(&a, "worker.2", &slug, SLEEP, &[]);
+    let w2 = start(&a, "worker.2", &slug, SLEEPER, &[]);
     let (u1, u2) = (host_uid(pid_of(&d2)), host_uid(pid_of(&w2)));
     assert_ne!(u1, 0, "the upgraded dyno runs as root (uid 0)");
     assert!(UIDS.contains(&u1), "uid {u1} outside uid_range");

@@ -1,24 +1,10 @@
 //! The dyno lifecycle end to end: up, crash restarts and cool-offs, graceful
 //! and forced stops, boot timeouts, one-off dynos.
 
-mod common;
-
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::*;
+use dyno_tests::*;
 use nix::sys::signal::Signal;
-
-const WEB: &str = "exec busybox httpd -f -p $PORT -h .";
-
-fn http_get(port: u64) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
 
 #[test]
 fn web_dyno_serves_then_crash_restarts_with_cooloff() {
@@ -28,7 +14,7 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
     let d = a.wait_state("shop", "web.1", "up");
     let port = d["port"].as_u64().expect("web dyno has a port");
     assert!((a.ports.0 as u64..=a.ports.1 as u64).contains(&port));
-    assert!(http_get(port).contains("hello from web.1"));
+    assert!(http_get(port, "/index.html").contains("hello from web.1"));
     assert_eq!(d["restarts"], 0);
 
     // First crash: restarted at once.
@@ -54,7 +40,7 @@ fn web_dyno_serves_then_crash_restarts_with_cooloff() {
         d["restarts"] == 2 && d["state"] == "up"
     });
     assert!(d["next_restart_at"].is_null());
-    assert!(http_get(d["port"].as_u64().unwrap()).contains("hello"));
+    assert!(http_get(d["port"].as_u64().unwrap(), "/index.html").contains("hello"));
 
     let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "web.1", "-n", "50"]));
     for line in [
@@ -82,7 +68,7 @@ fn stop_is_graceful_then_forced_after_the_grace() {
     assert!(!alive(pid_of(&w)));
 
     a.ctl_ok(&["stop", "--app", "shop", "stubborn"]);
-    std::thread::sleep(Duration::from_millis(500));
+    nothing_happens_for(Duration::from_millis(500)); // no kill before the grace ends
     assert!(alive(pid_of(&s)), "SIGTERM is ignored: still running within the grace");
     let s2 = a.wait_state("shop", "stubborn.1", "down");
     assert_eq!(s2["last_exit"]["reason"], "stop_timeout");
@@ -99,7 +85,7 @@ fn stop_is_graceful_then_forced_after_the_grace() {
     );
 
     // Stopped dynos stay down: not restarted.
-    std::thread::sleep(Duration::from_secs(3));
+    nothing_happens_for(Duration::from_secs(3));
     assert_eq!(a.dyno("shop", "worker.1").unwrap()["state"], "down");
 }
 
@@ -195,7 +181,7 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
     assert_eq!(d["last_exit"]["code"], 7);
     assert_eq!(a.dyno("shop", "run.2").expect("run.2")["last_exit"]["code"], 0);
     // One-off dynos are never restarted.
-    std::thread::sleep(Duration::from_secs(3));
+    nothing_happens_for(Duration::from_secs(3));
     assert_eq!(a.dyno("shop", "run.1").unwrap()["restarts"], 0);
 }
 

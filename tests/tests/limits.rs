@@ -1,12 +1,10 @@
 //! Cgroup limits, for real: memory, pids and CPU quota of a dyno's size, OOM
 //! detection, and nothing left behind.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use dyno_tests::*;
 
 /// A small size so that the limits are quick to hit.
 const TINY: &str = r#"

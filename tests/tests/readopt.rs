@@ -2,30 +2,9 @@
 //! re-adopts them, and runs that ended meanwhile are settled from their exit
 //! records (or as `lost` when there is none).
 
-mod common;
-
-use std::time::Duration;
-
-use common::*;
+use dyno_tests::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-fn libc_sigusr1() -> i32 {
-    Signal::SIGUSR1 as i32
-}
-
-/// Waits until `pid` has a handler for SIGUSR1 (its shell reached the trap).
-fn wait_for_trap(pid: u32) {
-    wait_for("the trap", || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let caught = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigCgt:"))?
-            .trim()
-            .to_string();
-        (u64::from_str_radix(&caught, 16).ok()? & (1 << (libc_sigusr1() - 1)) != 0).then_some(())
-    });
-}
 
 fn exec_record(a: &TestAgent, d: &Value) -> dyno_agent::runs::ExecRecord {
     let run = d["run_id"].as_str().expect("run id");
@@ -93,7 +72,7 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
     let run_dir = a.state.join("runs").join(d["run_id"].as_str().unwrap());
     // The trap is set once the shell has run the app's profile: wait for it.
     let pid = pid_of(&d);
-    wait_for_trap(pid);
+    wait_for_handler(pid, Signal::SIGUSR1);
 
     a.kill9();
     signal(pid, Signal::SIGUSR1);
@@ -101,7 +80,11 @@ fn a_run_that_ended_while_the_agent_was_down_is_settled_from_its_exit_record() {
     let exit: dyno_agent::runs::ExitRecord = dyno_agent::runs::read_json(&run_dir.join("exit.json"))
         .unwrap()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Restarted well after the exit, so that settling at the restart's time
+    // would show.
+    wait_for("the clock 1.2 s past the recorded exit", || {
+        (chrono::Utc::now() - exit.exited_at >= chrono::Duration::milliseconds(1200)).then_some(())
+    });
     a.spawn();
 
     // Settled as a crash with the recorded status and time, then restarted.
@@ -208,7 +191,7 @@ fn a_one_off_that_ended_while_the_agent_was_down_is_down_with_its_status() {
     });
     assert_eq!(view.name, "run.1");
     let d = a.wait_state("shop", "run.1", "up");
-    wait_for_trap(pid_of(&d));
+    wait_for_handler(pid_of(&d), Signal::SIGUSR1);
     a.kill9();
     signal(pid_of(&d), Signal::SIGUSR1);
     let run_dir = a.state.join("runs").join(&view.run_id);

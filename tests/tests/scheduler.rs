@@ -1,51 +1,24 @@
-mod common;
-
-// Issue 6 end to end: the agent's push stream to a scheduler (a hello with a
-// snapshot, then every change and heartbeats; a fresh hello after the
-// scheduler comes back), WatchEvents resuming from a seq across agent
-// restarts, memory admission, idempotent starts by request id, and the TCP
-// API with TLS and client certificates.
+//! Issue 6 end to end: the agent's push stream to a scheduler (a hello with a
+//! snapshot, then every change and heartbeats; a fresh hello after the
+//! scheduler comes back), WatchEvents resuming from a seq across agent
+//! restarts, memory admission, idempotent starts by request id, and the TCP
+//! API with TLS and client certificates.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use dyno_agent::ctl::dyno_json;
 use dyno_proto::v1 as pb;
+use dyno_tests::*;
 use pb::report_message::Kind;
 use pb::watch_events_response::Kind as WatchKind;
 use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-const SLEEPER: &str = "exec sleep 600";
-const WEB: &str = "exec busybox httpd -f -p $PORT -h .";
 const MIB: u64 = 1 << 20;
-
-/// Runs a blocking harness helper without stalling the runtime's workers.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-fn start_req(app: &str, name: &str, slug: &Path, command: &str) -> pb::StartDynoRequest {
-    pb::StartDynoRequest {
-        app: app.into(),
-        name: name.into(),
-        command: command.into(),
-        slug: show(slug),
-        ..Default::default()
-    }
-}
-
-fn selector(app: &str, target: &str) -> Option<pb::DynoSelector> {
-    Some(pb::DynoSelector {
-        app: app.into(),
-        target: target.into(),
-        all: false,
-    })
-}
 
 fn host_id(a: &TestAgent) -> String {
     format!("e2e-{}", a.n)
@@ -444,14 +417,7 @@ async fn watch_once(
     c: &mut pb::agent_client::AgentClient<Channel>,
     after_seq: u64,
 ) -> (Option<pb::Snapshot>, Vec<pb::Event>) {
-    let mut stream = c
-        .watch_events(pb::WatchEventsRequest {
-            after_seq,
-            follow: false,
-        })
-        .await
-        .unwrap_or_else(|s| panic!("WatchEvents({after_seq}): {s:?}"))
-        .into_inner();
+    let mut stream = watch_events(c, after_seq, false).await;
     let (mut snap, mut events) = (None, Vec::new());
     loop {
         let m = match tokio::time::timeout(DEADLINE, stream.message()).await {
@@ -472,16 +438,6 @@ async fn watch_once(
             None => panic!("WatchEvents({after_seq}): an empty message"),
         }
     }
-}
-
-fn summarize(events: &[pb::Event]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            let d = e.dyno.clone().unwrap_or_default();
-            format!("{} {}/{} {}->{} ({})", e.seq, d.app, d.name, e.from, e.to, e.reason)
-        })
-        .collect()
 }
 
 /// The events are numbered `first`, `first + 1`, … without a hole.
@@ -584,14 +540,7 @@ async fn watch_events_resumes_from_a_seq_across_agent_restarts() {
         assert_snapshot_is_ps(&format!("after_seq {after}"), &snap, &a);
     }
     // Following from the future: the next change comes numbered after the snapshot.
-    let mut follow = c
-        .watch_events(pb::WatchEventsRequest {
-            after_seq: last + 1000,
-            follow: true,
-        })
-        .await
-        .expect("watch from the future")
-        .into_inner();
+    let mut follow = watch_events(&mut c, last + 1000, true).await;
     let first = tokio::time::timeout(DEADLINE, follow.message()).await;
     assert!(
         matches!(&first, Ok(Ok(Some(pb::WatchEventsResponse { kind: Some(WatchKind::Snapshot(s)) }))) if s.seq == last),

@@ -1,131 +1,14 @@
 //! Slugs fetched over HTTP by the real agent: a web dyno from a URL serves,
 //! concurrent starts of one URL download it once, the cache survives a
 //! restart, crash leftovers are removed at start, and unused slugs are
-//! garbage-collected while used ones stay. The slug server is a loopback
-//! HTTP/1.1 server written here, counting the GETs it answers.
+//! garbage-collected while used ones stay. The slug server is the kit's
+//! loopback HTTP/1.1 server, counting the GETs it answers per path.
 
-mod common;
-
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use dyno_proto::v1 as pb;
-
-/// Serves fixed bodies by path on 127.0.0.1 and counts GETs per path.
-/// While `held`, responses wait (the GET is counted at once).
-struct SlugServer {
-    port: u16,
-    gets: Arc<Mutex<HashMap<String, usize>>>,
-    held: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-}
-
-impl SlugServer {
-    fn start(files: Vec<(&str, Vec<u8>)>) -> SlugServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let files: Arc<HashMap<String, Vec<u8>>> =
-            Arc::new(files.into_iter().map(|(p, b)| (p.to_string(), b)).collect());
-        let gets = Arc::new(Mutex::new(HashMap::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(AtomicBool::new(false));
-        {
-            let (gets, stop, held) = (gets.clone(), stop.clone(), held.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((conn, _)) => {
-                            let (files, gets, held) = (files.clone(), gets.clone(), held.clone());
-                            std::thread::spawn(move || serve(conn, &files, &gets, &held));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            });
-        }
-        SlugServer { port, gets, held, stop }
-    }
-
-    fn hold(&self, on: bool) {
-        self.held.store(on, Ordering::SeqCst);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn gets(&self, path: &str) -> usize {
-        self.gets.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for SlugServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.hold(false);
-    }
-}
-
-fn serve(
-    mut conn: TcpStream,
-    files: &HashMap<String, Vec<u8>>,
-    gets: &Mutex<HashMap<String, usize>>,
-    held: &AtomicBool,
-) {
-    conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-    if !head.starts_with("GET ") {
-        return;
-    }
-    *gets.lock().unwrap().entry(path.clone()).or_default() += 1;
-    let until = std::time::Instant::now() + DEADLINE;
-    while held.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = match files.get(&path) {
-        Some(body) => conn
-            .write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .and_then(|()| conn.write_all(body)),
-        None => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    };
-}
-
-/// A `.tar.gz` slug with `app/<path>` for each file (mode 0755).
-fn tgz(files: &[(&str, &str)]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
-    for (path, body) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o755);
-        h.set_cksum();
-        b.append_data(&mut h, format!("app/{path}"), body.as_bytes()).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
-}
+use dyno_tests::*;
 
 fn sha256(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -135,23 +18,14 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn web_slug(text: &str) -> Vec<u8> {
-    tgz(&[
+    tarball::slug_tgz(&[
         ("Procfile", "web: exec busybox httpd -f -p $PORT -h public\n"),
         ("public/index.html", text),
     ])
 }
 
 fn worker_slug(tag: &str) -> Vec<u8> {
-    tgz(&[("Procfile", "worker: exec sleep 600\n"), ("tag", tag)])
-}
-
-fn http_get(port: u64) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+    tarball::slug_tgz(&[("Procfile", "worker: exec sleep 600\n"), ("tag", tag)])
 }
 
 /// Digest entries in the agent's slug cache (hidden names excluded).
@@ -184,7 +58,7 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
     let a = TestAgent::start("");
     let slug = web_slug("hello from an http slug\n");
     let digest = sha256(&slug);
-    let server = SlugServer::start(vec![("/web.tgz", slug)]);
+    let server = TestServer::paths(vec![("/web.tgz", Reply::Body(slug))]);
     let url = server.url("/web.tgz");
     a.ctl_ok(&[
         "start", "--app", "shop", "--name", "web.1", "--slug", &url, "--sha256", &digest,
@@ -196,8 +70,8 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
         "from the Procfile"
     );
     let port = d["port"].as_u64().expect("port");
-    assert!(http_get(port).contains("hello from an http slug"));
-    assert_eq!(server.gets("/web.tgz"), 1);
+    assert!(http_get(port, "/index.html").contains("hello from an http slug"));
+    assert_eq!(server.gets_of("/web.tgz"), 1);
     assert_eq!(cached(&a), vec![digest.clone()]);
     assert!(hidden(&a).is_empty(), "no staging left: {:?}", hidden(&a));
     assert!(
@@ -221,7 +95,7 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from an http slug\n");
-    assert_eq!(server.gets("/web.tgz"), 1, "a cached digest is not fetched again");
+    assert_eq!(server.gets_of("/web.tgz"), 1, "a cached digest is not fetched again");
 
     // A 404: INVALID_ARGUMENT naming the URL and the status, nothing cached.
     let missing = server.url("/missing.tgz");
@@ -239,7 +113,7 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&missing) && err.contains("HTTP 404"), "{err}");
-    assert_eq!(server.gets("/missing.tgz"), 1, "a 404 is not retried");
+    assert_eq!(server.gets_of("/missing.tgz"), 1, "a 404 is not retried");
     assert_eq!(cached(&a), [digest]);
 }
 
@@ -248,7 +122,7 @@ async fn concurrent_starts_of_one_http_slug_download_it_once() {
     let a = TestAgent::start("");
     let slug = worker_slug("one");
     let digest = sha256(&slug);
-    let server = SlugServer::start(vec![("/w.tgz", slug)]);
+    let server = TestServer::paths(vec![("/w.tgz", Reply::Body(slug))]);
     // The download waits until the second start has joined it (the agent
     // logs that at debug level); with one download per start the second
     // GET would be held too and the join never logged.
@@ -275,7 +149,7 @@ async fn concurrent_starts_of_one_http_slug_download_it_once() {
     let (d1, d2) = (r1.expect("worker.1").into_inner(), r2.expect("worker.2").into_inner());
     assert_eq!(d1.slug_sha256, digest);
     assert_eq!(d2.slug_sha256, digest);
-    assert_eq!(server.gets("/w.tgz"), 1, "one download for both starts");
+    assert_eq!(server.gets_of("/w.tgz"), 1, "one download for both starts");
     assert_eq!(cached(&a), [digest]);
     assert!(hidden(&a).is_empty(), "{:?}", hidden(&a));
     tokio::task::spawn_blocking(move || {
@@ -291,7 +165,7 @@ fn the_cache_survives_a_restart_and_crash_leftovers_are_removed() {
     let mut a = TestAgent::start("");
     let slug = worker_slug("kept");
     let digest = sha256(&slug);
-    let server = SlugServer::start(vec![("/w.tgz", slug)]);
+    let server = TestServer::paths(vec![("/w.tgz", Reply::Body(slug))]);
     let url = server.url("/w.tgz");
     a.ctl_ok(&[
         "start", "--app", "shop", "--name", "worker.1", "--slug", &url, "--sha256", &digest,
@@ -313,7 +187,7 @@ fn the_cache_survives_a_restart_and_crash_leftovers_are_removed() {
         "start", "--app", "shop", "--name", "worker.2", "--slug", &url, "--sha256", &digest,
     ]);
     a.wait_state("shop", "worker.2", "up");
-    assert_eq!(server.gets("/w.tgz"), 1);
+    assert_eq!(server.gets_of("/w.tgz"), 1);
     a.wait_state("shop", "worker.1", "up");
 }
 
@@ -322,7 +196,7 @@ fn gc_removes_an_unused_slug_after_the_grace_period_and_keeps_a_used_one() {
     let a = TestAgent::start("slug_cache_grace = \"2s\"");
     let (one, two) = (worker_slug("one"), worker_slug("two"));
     let (d1, d2) = (sha256(&one), sha256(&two));
-    let server = SlugServer::start(vec![("/1.tgz", one), ("/2.tgz", two)]);
+    let server = TestServer::paths(vec![("/1.tgz", Reply::Body(one)), ("/2.tgz", Reply::Body(two))]);
     let (u1, u2) = (server.url("/1.tgz"), server.url("/2.tgz"));
     a.ctl_ok(&[
         "start", "--app", "shop", "--name", "worker.1", "--slug", &u1, "--sha256", &d1,
@@ -353,7 +227,7 @@ fn gc_removes_an_unused_slug_after_the_grace_period_and_keeps_a_used_one() {
         a.agent_log().contains("removed a slug no dyno uses").then_some(())
     });
     // Slug one, in use all along, stays through more collections.
-    std::thread::sleep(Duration::from_secs(3));
+    nothing_happens_for(Duration::from_secs(3));
     assert_eq!(cached(&a), vec![d1.clone()]);
     assert!(hidden(&a).is_empty(), "{:?}", hidden(&a));
     a.wait_state("shop", "worker.1", "up");

@@ -22,17 +22,16 @@
 //! symlink out of the slug. (The unpacker's unit-level battery is in
 //! `agent/src/unpack.rs`.)
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use dyno_tests::tarball::{MTIME, Tar, block, tgz, tgz_file};
+use dyno_tests::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -45,165 +44,8 @@ const UNPACKED_LIMIT: u64 = 4 * GIB;
 const ENTRIES_LIMIT: u64 = 200_000;
 const DEPTH_LIMIT: usize = 64;
 const PATH_LIMIT: usize = 4096;
-/// The owner every archive entry claims; the cache must not take it.
-const ARCHIVE_OWNER: u64 = 4242;
-/// The mtime every archive entry has.
-const MTIME: u64 = 1_600_000_000;
 
-// ---- archives, written entry by entry -------------------------------------
-
-/// One tar header block with the name and link target copied byte for byte
-/// (the tar crate's own setters refuse what hostile archives need).
-fn block(ty: u8, name: &[u8], link: &[u8], mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name);
-    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-    h.set_entry_type(tar::EntryType::new(ty));
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(MTIME);
-    h.set_uid(ARCHIVE_OWNER);
-    h.set_gid(ARCHIVE_OWNER);
-    h.set_username("mallory").expect("username");
-    h.set_groupname("mallory").expect("groupname");
-    h.set_cksum();
-    h
-}
-
-/// A tar stream written straight to `w` (a gzip encoder over a file or a
-/// buffer), so that archives of any size are generated without holding them.
-struct Tar<W: Write> {
-    w: W,
-    at: u64,
-}
-
-impl<W: Write> Tar<W> {
-    fn new(w: W) -> Self {
-        Tar { w, at: 0 }
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> &mut Self {
-        self.w.write_all(bytes).expect("write the archive");
-        self.at += bytes.len() as u64;
-        self
-    }
-
-    /// Zeros up to the next 512-byte block.
-    fn pad(&mut self) -> &mut Self {
-        let rem = (self.at % 512) as usize;
-        if rem != 0 {
-            self.put(&[0; 512][..512 - rem]);
-        }
-        self
-    }
-
-    /// A GNU long name (`L`) or long link (`K`) record.
-    fn long(&mut self, ty: u8, value: &[u8]) -> &mut Self {
-        let mut data = value.to_vec();
-        data.push(0);
-        let h = block(ty, b"././@LongLink", b"", 0o644, data.len() as u64);
-        self.put(h.as_bytes()).put(&data).pad()
-    }
-
-    /// A header claiming `size` bytes of data (none written); names and link
-    /// targets over 100 bytes go into GNU long records before it.
-    fn header(&mut self, ty: u8, name: &[u8], link: &[u8], mode: u32, size: u64) -> &mut Self {
-        if name.len() > 100 {
-            self.long(b'L', name);
-        }
-        if link.len() > 100 {
-            self.long(b'K', link);
-        }
-        let h = block(
-            ty,
-            &name[..name.len().min(100)],
-            &link[..link.len().min(100)],
-            mode,
-            size,
-        );
-        self.put(h.as_bytes())
-    }
-
-    fn entry(&mut self, ty: u8, name: &str, link: &str, mode: u32, data: &[u8]) -> &mut Self {
-        self.header(ty, name.as_bytes(), link.as_bytes(), mode, data.len() as u64)
-            .put(data)
-            .pad()
-    }
-
-    fn dir(&mut self, name: &str) -> &mut Self {
-        self.entry(b'5', name, "", 0o755, b"")
-    }
-
-    fn dir_mode(&mut self, name: &str, mode: u32) -> &mut Self {
-        self.entry(b'5', name, "", mode, b"")
-    }
-
-    fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
-        self.entry(b'0', name, "", 0o644, data)
-    }
-
-    fn file_mode(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
-        self.entry(b'0', name, "", mode, data)
-    }
-
-    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.entry(b'2', name, target, 0o777, b"")
-    }
-
-    fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.entry(b'1', name, target, 0o644, b"")
-    }
-
-    /// A device node or FIFO entry (`3` char, `4` block, `6` FIFO).
-    fn node(&mut self, ty: u8, name: &str, major: u32, minor: u32) -> &mut Self {
-        let mut h = block(ty, name.as_bytes(), b"", 0o666, 0);
-        h.set_device_major(major).expect("major");
-        h.set_device_minor(minor).expect("minor");
-        h.set_cksum();
-        self.put(h.as_bytes())
-    }
-
-    /// A pax extended header for the next entry.
-    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        let mut data = Vec::new();
-        for (key, value) in records {
-            // `<len> <key>=<value>\n`, where <len> counts its own digits.
-            let rest = key.len() + value.len() + 3;
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            data.extend_from_slice(format!("{len} {key}=").as_bytes());
-            data.extend_from_slice(value);
-            data.push(b'\n');
-        }
-        self.header(b'x', b"PaxHeaders/entry", b"", 0o644, data.len() as u64)
-            .put(&data)
-            .pad()
-    }
-
-    /// The end-of-archive marker: two zero blocks.
-    fn end(&mut self) -> &mut Self {
-        self.put(&[0; 1024])
-    }
-}
-
-/// A gzipped archive in memory (`build` writes the entries and, if it wants
-/// one, the end-of-archive marker).
-fn tgz(build: impl FnOnce(&mut Tar<GzEncoder<Vec<u8>>>)) -> Vec<u8> {
-    let mut t = Tar::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    build(&mut t);
-    t.w.finish().expect("gzip")
-}
-
-/// A gzipped archive streamed into `path`.
-fn tgz_file(path: &Path, level: Compression, build: impl FnOnce(&mut Tar<GzEncoder<BufWriter<File>>>)) {
-    let file = BufWriter::with_capacity(1 << 20, File::create(path).expect("create archive"));
-    let mut t = Tar::new(GzEncoder::new(file, level));
-    build(&mut t);
-    let mut file = t.w.finish().expect("gzip");
-    file.flush().expect("flush archive");
-}
+// ---- archives (built with the kit's `tarball::Tar`) -----------------------
 
 /// One gzip member of `n` zeros.
 fn zeros_member(n: u64) -> Vec<u8> {
@@ -642,16 +484,6 @@ impl Battery {
 }
 
 /// HTTP/1.0 GET; the whole response.
-fn http_get(port: u64, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut response = String::new();
-    let _ = s.read_to_string(&mut response);
-    response
-}
-
 /// Writes the real slug, starts its web dyno from the Procfile, checks it
 /// serves every page (through both kinds of symlinks) and that `.profile` and
 /// `.profile.d` ran; returns the slug's path.
@@ -1193,7 +1025,7 @@ fn hostile_slugs_are_refused_and_leave_nothing_behind() {
                         chunk.header(b'0', format!("junk/e{i:03}").as_bytes(), b"", 0o644, 0);
                     }
                     for _ in 0..(ENTRIES_LIMIT + 100_000) / 1000 {
-                        t.put(&chunk.w);
+                        t.put(chunk.get_ref());
                     }
                     t.end();
                 })
@@ -1323,7 +1155,7 @@ fn hostile_slugs_are_refused_and_leave_nothing_behind() {
             let mut t = Tar::new(Vec::new());
             small_good(&mut t);
             t.end();
-            t.w
+            t.into_inner()
         }),
         bytes_case("garbage-after-the-gzip-stream", &["corrupt slug"], || {
             let mut bytes = small_good_tgz();

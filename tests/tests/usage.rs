@@ -13,8 +13,6 @@
 //!
 //! `USAGE_CHAOS_SEED=N` replays the chaos tests' random choices.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::*;
 use dyno_agent::runs::{ExecRecord, ExitRecord, read_json};
 use dyno_proto::v1 as pb;
+use dyno_tests::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -555,24 +553,25 @@ fn sleep_until_boundary(slice: i64, before: Duration) {
 /// with nothing waiting for the ledger.
 fn stop_all_and_settle(a: &TestAgent) {
     a.ctl_ok(&["stop", "--all"]);
-    let start = Instant::now();
-    loop {
+    let settled = poll(DEADLINE * 2, Duration::from_millis(100), || {
         let ps = a.ps();
         let info = a.info();
         let down = ps.iter().all(|d| d["state"] == "down");
         let settled = info["usage"]["open_runs"] == 0 && info["usage"]["pending_writes"] == 0;
         if down && settled && open_meters(a) == 0 {
-            return;
+            Ok(())
+        } else {
+            Err((ps, info))
         }
-        assert!(
-            start.elapsed() < DEADLINE * 2,
+    });
+    if let Err((ps, info)) = settled {
+        panic!(
             "not settled after stop --all: {:#?}\ninfo: {info}\n--- agent log ---\n{}",
             ps.iter()
                 .map(|d| format!("{}/{} {}", d["app"], d["name"], d["state"]))
                 .collect::<Vec<_>>(),
             a.agent_log()
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -888,7 +887,10 @@ fn a_run_that_exits_while_the_agent_is_down_is_billed_to_its_exit_record() {
         exits.push(read_exit(&a, run).expect("exit record"));
     }
     // Down long enough for several slices to pass after the exits.
-    std::thread::sleep(Duration::from_millis(3500));
+    let last_exit = exits.iter().map(|e| e.exited_at).max().expect("exits");
+    wait_for("3.5 s past the last exit", || {
+        (Utc::now() - last_exit >= chrono::Duration::milliseconds(3500)).then_some(())
+    });
     let restarted = Utc::now();
     a.spawn();
     for (app, _) in &jobs {
@@ -971,12 +973,14 @@ fn slices_that_pass_while_the_agent_is_down_are_written_on_recovery() {
     wait_for("a first record", || (!run_records(&a, &run).is_empty()).then_some(()));
 
     // Die just after a boundary, stay down for more than two whole slices.
-    sleep_until_boundary(SLICE, Duration::ZERO);
-    std::thread::sleep(Duration::from_millis(200));
+    let boundary = DateTime::from_timestamp(slice_start(Utc::now().timestamp(), SLICE) + SLICE, 0).unwrap();
+    wait_for("200 ms past the next slice boundary", || {
+        (Utc::now() - boundary >= chrono::Duration::milliseconds(200)).then_some(())
+    });
     let killed = Utc::now();
     a.kill9();
     let before = run_records(&a, &run);
-    std::thread::sleep(Duration::from_millis(5300));
+    nothing_happens_for(Duration::from_millis(5300));
     // Nothing is written while the agent is down.
     assert_eq!(
         run_records(&a, &run),

@@ -39,8 +39,6 @@ mod source;
 pub mod fetch;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod testserver;
 
 use std::path::PathBuf;
 

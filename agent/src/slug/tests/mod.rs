@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::fetch::{self, FetchOptions};
-use super::testserver::{Reply, TestServer};
 use super::*;
+use crate::testkit::{Reply, TestServer};
 use crate::unpack::Limits;
 
 /// Generous: the test machine has 2 cores and runs tests in parallel.

@@ -1,0 +1,264 @@
+//! The agent harness: a real `dynoagent` in a temporary state directory,
+//! driven with the real `dynoctl` and a gRPC client over its Unix socket.
+//!
+//! Every [`TestAgent`] has its own state directory, socket, port range and
+//! parent cgroup, so tests run in parallel. Dropping it (also when a test
+//! fails) kills the agent and everything its runs started (see
+//! [`cleanup`](crate::cleanup)) and removes the directory. Its configuration
+//! file is written and edited by [`config`](crate::config).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use dyno_proto::v1 as pb;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::env::{agent_bin, ctl_bin, require_root, stack};
+use crate::wait::{DEADLINE, poll, wait_for};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// How often the harness looks at a process it waits for.
+const EVERY: Duration = Duration::from_millis(20);
+
+pub struct TestAgent {
+    pub n: u32,
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub ports: (u16, u16),
+    pub(crate) child: Option<Child>,
+}
+
+impl TestAgent {
+    /// Starts an agent with [`FAST`](crate::config::FAST) durations plus
+    /// `extra` configuration.
+    pub fn start(extra: &str) -> TestAgent {
+        require_root();
+        let stack = stack();
+        let dir = tempfile::Builder::new().prefix("dyno-e2e-").tempdir().expect("tempdir");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        // Disjoint port ranges per agent, across test binaries too.
+        let base = 30000 + ((std::process::id() % 97) * 300 + n * 20) as u16 % 30000;
+        let ports = (base, base + 19);
+        let config = dir.path().join("agent.toml");
+        crate::config::write_initial(&config, n, ports, stack, extra);
+        let mut a = TestAgent {
+            n,
+            state: dir.path().join("state"),
+            socket: dir.path().join("agent.sock"),
+            config,
+            ports,
+            dir,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    /// (Re)starts the agent process on the same state directory.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let child = self.launch();
+        self.child = Some(child);
+        wait_for("the agent's socket", || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
+            }
+            std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
+        });
+    }
+
+    /// Starts `dynoagent` on this agent's configuration, logging to `agent.log`.
+    fn launch(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        Command::new(agent_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("DYNOAGENT_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dynoagent")
+    }
+
+    pub fn agent_pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9` the agent (dynos keep running).
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// SIGTERM the agent and return its exit status.
+    pub fn sigterm(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        crate::procs::signal(c.id(), nix::sys::signal::Signal::SIGTERM);
+        poll(DEADLINE, EVERY, || c.try_wait().expect("wait").ok_or(()))
+            .unwrap_or_else(|()| panic!("agent did not exit after SIGTERM"))
+    }
+
+    /// Starts the agent on the current configuration expecting it to refuse
+    /// to run: waits (up to `DEADLINE`) for it to exit and returns its status
+    /// and what it logged. Panics if it is still running then (and kills it).
+    pub fn spawn_expect_exit(&mut self) -> (ExitStatus, String) {
+        assert!(self.child.is_none(), "agent already running");
+        let before = self.agent_log().len();
+        let mut child = self.launch();
+        match poll(DEADLINE, EVERY, || child.try_wait().expect("wait").ok_or(())) {
+            Ok(status) => {
+                let text = self.agent_log();
+                (status, text.get(before..).unwrap_or(&text).to_string())
+            }
+            Err(()) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "dynoagent kept running for {DEADLINE:?} on a configuration it should refuse:\n{}",
+                    self.agent_log()
+                );
+            }
+        }
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Runs dynoctl against this agent.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(ctl_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dynoctl")
+    }
+
+    /// Runs dynoctl, asserts success, returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "dynoctl {args:?} failed with {}: {}\n--- agent log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.agent_log()
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// `dynoctl start --app APP --name NAME --slug SLUG --command COMMAND`.
+    pub fn start_dyno(&self, app: &str, name: &str, slug: &Path, command: &str) -> String {
+        self.ctl_ok(&[
+            "start",
+            "--app",
+            app,
+            "--name",
+            name,
+            "--slug",
+            &show(slug),
+            "--command",
+            command,
+        ])
+    }
+
+    /// `dynoctl --json ps` as JSON.
+    pub fn ps(&self) -> Vec<Value> {
+        let out = self.ctl_ok(&["--json", "ps"]);
+        serde_json::from_str::<Vec<Value>>(&out).expect("ps json")
+    }
+
+    /// One dyno from `ps --json`.
+    pub fn dyno(&self, app: &str, name: &str) -> Option<Value> {
+        self.ps().into_iter().find(|d| d["app"] == app && d["name"] == name)
+    }
+
+    /// `dynoctl --json info` as JSON.
+    pub fn info(&self) -> Value {
+        serde_json::from_str(&self.ctl_ok(&["--json", "info"])).expect("info json")
+    }
+
+    /// Waits until the dyno satisfies `pred`; returns it.
+    pub fn wait_dyno(&self, app: &str, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        poll(DEADLINE, Duration::from_millis(50), || match self.dyno(app, name) {
+            Some(d) if pred(&d) => Ok(d),
+            _ => Err(()),
+        })
+        .unwrap_or_else(|()| {
+            panic!(
+                "timed out waiting for {app}/{name}: {what}; last seen: {:?}\n--- agent log ---\n{}",
+                self.dyno(app, name),
+                self.agent_log()
+            )
+        })
+    }
+
+    /// Waits for a state; returns the dyno.
+    pub fn wait_state(&self, app: &str, name: &str, state: &str) -> Value {
+        self.wait_dyno(app, name, state, |d| d["state"] == state)
+    }
+
+    /// A `dyno.v1.Agent` client over the agent's socket.
+    pub async fn client(&self) -> pb::agent_client::AgentClient<Channel> {
+        let ch = dyno_agent::client::connect(&self.socket).await.expect("connect");
+        pb::agent_client::AgentClient::new(ch)
+    }
+
+    /// A `dyno.v1.Usage` client over the agent's socket.
+    pub async fn usage_client(&self) -> pb::usage_client::UsageClient<Channel> {
+        let ch = dyno_agent::client::connect(&self.socket).await.expect("connect");
+        pb::usage_client::UsageClient::new(ch)
+    }
+
+    /// A directory slug with the given files under `app/` (mode 0755).
+    pub fn slug(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let root = self.dir.path().join("slugs").join(name);
+        for (path, body) in files {
+            let p = root.join("app").join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, body).expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::create_dir_all(root.join("app")).expect("mkdir app");
+        root
+    }
+
+    /// A `.tar.gz` slug holding `app/<path>` for each file (mode 0755),
+    /// written next to the agent's directory slugs; returns its path.
+    pub fn tarball(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let out = self.dir.path().join(format!("{name}.tgz"));
+        std::fs::write(&out, crate::tarball::slug_tgz(files)).expect("write the tarball");
+        out
+    }
+}
+
+/// The text of each line (after `…]: `) of `dynoctl logs` output.
+pub fn texts(logs: &str) -> Vec<String> {
+    logs.lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, t)| t.to_string()))
+        .collect()
+}
+
+/// A path as an argument or in a message.
+pub fn show(p: &Path) -> String {
+    p.display().to_string()
+}

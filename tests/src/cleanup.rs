@@ -1,0 +1,93 @@
+//! What a [`TestAgent`] leaves behind, removed when it is dropped (also when
+//! a test fails): the agent process, every dyno process and shim its runs
+//! recorded (found by pid from its own run records, never by name), and its
+//! parent cgroup with whatever runs are left in it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::agent::TestAgent;
+use crate::wait::poll;
+
+fn sigkill() -> i32 {
+    nix::sys::signal::Signal::SIGKILL as i32
+}
+
+/// Each test agent has its own parent cgroup: an agent reaps every cgroup
+/// under its parent that is not one of its runs.
+pub(crate) fn cgroup_parent(n: u32) -> String {
+    format!("dynoagent-e2e-{}-{n}", std::process::id())
+}
+
+/// Removes the cgroup directory `dir` and the run cgroups under it, killing
+/// (by pid) the processes still in them; tries for up to `within`. Returns
+/// whether `dir` is gone.
+pub fn remove_cgroup_tree(dir: &Path, within: Duration) -> bool {
+    poll(within, Duration::from_millis(20), || {
+        let runs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        for run in &runs {
+            if let Ok(procs) = std::fs::read_to_string(run.join("cgroup.procs")) {
+                for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    let _ = dyno_agent::os::kill_pid(pid, sigkill());
+                }
+            }
+            let _ = std::fs::remove_dir(run);
+        }
+        std::fs::remove_dir(dir).or_else(|e| if dir.exists() { Err(e) } else { Ok(()) })
+    })
+    .is_ok()
+}
+
+impl TestAgent {
+    /// The cgroup directories of this agent's parent, in every hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let parent = cgroup_parent(self.n);
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return Vec::new();
+        };
+        hierarchies
+            .flatten()
+            .map(|h| h.path().join(&parent))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Kills every dyno process and shim this agent's runs recorded.
+    fn kill_runs(&self) {
+        let runs = self.state.join("runs");
+        let Ok(dir) = std::fs::read_dir(&runs) else { return };
+        for run in dir.flatten() {
+            let path = run.path();
+            if let Ok(Some(exec)) = dyno_agent::runs::read_json::<dyno_agent::runs::ExecRecord>(&path.join("exec.json"))
+                && dyno_agent::os::start_ticks(exec.pid) == Some(exec.start_ticks)
+            {
+                let _ = dyno_agent::os::kill_group(exec.pid, sigkill());
+            }
+        }
+        for (_, shim) in dyno_agent::runs::live_shims(&runs) {
+            let _ = dyno_agent::os::kill_pid(shim, sigkill());
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_runs();
+        for dir in self.cgroup_dirs() {
+            remove_cgroup_tree(&dir, Duration::from_secs(2));
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agent log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.agent_log()
+            );
+        }
+    }
+}

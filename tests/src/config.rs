@@ -1,0 +1,94 @@
+//! A test agent's configuration file: [`FAST`] lifecycle durations, the
+//! agent's own port range, host id, parent cgroup and stack, the test's
+//! extra keys; and edits between restarts ([`TestAgent::set_config`]).
+
+use std::path::Path;
+
+use crate::agent::TestAgent;
+use crate::cleanup::cgroup_parent;
+
+/// Lifecycle durations short enough for tests.
+pub const FAST: &str = r#"
+boot_timeout = "3s"
+stop_grace = "2s"
+restart_cooloffs = ["2s", "3s"]
+stable_window = "10m"
+cycling = false
+"#;
+
+/// The key of a `key = value` line.
+fn key(line: &str) -> String {
+    line.split('=').next().unwrap_or("").trim().to_string()
+}
+
+/// Writes the first configuration of agent `n`: `FAST`, overridden by the
+/// keys `extra` repeats, then `extra`.
+pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Path, extra: &str) {
+    let extra_keys: Vec<String> = extra.lines().map(key).filter(|k| !k.is_empty()).collect();
+    let fast: String = FAST
+        .lines()
+        .filter(|l| !extra_keys.contains(&key(l)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        config,
+        format!(
+            "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\ncgroup_parent = \"{}\"\n{extra}\n[stacks]\ndefault = \"{}\"\n",
+            ports.0,
+            ports.1,
+            cgroup_parent(n),
+            stack.display()
+        ),
+    )
+    .expect("config");
+}
+
+impl TestAgent {
+    /// Sets a top-level key of the agent's configuration file (for the next
+    /// `spawn`): replaces its line, or adds it before the `[stacks]` table.
+    /// `value` is TOML (`"1s"` with its quotes, `0.5`, `true`).
+    pub fn set_config(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let line = format!("{key} = {value}");
+        let is_key = |l: &str| l.split('=').next().is_some_and(|k| k.trim() == key) && l.contains('=');
+        let mut out = Vec::new();
+        let mut done = false;
+        let mut in_table = false;
+        for l in text.lines() {
+            if l.trim_start().starts_with('[') {
+                if !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                in_table = true;
+            }
+            if !in_table && is_key(l) {
+                if !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                continue;
+            }
+            out.push(l.to_string());
+        }
+        if !done {
+            out.push(line);
+        }
+        std::fs::write(&self.config, out.join("\n") + "\n").expect("write config");
+    }
+
+    /// Removes a top-level key from the configuration file.
+    pub fn unset_config(&self, key: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let mut out = Vec::new();
+        let mut in_table = false;
+        for l in text.lines() {
+            in_table |= l.trim_start().starts_with('[');
+            if !in_table && l.contains('=') && l.split('=').next().is_some_and(|k| k.trim() == key) {
+                continue;
+            }
+            out.push(l.to_string());
+        }
+        std::fs::write(&self.config, out.join("\n") + "\n").expect("write config");
+    }
+}

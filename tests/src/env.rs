@@ -1,0 +1,85 @@
+//! What the end-to-end tests run on: root, the binaries under test and the
+//! stack image.
+//!
+//! The binaries are this package's own `e2e-dynoagent` and `e2e-dynoctl`
+//! (cargo builds them before the tests and benches that use them): found by
+//! `CARGO_BIN_EXE_<name>` when cargo sets it, else next to the profile
+//! directory of the running test or bench (`target/<profile>/deps/…`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The end-to-end tests run real jails: they need root. They never pass
+/// without having run.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests start real jails and must run as root (scripts/test)"
+    );
+}
+
+/// `target/<profile>`: the parent of the `deps/` directory holding the
+/// running test or bench.
+fn profile_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let deps = exe.parent().expect("the test binary's directory");
+        deps.parent().expect("the profile directory").to_path_buf()
+    })
+}
+
+/// A binary of this package, built by cargo for the same profile.
+fn bin(name: &str) -> PathBuf {
+    let path = std::env::var_os(format!("CARGO_BIN_EXE_{name}"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir().join(name));
+    assert!(
+        path.is_file(),
+        "{} is missing (built by cargo with the tests)",
+        path.display()
+    );
+    path
+}
+
+/// The `dynoagent` under test.
+pub fn agent_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| bin("e2e-dynoagent"))
+}
+
+/// The `dynoctl` under test.
+pub fn ctl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| bin("e2e-dynoctl"))
+}
+
+/// The stack image every test agent serves as `default`, built once by
+/// `rootfs/build.sh` into cargo's `target/tmp` (shared by every profile).
+pub fn stack() -> &'static Path {
+    static STACK: OnceLock<PathBuf> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let target = profile_dir().parent().expect("the target directory");
+        let tmp = target.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("target/tmp");
+        let dir = tmp.join("e2e-stack");
+        // One builder at a time across test binaries.
+        let lock = std::fs::File::create(dir.with_extension("lock")).expect("stack lock");
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+        if !dir.join("bin/busybox").exists() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs/build.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg(&dir)
+                .output()
+                .expect("run rootfs/build.sh");
+            assert!(
+                out.status.success(),
+                "rootfs/build.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+}
