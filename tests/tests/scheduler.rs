@@ -848,15 +848,17 @@ async fn a_late_retry_of_an_earlier_request_does_not_undo_a_later_one() {
         ..v1.clone()
     };
     let first = c.start_dyno(v1.clone()).await.expect("v1").into_inner();
-    blocking(|| {
+    let up1 = blocking(|| {
         a.wait_dyno("shop", "worker.1", "v1 up", |d| {
             d["state"] == "up" && d["release"] == "v1"
         })
     });
     c.start_dyno(v2).await.expect("v2");
+    // The record says v2 as soon as the restart is asked for, while v1's run
+    // is still up: wait for the new run.
     let up2 = blocking(|| {
-        a.wait_dyno("shop", "worker.1", "v2 up", |d| {
-            d["state"] == "up" && d["release"] == "v2"
+        a.wait_dyno("shop", "worker.1", "v2's run up", |d| {
+            d["state"] == "up" && d["release"] == "v2" && d["run_id"] != up1["run_id"]
         })
     });
     // The v1 request's retry arrives late (its first answer was lost): it is
