@@ -166,16 +166,6 @@ fn oom_killed(at: Time) -> RunEnd {
     }
 }
 
-fn lost(at: Time) -> RunEnd {
-    RunEnd {
-        code: None,
-        signal: None,
-        oom: false,
-        lost: true,
-        at,
-    }
-}
-
 /// One dyno under test: its supervision plus everything a step needs.
 struct Dyno {
     profile: Profile,
