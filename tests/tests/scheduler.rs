@@ -641,19 +641,7 @@ async fn admission_refuses_starts_beyond_allocatable_memory_and_a_stop_frees_it(
         c.start_dyno(req.clone()).await,
         allocatable / MIB,
     );
-    let out = blocking(|| {
-        a.ctl(&[
-            "start",
-            "--app",
-            "shop",
-            "--name",
-            "worker.1",
-            "--slug",
-            &show(&slug),
-            "--command",
-            SLEEPER,
-        ])
-    });
+    let out = blocking(|| a.ctl(&start_args("shop", "worker.1", &show(&slug), &["--command", SLEEPER])));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
