@@ -469,14 +469,7 @@ async fn repeated_start_is_idempotent_and_a_new_spec_replaces_the_run() {
         &["--command", SLEEPER, "--release", "v1", "--env", "GREETING=hi"],
     ));
     blocking(|| nothing_happens_for(Duration::from_millis(500))); // no new run
-    let d = c
-        .get_dyno(pb::GetDynoRequest {
-            app: "shop".into(),
-            name: "worker.1".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let d = get_dyno(&mut c, "shop", "worker.1").await;
     assert_eq!(
         (d.pid, d.restarts, d.run_id.as_str()),
         (pid, 0, first.run_id.as_str()),
