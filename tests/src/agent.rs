@@ -167,17 +167,7 @@ impl TestAgent {
 
     /// `dynoctl start --app APP --name NAME --slug SLUG --command COMMAND`.
     pub fn start_dyno(&self, app: &str, name: &str, slug: &Path, command: &str) -> String {
-        self.ctl_ok(&[
-            "start",
-            "--app",
-            app,
-            "--name",
-            name,
-            "--slug",
-            &show(slug),
-            "--command",
-            command,
-        ])
+        self.ctl_ok(&start_args(app, name, &show(slug), &["--command", command]))
     }
 
     /// `dynoctl --json ps` as JSON.
@@ -249,6 +239,22 @@ impl TestAgent {
         std::fs::write(&out, crate::tarball::slug_tgz(files)).expect("write the tarball");
         out
     }
+}
+
+/// The words of `dynoctl start --app APP --name NAME --slug SLUG` followed
+/// by `more` (`--command`, `--size`, `--env`, …), for [`TestAgent::ctl`].
+pub fn start_args<'a>(app: &'a str, name: &'a str, slug: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut words = vec!["start", "--app", app, "--name", name, "--slug", slug];
+    words.extend_from_slice(more);
+    words
+}
+
+/// The words of `dynoctl run --app APP --slug SLUG` followed by `more`
+/// (flags, then `--` and the command's words), for [`TestAgent::ctl`].
+pub fn run_args<'a>(app: &'a str, slug: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut words = vec!["run", "--app", app, "--slug", slug];
+    words.extend_from_slice(more);
+    words
 }
 
 /// The text of each line (after `…]: `) of `dynoctl logs` output.

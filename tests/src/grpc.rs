@@ -29,6 +29,18 @@ pub fn start_req(app: &str, name: &str, slug: &Path, command: &str) -> pb::Start
     }
 }
 
+/// `GetDyno` of `app`/`name`, which must succeed.
+pub async fn get_dyno(client: &mut pb::agent_client::AgentClient<Channel>, app: &str, name: &str) -> pb::Dyno {
+    client
+        .get_dyno(pb::GetDynoRequest {
+            app: app.into(),
+            name: name.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
 /// The selector of `target` (a dyno or a process type) in `app`.
 pub fn selector(app: &str, target: &str) -> Option<pb::DynoSelector> {
     Some(pb::DynoSelector {

@@ -3,7 +3,8 @@
 //! Each of them says `use dyno_tests::*;` (or names what it uses).
 //!
 //! - [`agent`]: [`TestAgent`], the harness: starts and stops an agent in a
-//!   temporary directory, runs dynoctl against it, gRPC clients;
+//!   temporary directory, runs dynoctl against it (the words of its
+//!   `start` and `run`: [`start_args`], [`run_args`]), gRPC clients;
 //!   [`config`]: its configuration file; [`cleanup`]: what dropping it
 //!   removes; [`env`]: root, the binaries under test, the stack image;
 //! - [`wait`]: [`wait_for`] and [`wait_ok`] poll a condition up to
@@ -27,10 +28,10 @@ pub mod procs;
 pub mod tarball;
 pub mod wait;
 
-pub use agent::{TestAgent, show, texts};
+pub use agent::{TestAgent, run_args, show, start_args, texts};
 pub use config::FAST;
 pub use env::{agent_bin, ctl_bin, require_root, stack};
-pub use grpc::{blocking, next_within, selector, start_req, summarize, watch_events};
+pub use grpc::{blocking, get_dyno, next_within, selector, start_req, summarize, watch_events};
 pub use http::{Reply, TestServer, http_get};
 pub use procs::{alive, pid_namespace_members, pid_of, signal, wait_for_handler};
 pub use wait::{DEADLINE, nothing_happens_for, poll, wait_for, wait_ok};

@@ -360,51 +360,27 @@ fn dynoctl_errors_are_one_line_with_distinct_exit_codes() {
     let slug = a.slug("ok", &[]);
     let slug = show(&slug);
 
-    let out = a.ctl(&[
-        "start",
-        "--app",
-        "Bad!",
-        "--name",
-        "worker.1",
-        "--slug",
-        &slug,
-        "--command",
-        "true",
-    ]);
+    let out = a.ctl(&start_args("Bad!", "worker.1", &slug, &["--command", "true"]));
     let line = one_error_line("start with a bad app", &out);
     assert_eq!(out.status.code(), Some(2), "invalid argument exits 2: {line}");
     assert!(names_field(&line, "app"), "{line}");
 
-    let out = a.ctl(&[
-        "start",
-        "--app",
+    let out = a.ctl(&start_args(
         "shop",
-        "--name",
         "worker.1",
-        "--slug",
         &slug,
-        "--command",
-        "true",
-        "--env",
-        "NOEQUALS",
-    ]);
+        &["--command", "true", "--env", "NOEQUALS"],
+    ));
     let line = one_error_line("start with --env without =", &out);
     assert_eq!(out.status.code(), Some(2), "{line}");
     assert!(line.contains("NOEQUALS"), "{line}");
 
-    let out = a.ctl(&[
-        "start",
-        "--app",
+    let out = a.ctl(&start_args(
         "shop",
-        "--name",
         "worker.1",
-        "--slug",
         &slug,
-        "--size",
-        "huge-9x",
-        "--command",
-        "true",
-    ]);
+        &["--size", "huge-9x", "--command", "true"],
+    ));
     let line = one_error_line("start with an unknown size", &out);
     assert_eq!(out.status.code(), Some(2), "{line}");
     assert!(names_field(&line, "size"), "{line}");
@@ -486,30 +462,14 @@ async fn repeated_start_is_idempotent_and_a_new_spec_replaces_the_run() {
         assert_eq!(again.state, pb::DynoState::Up as i32);
     }
     // Also through dynoctl, with the same spec.
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "worker.1",
-        "--slug",
         &show(&slug),
-        "--command",
-        SLEEPER,
-        "--release",
-        "v1",
-        "--env",
-        "GREETING=hi",
-    ]);
+        &["--command", SLEEPER, "--release", "v1", "--env", "GREETING=hi"],
+    ));
     blocking(|| nothing_happens_for(Duration::from_millis(500))); // no new run
-    let d = c
-        .get_dyno(pb::GetDynoRequest {
-            app: "shop".into(),
-            name: "worker.1".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let d = get_dyno(&mut c, "shop", "worker.1").await;
     assert_eq!(
         (d.pid, d.restarts, d.run_id.as_str()),
         (pid, 0, first.run_id.as_str()),
@@ -577,16 +537,7 @@ async fn an_empty_command_comes_from_the_procfile() {
     assert!(body.contains("from the procfile"), "{body}");
 
     // dynoctl start without --command, too.
-    let out = a.ctl_ok(&[
-        "--json",
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "worker.2",
-        "--slug",
-        &show(&slug),
-    ]);
+    let out = a.ctl_ok(&[vec!["--json"], start_args("shop", "worker.2", &show(&slug), &[])].concat());
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["command"], SLEEPER);
 

@@ -60,19 +60,9 @@ fn get<'a>(m: &'a BTreeMap<String, String>, key: &str, out: &str) -> &'a str {
 /// Starts a long-running dyno and waits until it is up.
 fn start(a: &TestAgent, name: &str, slug: &Path, command: &str, extra: &[&str]) -> Value {
     let slug = show(slug);
-    let mut args = vec![
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        name,
-        "--slug",
-        &slug,
-        "--command",
-        command,
-    ];
-    args.extend_from_slice(extra);
-    a.ctl_ok(&args);
+    let mut more = vec!["--command", command];
+    more.extend_from_slice(extra);
+    a.ctl_ok(&start_args("shop", name, &slug, &more));
     a.wait_dyno("shop", name, "up with a pid", |d| {
         d["state"] == "up" && d["pid"].is_u64()
     })

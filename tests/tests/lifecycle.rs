@@ -139,17 +139,11 @@ fn web_dyno_that_never_binds_hits_the_boot_timeout() {
 fn one_off_run_streams_output_and_returns_the_exit_status() {
     let a = TestAgent::start("");
     let slug = a.slug("one", &[("hello.sh", "echo \"hello $1 from $DYNO\"\n")]);
-    let out = a.ctl(&[
-        "run",
-        "--app",
+    let out = a.ctl(&run_args(
         "shop",
-        "--slug",
         &show(&slug),
-        "--",
-        "sh",
-        "-c",
-        "echo hi; sh hello.sh there; echo oops >&2; exit 7",
-    ]);
+        &["--", "sh", "-c", "echo hi; sh hello.sh there; echo oops >&2; exit 7"],
+    ));
     assert_eq!(
         out.status.code(),
         Some(7),
@@ -160,19 +154,11 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
     assert_eq!(stdout, "hi\nhello there from run.1\noops\n");
 
     // Words with spaces and quotes arrive intact.
-    let out = a.ctl(&[
-        "run",
-        "--app",
+    let out = a.ctl(&run_args(
         "shop",
-        "--slug",
         &show(&slug),
-        "--",
-        "printf",
-        "%s|",
-        "a b",
-        "it's",
-        "$HOME",
-    ]);
+        &["--", "printf", "%s|", "a b", "it's", "$HOME"],
+    ));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$HOME|\n");
 
@@ -189,17 +175,7 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
 fn one_off_killed_by_a_signal_exits_128_plus_signal() {
     let a = TestAgent::start("");
     let slug = a.slug("sig", &[]);
-    let out = a.ctl(&[
-        "run",
-        "--app",
-        "shop",
-        "--slug",
-        &show(&slug),
-        "--",
-        "sh",
-        "-c",
-        "kill -9 $$",
-    ]);
+    let out = a.ctl(&run_args("shop", &show(&slug), &["--", "sh", "-c", "kill -9 $$"]));
     assert_eq!(out.status.code(), Some(137));
 }
 

@@ -55,19 +55,12 @@ fn the_size_sets_the_cgroup_limits_of_the_run() {
     let a = TestAgent::start(TINY);
     let slug = a.slug("s", &[]);
     a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "worker.2",
-        "--slug",
         &show(&slug),
-        "--size",
-        "tiny",
-        "--command",
-        "exec sleep 600",
-    ]);
+        &["--size", "tiny", "--command", "exec sleep 600"],
+    ));
     let std1x = a.wait_state("shop", "worker.1", "up");
     let tiny = a.wait_state("shop", "worker.2", "up");
     let run = |d: &serde_json::Value| d["run_id"].as_str().unwrap().to_string();
@@ -112,19 +105,18 @@ fn the_size_sets_the_cgroup_limits_of_the_run() {
 fn a_memory_hog_is_killed_at_the_limit_with_reason_oom() {
     let a = TestAgent::start(TINY);
     let slug = a.slug("s", &[]);
-    let out = a.ctl(&[
-        "run",
-        "--app",
+    let out = a.ctl(&run_args(
         "shop",
-        "--slug",
         &show(&slug),
-        "--size",
-        "tiny",
-        "--",
-        "sh",
-        "-c",
-        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
-    ]);
+        &[
+            "--size",
+            "tiny",
+            "--",
+            "sh",
+            "-c",
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    ));
     assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"));
     let d = a.wait_state("shop", "run.1", "down");
@@ -144,19 +136,12 @@ fn a_memory_hog_is_killed_at_the_limit_with_reason_oom() {
 fn a_fork_bomb_stops_at_pids_max_and_the_agent_keeps_answering() {
     let a = TestAgent::start(TINY);
     let slug = a.slug("s", &[("bomb.sh", "b() { b | b & }; b; exec sleep 600\n")]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "bomb.1",
-        "--slug",
         &show(&slug),
-        "--size",
-        "tiny",
-        "--command",
-        "sh bomb.sh",
-    ]);
+        &["--size", "tiny", "--command", "sh bomb.sh"],
+    ));
     let d = a.wait_state("shop", "bomb.1", "up");
     let pids = run_cgroup(&a, "pids", d["run_id"].as_str().unwrap());
     // The kernel counts every fork refused by pids.max.
@@ -184,19 +169,12 @@ fn a_fork_bomb_stops_at_pids_max_and_the_agent_keeps_answering() {
 fn a_cpu_hog_gets_about_its_quota() {
     let a = TestAgent::start(TINY);
     let slug = a.slug("s", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "hog.1",
-        "--slug",
         &show(&slug),
-        "--size",
-        "tiny",
-        "--command",
-        "while :; do :; done",
-    ]);
+        &["--size", "tiny", "--command", "while :; do :; done"],
+    ));
     let d = a.wait_state("shop", "hog.1", "up");
     let usage = run_cgroup(&a, "cpuacct", d["run_id"].as_str().unwrap()).join("cpuacct.usage");
     let (u0, t0) = (read_u64(usage.clone()), Instant::now());

@@ -641,19 +641,7 @@ async fn admission_refuses_starts_beyond_allocatable_memory_and_a_stop_frees_it(
         c.start_dyno(req.clone()).await,
         allocatable / MIB,
     );
-    let out = blocking(|| {
-        a.ctl(&[
-            "start",
-            "--app",
-            "shop",
-            "--name",
-            "worker.1",
-            "--slug",
-            &show(&slug),
-            "--command",
-            SLEEPER,
-        ])
-    });
+    let out = blocking(|| a.ctl(&start_args("shop", "worker.1", &show(&slug), &["--command", SLEEPER])));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -865,14 +853,7 @@ async fn a_late_retry_of_an_earlier_request_does_not_undo_a_later_one() {
     // the request that started the dyno, so it gets the dyno back, unchanged.
     let late = c.start_dyno(v1).await.expect("the late retry").into_inner();
     assert_eq!(late.id, first.id);
-    let now = c
-        .get_dyno(pb::GetDynoRequest {
-            app: "shop".into(),
-            name: "worker.1".into(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let now = get_dyno(&mut c, "shop", "worker.1").await;
     assert_eq!(
         (now.release.as_str(), now.run_id.as_str()),
         ("v2", up2["run_id"].as_str().unwrap()),

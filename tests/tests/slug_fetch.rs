@@ -60,9 +60,7 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
     let digest = sha256(&slug);
     let server = TestServer::paths(vec![("/web.tgz", Reply::Body(slug))]);
     let url = server.url("/web.tgz");
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "web.1", "--slug", &url, "--sha256", &digest,
-    ]);
+    a.ctl_ok(&start_args("shop", "web.1", &url, &["--sha256", &digest]));
     let d = a.wait_state("shop", "web.1", "up");
     assert_eq!(d["slug_sha256"], digest.as_str());
     assert_eq!(
@@ -81,35 +79,18 @@ fn an_http_slug_runs_a_web_dyno_that_serves() {
     );
 
     // dynoctl run takes the URL too; with the digest, from the cache.
-    let out = a.ctl(&[
-        "run",
-        "--app",
+    let out = a.ctl(&run_args(
         "shop",
-        "--slug",
         &url,
-        "--sha256",
-        &digest,
-        "--",
-        "cat",
-        "public/index.html",
-    ]);
+        &["--sha256", &digest, "--", "cat", "public/index.html"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from an http slug\n");
     assert_eq!(server.gets_of("/web.tgz"), 1, "a cached digest is not fetched again");
 
     // A 404: INVALID_ARGUMENT naming the URL and the status, nothing cached.
     let missing = server.url("/missing.tgz");
-    let out = a.ctl(&[
-        "start",
-        "--app",
-        "shop",
-        "--name",
-        "web.2",
-        "--slug",
-        &missing,
-        "--command",
-        "true",
-    ]);
+    let out = a.ctl(&start_args("shop", "web.2", &missing, &["--command", "true"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&missing) && err.contains("HTTP 404"), "{err}");
@@ -167,9 +148,7 @@ fn the_cache_survives_a_restart_and_crash_leftovers_are_removed() {
     let digest = sha256(&slug);
     let server = TestServer::paths(vec![("/w.tgz", Reply::Body(slug))]);
     let url = server.url("/w.tgz");
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "worker.1", "--slug", &url, "--sha256", &digest,
-    ]);
+    a.ctl_ok(&start_args("shop", "worker.1", &url, &["--sha256", &digest]));
     a.wait_state("shop", "worker.1", "up");
 
     // A crash in the middle of an unpack and of a removal, as left on disk.
@@ -183,9 +162,7 @@ fn the_cache_survives_a_restart_and_crash_leftovers_are_removed() {
     assert_eq!(cached(&a), vec![digest.clone()], "the cache survived");
 
     // Served from the cache: no second download.
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "worker.2", "--slug", &url, "--sha256", &digest,
-    ]);
+    a.ctl_ok(&start_args("shop", "worker.2", &url, &["--sha256", &digest]));
     a.wait_state("shop", "worker.2", "up");
     assert_eq!(server.gets_of("/w.tgz"), 1);
     a.wait_state("shop", "worker.1", "up");
@@ -198,21 +175,15 @@ fn gc_removes_an_unused_slug_after_the_grace_period_and_keeps_a_used_one() {
     let (d1, d2) = (sha256(&one), sha256(&two));
     let server = TestServer::paths(vec![("/1.tgz", Reply::Body(one)), ("/2.tgz", Reply::Body(two))]);
     let (u1, u2) = (server.url("/1.tgz"), server.url("/2.tgz"));
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "worker.1", "--slug", &u1, "--sha256", &d1,
-    ]);
+    a.ctl_ok(&start_args("shop", "worker.1", &u1, &["--sha256", &d1]));
     let two_resolved_after = std::time::Instant::now();
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "worker.2", "--slug", &u2, "--sha256", &d2,
-    ]);
+    a.ctl_ok(&start_args("shop", "worker.2", &u2, &["--sha256", &d2]));
     a.wait_state("shop", "worker.1", "up");
     a.wait_state("shop", "worker.2", "up");
     assert_eq!(cached(&a), sorted(&[&d1, &d2]));
 
     // worker.2 moves to slug one: nothing uses slug two any more.
-    a.ctl_ok(&[
-        "start", "--app", "shop", "--name", "worker.2", "--slug", &u1, "--sha256", &d1,
-    ]);
+    a.ctl_ok(&start_args("shop", "worker.2", &u1, &["--sha256", &d1]));
     a.wait_dyno("shop", "worker.2", "on slug one", |d| d["slug_sha256"] == d1.as_str());
     wait_for("slug two to be collected", || (!cached(&a).contains(&d2)).then_some(()));
     // The collector samples use once a second; what it guarantees is a whole

@@ -500,21 +500,12 @@ impl Rng {
 }
 
 fn start_sized(a: &TestAgent, app: &str, name: &str, size: &str, slug: &Path, command: &str) {
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    a.ctl_ok(&start_args(
         app,
-        "--name",
         name,
-        "--size",
-        size,
-        "--release",
-        "v3",
-        "--slug",
         &show(slug),
-        "--command",
-        command,
-    ]);
+        &["--size", size, "--release", "v3", "--command", command],
+    ));
 }
 
 /// SIGKILLs the command of `run_id` if it is still that run's; returns
@@ -575,20 +566,29 @@ fn stop_all_and_settle(a: &TestAgent) {
     }
 }
 
+/// One `Usage.Collect` call, which must succeed.
+async fn collect(
+    c: &mut pb::usage_client::UsageClient<Channel>,
+    after_seq: u64,
+    limit: u32,
+    include_collected: bool,
+) -> pb::CollectResponse {
+    c.collect(pb::CollectRequest {
+        after_seq,
+        limit,
+        include_collected,
+    })
+    .await
+    .expect("collect")
+    .into_inner()
+}
+
 /// Every record through `Usage.Collect` (paged).
 async fn collect_all(c: &mut pb::usage_client::UsageClient<Channel>, include_collected: bool) -> Vec<pb::UsageRecord> {
     let mut out: Vec<pb::UsageRecord> = Vec::new();
     loop {
         let after = out.last().map_or(0, |r| r.seq);
-        let r = c
-            .collect(pb::CollectRequest {
-                after_seq: after,
-                limit: 500,
-                include_collected,
-            })
-            .await
-            .expect("collect")
-            .into_inner();
+        let r = collect(c, after, 500, include_collected).await;
         let more = r.more;
         out.extend(r.records);
         if !more {
@@ -1085,14 +1085,7 @@ fn billing_collects_every_record_once_when_acked_and_again_when_not() {
         round += 1;
         let batch = rt.block_on(async {
             let mut c = a.usage_client().await;
-            c.collect(pb::CollectRequest {
-                after_seq: 0,
-                limit: 3,
-                include_collected: false,
-            })
-            .await
-            .expect("collect")
-            .into_inner()
+            collect(&mut c, 0, 3, false).await
         });
         saw_more |= batch.more;
         let records = batch.records;
@@ -1158,24 +1151,8 @@ fn billing_collects_every_record_once_when_acked_and_again_when_not() {
     rt.block_on(async {
         let mut c = a.usage_client().await;
         loop {
-            let r = c
-                .collect(pb::CollectRequest {
-                    after_seq: 0,
-                    limit: 0,
-                    include_collected: false,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let again = c
-                .collect(pb::CollectRequest {
-                    after_seq: 0,
-                    limit: 0,
-                    include_collected: false,
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = collect(&mut c, 0, 0, false).await;
+            let again = collect(&mut c, 0, 0, false).await;
             assert_eq!(r, again, "Collect twice without Ack: the same records, the same ids");
             let Some(last) = r.records.last().map(|x| x.seq) else {
                 break;
@@ -1206,15 +1183,7 @@ fn billing_collects_every_record_once_when_acked_and_again_when_not() {
     rt.block_on(async {
         let mut c = a.usage_client().await;
         // Everything acked: nothing left to collect.
-        let r = c
-            .collect(pb::CollectRequest {
-                after_seq: 0,
-                limit: 0,
-                include_collected: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = collect(&mut c, 0, 0, false).await;
         assert!(r.records.is_empty() && !r.more, "{r:?}");
         // A seq that was never written cannot be acked.
         is_invalid_argument(c.ack(pb::AckRequest { seq: n + 1 }).await, "seq");
@@ -1233,15 +1202,7 @@ fn billing_collects_every_record_once_when_acked_and_again_when_not() {
         assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
         // after_seq pages.
         let mid = n / 2;
-        let r = c
-            .collect(pb::CollectRequest {
-                after_seq: mid,
-                limit: 0,
-                include_collected: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = collect(&mut c, mid, 0, true).await;
         assert_eq!(
             r.records.iter().map(|x| x.seq).collect::<Vec<_>>(),
             (mid + 1..=n).collect::<Vec<_>>()
@@ -1406,15 +1367,7 @@ fn collect_after_the_last_seq_returns_nothing() {
             // "Records with seq > after_seq": none past the last one, however
             // far past it the collector asks.
             for after_seq in [n, n + 1, 1 << 40, (1 << 63) - 1, 1 << 63, u64::MAX] {
-                let r = c
-                    .collect(pb::CollectRequest {
-                        after_seq,
-                        limit: 0,
-                        include_collected,
-                    })
-                    .await
-                    .expect("collect")
-                    .into_inner();
+                let r = collect(&mut c, after_seq, 0, include_collected).await;
                 assert!(
                     r.records.is_empty() && !r.more,
                     "Collect(after_seq = {after_seq}, include_collected = {include_collected}) with {n} records \

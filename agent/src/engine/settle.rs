@@ -30,18 +30,7 @@ pub(super) fn run_end(exit: Option<ExitRecord>, oom_kills: u64, now: Time) -> Ru
             lost: false,
             at: x.exited_at,
         },
-        None => lost_at(now),
-    }
-}
-
-/// A run that vanished without an exit record, found so at `at`.
-fn lost_at(at: Time) -> RunEnd {
-    RunEnd {
-        code: None,
-        signal: None,
-        oom: false,
-        lost: true,
-        at,
+        None => RunEnd::lost(now),
     }
 }
 
@@ -141,7 +130,7 @@ pub(super) async fn watch_exit(
             (
                 Input::Exited {
                     run_id: fallback,
-                    end: lost_at(now),
+                    end: RunEnd::lost(now),
                 },
                 None,
             )

@@ -130,7 +130,7 @@ fn a_run_dir_without_records_and_no_cgroups_settles_as_lost() {
         input,
         Input::Exited {
             run_id: "d.1".into(),
-            end: lost_at(now)
+            end: RunEnd::lost(now)
         }
     );
     assert_eq!(usage, None);

@@ -105,14 +105,7 @@ impl Supervision {
             Input::SpawnFailed { run_id, error } => {
                 if self.is_current(&run_id) {
                     out.push(Action::Log(format!("Failed to start process: {error}")));
-                    let end = RunEnd {
-                        code: None,
-                        signal: None,
-                        oom: false,
-                        lost: true,
-                        at: cx.now,
-                    };
-                    self.on_exited(cx, end, &mut out);
+                    self.on_exited(cx, RunEnd::lost(cx.now), &mut out);
                 }
             }
             Input::PortBound { run_id } => {

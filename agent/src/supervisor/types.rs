@@ -77,6 +77,17 @@ pub struct RunEnd {
 }
 
 impl RunEnd {
+    /// A run that vanished without an exit record, found so at `at`.
+    pub fn lost(at: Time) -> RunEnd {
+        RunEnd {
+            code: None,
+            signal: None,
+            oom: false,
+            lost: true,
+            at,
+        }
+    }
+
     /// The status a shell would report: the code, or 128 + the signal.
     pub fn status(&self) -> Option<i32> {
         self.code.or(self.signal.map(|s| 128 + s))

@@ -71,7 +71,7 @@ fn crash_reasons_row_by_row() {
             ExitReason::Oom,
         ),
         (
-            lost(at),
+            RunEnd::lost(at),
             vec!["Process lost: its run ended without an exit record"],
             ExitReason::Lost,
         ),

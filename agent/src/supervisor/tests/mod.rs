@@ -122,6 +122,15 @@ fn crash_and_restart(from: State, reason: &'static str, command: &str, run_id: &
     out
 }
 
+/// An exit with `status` from state `from` that leaves the dyno down.
+fn down_actions(status: i32, from: State, reason: &'static str) -> Vec<Action> {
+    vec![
+        log(format!("Process exited with status {status}")),
+        log(format!("State changed from {from} to down")),
+        changed(from, State::Down, reason),
+    ]
+}
+
 fn up_actions() -> Vec<Action> {
     vec![
         log("State changed from starting to up"),
@@ -131,6 +140,8 @@ fn up_actions() -> Vec<Action> {
 
 const SIGTERM_LINE: &str = "Stopping all processes with SIGTERM";
 const SIGKILL_LINE: &str = "Stopping all processes with SIGKILL";
+/// The R12 line of a stop past the grace of [`policy`].
+const R12_LINE: &str = "Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM";
 
 fn term_actions() -> Vec<Action> {
     vec![log(SIGTERM_LINE), Action::Signal(Signal::Term)]
@@ -162,16 +173,6 @@ fn oom_killed(at: Time) -> RunEnd {
         signal: Some(9),
         oom: true,
         lost: false,
-        at,
-    }
-}
-
-fn lost(at: Time) -> RunEnd {
-    RunEnd {
-        code: None,
-        signal: None,
-        oom: false,
-        lost: true,
         at,
     }
 }

@@ -8,10 +8,10 @@ use super::*;
 
 #[test]
 fn one_off_exit_is_down_and_never_restarted() {
-    for (end, reason, line) in [
-        (exited_code(0, t0()), "exit", "Process exited with status 0"),
-        (exited_code(2, t0()), "exit", "Process exited with status 2"),
-        (exited_signal(9, t0()), "signal", "Process exited with status 137"),
+    for (end, reason, status) in [
+        (exited_code(0, t0()), "exit", 0),
+        (exited_code(2, t0()), "exit", 2),
+        (exited_signal(9, t0()), "signal", 137),
     ] {
         let mut d = Dyno::one_off();
         assert_eq!(d.start(), start_actions(State::Down, "start", RUN_CMD, "run.1.1"));
@@ -19,14 +19,7 @@ fn one_off_exit_is_down_and_never_restarted() {
         d.spawned();
         assert_eq!(d.sup.state, State::Up);
         assert_eq!(d.sup.cycle_at, None, "one-offs are not cycled");
-        assert_eq!(
-            d.exited(end),
-            vec![
-                log(line),
-                log("State changed from up to down"),
-                changed(State::Up, State::Down, reason),
-            ]
-        );
+        assert_eq!(d.exited(end), down_actions(status, State::Up, reason));
         let s = &d.sup;
         assert_eq!(s.state, State::Down);
         assert_eq!((s.run.clone(), s.next_restart_at, s.ttl_at), (None, None, None));
@@ -45,15 +38,9 @@ fn one_off_oom_is_down_with_r15() {
     d.start();
     d.spawned();
     let end = oom_killed(d.now);
-    assert_eq!(
-        d.exited(end),
-        vec![
-            log("Error R15 (Memory quota vastly exceeded)"),
-            log("Process exited with status 137"),
-            log("State changed from up to down"),
-            changed(State::Up, State::Down, "oom"),
-        ]
-    );
+    let mut want = vec![log("Error R15 (Memory quota vastly exceeded)")];
+    want.extend(down_actions(137, State::Up, "oom"));
+    assert_eq!(d.exited(end), want);
     assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Oom);
 }
 
@@ -80,14 +67,7 @@ fn one_off_time_to_live_stops_it() {
     assert_eq!(d.sup.stopping.unwrap().intent, Intent::TimeToLive);
 
     let end = exited_signal(15, d.now);
-    assert_eq!(
-        d.exited(end),
-        vec![
-            log("Process exited with status 143"),
-            log("State changed from up to down"),
-            changed(State::Up, State::Down, "time_to_live"),
-        ]
-    );
+    assert_eq!(d.exited(end), down_actions(143, State::Up, "time_to_live"));
     assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Stopped);
     assert_eq!(d.sup.runs, 1);
 }

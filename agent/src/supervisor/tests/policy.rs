@@ -76,5 +76,5 @@ fn run_end_status_is_code_or_128_plus_signal() {
     assert_eq!(exited_code(3, t0()).status(), Some(3));
     assert_eq!(exited_signal(9, t0()).status(), Some(137));
     assert_eq!(exited_signal(15, t0()).status(), Some(143));
-    assert_eq!(lost(t0()).status(), None);
+    assert_eq!(RunEnd::lost(t0()).status(), None);
 }

@@ -32,7 +32,7 @@ fn inputs_for_an_old_run_are_ignored() {
         },
         Input::Exited {
             run_id: "web.1.99".into(),
-            end: lost(at),
+            end: RunEnd::lost(at),
         },
         Input::PortBound {
             run_id: "web.2.2".into(),

@@ -30,14 +30,7 @@ fn stop_within_the_grace_is_down_stopped() {
     d.advance(secs(4));
     assert_eq!(d.tick(), vec![]);
     let end = exited_signal(15, d.now);
-    assert_eq!(
-        d.exited(end),
-        vec![
-            log("Process exited with status 143"),
-            log("State changed from up to down"),
-            changed(State::Up, State::Down, "stop"),
-        ]
-    );
+    assert_eq!(d.exited(end), down_actions(143, State::Up, "stop"));
     let s = &d.sup;
     assert_eq!(s.state, State::Down);
     assert_eq!(s.run, None);
@@ -72,11 +65,7 @@ fn stop_past_the_grace_is_r12_then_sigkill() {
     d.advance(secs(1));
     assert_eq!(
         d.tick(),
-        vec![
-            log("Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM"),
-            log(SIGKILL_LINE),
-            Action::Signal(Signal::KillAll),
-        ]
+        vec![log(R12_LINE), log(SIGKILL_LINE), Action::Signal(Signal::KillAll)]
     );
     assert!(logs(&d.tick()).is_empty());
     assert!(d.sup.stopping.unwrap().killed);
@@ -84,14 +73,7 @@ fn stop_past_the_grace_is_r12_then_sigkill() {
 
     d.advance(secs(1));
     let end = exited_signal(9, d.now);
-    assert_eq!(
-        d.exited(end),
-        vec![
-            log("Process exited with status 137"),
-            log("State changed from up to down"),
-            changed(State::Up, State::Down, "stop"),
-        ]
-    );
+    assert_eq!(d.exited(end), down_actions(137, State::Up, "stop"));
     assert_eq!(d.sup.state, State::Down);
     assert_eq!(
         d.sup.last_exit,
@@ -182,14 +164,7 @@ fn stop_before_the_exec_is_delivered_on_spawned() {
     assert_eq!(d.sup.state, State::Starting);
     assert_eq!(d.sup.run.as_ref().unwrap().pid, Some(4001));
     let end = exited_signal(15, d.now);
-    assert_eq!(
-        d.exited(end),
-        vec![
-            log("Process exited with status 143"),
-            log("State changed from starting to down"),
-            changed(State::Starting, State::Down, "stop"),
-        ]
-    );
+    assert_eq!(d.exited(end), down_actions(143, State::Starting, "stop"));
     assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Stopped);
 }
 
@@ -199,13 +174,7 @@ fn stop_before_the_exec_past_the_grace_is_delivered_as_sigkill() {
     d.start();
     d.stop();
     d.advance(secs(5));
-    assert_eq!(
-        logs(&d.tick()),
-        vec![
-            "Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM",
-            SIGKILL_LINE,
-        ]
-    );
+    assert_eq!(logs(&d.tick()), vec![R12_LINE, SIGKILL_LINE]);
     assert_eq!(d.spawned(), vec![Action::Signal(Signal::KillAll)]);
     let end = exited_signal(9, d.now);
     d.exited(end);

@@ -51,6 +51,14 @@ fn many_empty_entries(n: usize) -> Vec<u8> {
     out
 }
 
+/// `app/`, then the header of a 1 GiB extension record of type `ty` named
+/// `name`, and nothing after it.
+fn huge_record(ty: u8, name: &[u8]) -> Vec<u8> {
+    let mut t = Tar::new();
+    t.dir("app/").raw(ty, name, b"", 0o644, 1 << 30, b"");
+    gz(&t.unfinished())
+}
+
 fn eleven_files(_: &Fixture) -> Vec<u8> {
     let mut t = Tar::new();
     t.dir("app/");
@@ -129,11 +137,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         (
             "GNU long name record over the path limit",
-            |_| {
-                let mut t = Tar::new();
-                t.dir("app/").raw(b'L', b"././@LongLink", b"", 0o644, 1 << 30, b"");
-                gz(&t.unfinished())
-            },
+            |_| huge_record(b'L', b"././@LongLink"),
             d(),
             None,
             vec![
@@ -144,11 +148,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         (
             "pax header over its cap",
-            |_| {
-                let mut t = Tar::new();
-                t.dir("app/").raw(b'x', b"PaxHeaders/x", b"", 0o644, 1 << 30, b"");
-                gz(&t.unfinished())
-            },
+            |_| huge_record(b'x', b"PaxHeaders/x"),
             d(),
             None,
             vec!["pax extended header", "1048576"],
