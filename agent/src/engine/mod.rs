@@ -169,6 +169,7 @@ pub async fn start(
             runs: paths.runs.clone(),
         },
         cgroups.clone(),
+        clock,
     )?;
     let allocatable = crate::host::allocatable(
         crate::host::stats().memory_total,

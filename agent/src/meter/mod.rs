@@ -13,9 +13,9 @@
 //! is logged at error level, and [`Meter::status`] reports the queue and the
 //! last error. A run with a close still queued is not billed past its end.
 //!
-//! Time is the wall clock at the thread's start plus the monotonic time since
-//! ([`Clock`]): a wall-clock step while the agent runs moves no
-//! boundary. Run start and end times come from the shim's exec and exit
+//! Time is the agent's one [`Clock`], handed over by the engine (the wall
+//! clock at start plus the monotonic time since): a wall-clock step while the
+//! agent runs moves no boundary. Run start and end times come from the shim's exec and exit
 //! records.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -91,8 +91,13 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// Opens the ledger (an error names it) and starts the thread.
-    pub fn start(cfg: MeterConfig, cgroups: Option<CgroupsRef>) -> std::result::Result<Meter, LedgerError> {
+    /// Opens the ledger (an error names it) and starts the thread, which
+    /// reads the time from the agent's one `clock`.
+    pub fn start(
+        cfg: MeterConfig,
+        cgroups: Option<CgroupsRef>,
+        clock: Clock,
+    ) -> std::result::Result<Meter, LedgerError> {
         let ledger = Ledger::open(&cfg.ledger, &cfg.host_id, cfg.slice)?;
         info!(
             path = %cfg.ledger.display(),
@@ -104,7 +109,7 @@ impl Meter {
         let worker = Worker {
             ledger,
             cgroups,
-            clock: Clock::new(),
+            clock,
             probes: HashMap::new(),
             queue: VecDeque::new(),
             carried_peaks: HashMap::new(),

@@ -25,6 +25,7 @@ fn meter(dir: &std::path::Path, slice: u64) -> Meter {
             runs: dir.join("runs"),
         },
         None,
+        crate::time::Clock::new(),
     )
     .unwrap()
 }
