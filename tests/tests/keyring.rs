@@ -88,7 +88,11 @@ fn assert_found_nothing(app: &str, m: &BTreeMap<String, String>, out: &str, payl
         assert_ne!(errno(m, way, out), 0, "{app}'s dyno found the key by {way}:\n{out}");
     }
     if m.contains_key("read_by_serial") {
-        assert_ne!(errno(m, "read_by_serial", out), 0, "{app}'s dyno read the key by serial:\n{out}");
+        assert_ne!(
+            errno(m, "read_by_serial", out),
+            0,
+            "{app}'s dyno read the key by serial:\n{out}"
+        );
     }
     assert!(!out.contains(payload), "{app}'s dyno read the payload:\n{out}");
 }
@@ -99,7 +103,10 @@ fn a_key_root_added_to_the_agents_session_keyring_is_out_of_every_dynos_reach() 
     let payload = format!("root-secret-{}", std::process::id());
     let (a, serial) = agent_with_root_key(&description, &payload);
     let slug = probe_slug(&a);
-    let agent_session = kv(&a.agent_log()).get("session").cloned().expect("the agent's session keyring");
+    let agent_session = kv(&a.agent_log())
+        .get("session")
+        .cloned()
+        .expect("the agent's session keyring");
     for app in ["alpha", "beta"] {
         let (m, out) = probe(&a, app, &slug, &["find", &description, &serial.to_string()]);
         assert_ne!(
@@ -125,7 +132,11 @@ fn a_key_a_dyno_adds_is_refused_and_never_reaches_another_apps_dyno() {
     }
     let (m, out) = probe(&a, "beta", &slug, &find);
     assert_found_nothing("beta", &m, &out, &payload);
-    assert_ne!(errno(&added, "add", &add_out), 0, "alpha's dyno added a key:\n{add_out}");
+    assert_ne!(
+        errno(&added, "add", &add_out),
+        0,
+        "alpha's dyno added a key:\n{add_out}"
+    );
 }
 
 #[test]

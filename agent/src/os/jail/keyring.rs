@@ -27,7 +27,11 @@ pub(super) fn join_fresh_session_keyring() -> io::Result<()> {
         return Ok(());
     }
     let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENOSYS) { Ok(()) } else { Err(e) }
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 #[cfg(test)]

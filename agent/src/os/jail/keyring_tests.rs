@@ -45,8 +45,16 @@ fn each_join_gives_a_new_empty_session_keyring() {
                 KEY_SPEC_SESSION_KEYRING,
             );
             out[2] = if key > 0 && search() == key { 1 } else { 0 };
-            out[3] = if join_fresh_session_keyring().is_ok() { session() } else { -1 };
-            out[4] = if search() < 0 { *libc::__errno_location() as i64 } else { 0 };
+            out[3] = if join_fresh_session_keyring().is_ok() {
+                session()
+            } else {
+                -1
+            };
+            out[4] = if search() < 0 {
+                *libc::__errno_location() as i64
+            } else {
+                0
+            };
             libc::write(w.as_raw_fd(), out.as_ptr().cast(), 40);
             libc::_exit(0);
         }
@@ -61,7 +69,17 @@ fn each_join_gives_a_new_empty_session_keyring() {
         .collect();
     assert_eq!(out[0], 1, "joining a fresh session keyring failed");
     assert!(out[1] > 0, "no session keyring after joining: {out:?}");
-    assert_eq!(out[2], 1, "a key added to the fresh keyring is not found there: {out:?}");
-    assert!(out[3] > 0 && out[3] != out[1], "the second join kept the keyring: {out:?}");
-    assert_eq!(out[4], libc::ENOKEY as i64, "the new keyring still holds the old key: {out:?}");
+    assert_eq!(
+        out[2], 1,
+        "a key added to the fresh keyring is not found there: {out:?}"
+    );
+    assert!(
+        out[3] > 0 && out[3] != out[1],
+        "the second join kept the keyring: {out:?}"
+    );
+    assert_eq!(
+        out[4],
+        libc::ENOKEY as i64,
+        "the new keyring still holds the old key: {out:?}"
+    );
 }

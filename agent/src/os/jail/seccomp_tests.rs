@@ -86,15 +86,39 @@ fn seccomp_filter_refuses_keyrings_and_kernel_surface_a_dyno_never_needs() {
     let bad_fd = -1;
     let cases: [(&str, Call, i32); 12] = [
         ("keyctl", call(libc::SYS_keyctl, &[0, session_keyring, 0]), libc::ENOSYS),
-        ("add_key", call(libc::SYS_add_key, &[null, null, null, 0, session_keyring]), libc::ENOSYS),
-        ("request_key", call(libc::SYS_request_key, &[null, null, null, 0]), libc::ENOSYS),
-        ("io_uring_setup", call(libc::SYS_io_uring_setup, &[1, null]), libc::ENOSYS),
+        (
+            "add_key",
+            call(libc::SYS_add_key, &[null, null, null, 0, session_keyring]),
+            libc::ENOSYS,
+        ),
+        (
+            "request_key",
+            call(libc::SYS_request_key, &[null, null, null, 0]),
+            libc::ENOSYS,
+        ),
+        (
+            "io_uring_setup",
+            call(libc::SYS_io_uring_setup, &[1, null]),
+            libc::ENOSYS,
+        ),
         ("userfaultfd", call(libc::SYS_userfaultfd, &[1]), libc::ENOSYS),
-        ("perf_event_open", call(libc::SYS_perf_event_open, &[null, 0, -1, -1, 0]), libc::ENOSYS),
+        (
+            "perf_event_open",
+            call(libc::SYS_perf_event_open, &[null, 0, -1, -1, 0]),
+            libc::ENOSYS,
+        ),
         ("bpf", call(libc::SYS_bpf, &[0, null, 0]), libc::ENOSYS),
-        ("mount", call(libc::SYS_mount, &[null, null, null, 0, null]), libc::EPERM),
+        (
+            "mount",
+            call(libc::SYS_mount, &[null, null, null, 0, null]),
+            libc::EPERM,
+        ),
         ("setns", call(libc::SYS_setns, &[bad_fd, 0]), libc::EPERM),
-        ("open_by_handle_at", call(libc::SYS_open_by_handle_at, &[bad_fd, null, 0]), libc::EPERM),
+        (
+            "open_by_handle_at",
+            call(libc::SYS_open_by_handle_at, &[bad_fd, null, 0]),
+            libc::EPERM,
+        ),
         ("clock_settime", call(libc::SYS_clock_settime, &[0, null]), libc::EPERM),
         ("syslog", call(libc::SYS_syslog, &[10, null, 0]), libc::EPERM), // SYSLOG_ACTION_SIZE_BUFFER
     ];
@@ -123,12 +147,18 @@ fn seccomp_filter_keeps_what_programs_need() {
         ),
         (
             "socket AF_UNIX",
-            call(libc::SYS_socket, &[libc::AF_UNIX as libc::c_long, libc::SOCK_STREAM as libc::c_long]),
+            call(
+                libc::SYS_socket,
+                &[libc::AF_UNIX as libc::c_long, libc::SOCK_STREAM as libc::c_long],
+            ),
             0,
         ),
         (
             "socket AF_VSOCK",
-            call(libc::SYS_socket, &[libc::AF_VSOCK as libc::c_long, libc::SOCK_STREAM as libc::c_long]),
+            call(
+                libc::SYS_socket,
+                &[libc::AF_VSOCK as libc::c_long, libc::SOCK_STREAM as libc::c_long],
+            ),
             libc::EAFNOSUPPORT,
         ),
     ];
