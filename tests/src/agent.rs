@@ -7,6 +7,7 @@
 //! [`cleanup`](crate::cleanup)) and removes the directory. Its configuration
 //! file is written and edited by [`config`](crate::config).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +32,9 @@ pub struct TestAgent {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub ports: (u16, u16),
+    /// A program (and its arguments) that execs the agent's command line,
+    /// e.g. to start it in a session keyring the test controls; empty: none.
+    pub launcher: Vec<OsString>,
     pub(crate) child: Option<Child>,
 }
 
@@ -38,6 +42,13 @@ impl TestAgent {
     /// Starts an agent with [`FAST`](crate::config::FAST) durations plus
     /// `extra` configuration.
     pub fn start(extra: &str) -> TestAgent {
+        TestAgent::start_under(Vec::new(), extra)
+    }
+
+    /// [`TestAgent::start`], the agent started by `launcher` (a program that
+    /// execs its remaining arguments, the agent's command line; the agent
+    /// keeps its pid).
+    pub fn start_under(launcher: Vec<OsString>, extra: &str) -> TestAgent {
         require_root();
         let stack = stack();
         let dir = tempfile::Builder::new().prefix("dyno-e2e-").tempdir().expect("tempdir");
@@ -54,6 +65,7 @@ impl TestAgent {
             config,
             ports,
             dir,
+            launcher,
             child: None,
         };
         a.spawn();
@@ -80,7 +92,15 @@ impl TestAgent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log");
-        Command::new(agent_bin())
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(agent_bin());
+                c
+            }
+            None => Command::new(agent_bin()),
+        };
+        command
             .arg("--config")
             .arg(&self.config)
             .arg("--state-dir")

@@ -55,15 +55,20 @@ pub fn ctl_bin() -> &'static Path {
     BIN.get_or_init(|| bin("e2e-dynoctl"))
 }
 
+/// Cargo's `target/tmp` (shared by every profile), created if missing.
+pub fn target_tmp() -> PathBuf {
+    let target = profile_dir().parent().expect("the target directory");
+    let tmp = target.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("target/tmp");
+    tmp
+}
+
 /// The stack image every test agent serves as `default`, built once by
 /// `rootfs/build.sh` into cargo's `target/tmp` (shared by every profile).
 pub fn stack() -> &'static Path {
     static STACK: OnceLock<PathBuf> = OnceLock::new();
     STACK.get_or_init(|| {
-        let target = profile_dir().parent().expect("the target directory");
-        let tmp = target.join("tmp");
-        std::fs::create_dir_all(&tmp).expect("target/tmp");
-        let dir = tmp.join("e2e-stack");
+        let dir = target_tmp().join("e2e-stack");
         // One builder at a time across test binaries.
         let lock = std::fs::File::create(dir.with_extension("lock")).expect("stack lock");
         let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");

@@ -15,6 +15,7 @@
 //! - [`http`]: the one loopback HTTP server ([`TestServer`], shared with the
 //!   agent's unit tests) and a GET client; [`tarball`]: the one tar.gz
 //!   builder;
+//! - [`probe`]: static C probe programs, for raw syscalls inside a dyno;
 //! - [`bench`]: settings and statistics of the benchmarks.
 
 pub mod agent;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod env;
 pub mod grpc;
 pub mod http;
+pub mod probe;
 pub mod procs;
 pub mod tarball;
 pub mod wait;

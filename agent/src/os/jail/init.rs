@@ -1,15 +1,16 @@
 //! The dyno's init: PID 1 of its pid namespace. It waits for the shim's
 //! go-ahead (sent once it is in the dyno's cgroups), builds the root
-//! filesystem, forks the command, then reaps every zombie, passes
-//! termination signals to every process of the dyno, and reports to the shim
-//! (see [`super::report`]) until the command has exited.
+//! filesystem, joins a fresh session keyring, forks the command, then reaps
+//! every zombie, passes termination signals to every process of the dyno,
+//! and reports to the shim (see [`super::report`]) until the command has
+//! exited.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use super::report::Report;
 use super::seccomp::Filter;
-use super::{JailPlan, command, rootfs};
+use super::{JailPlan, command, keyring, rootfs};
 use crate::os::spawn::ExecArgs;
 use crate::os::{ExitStatus, child, fd, process};
 
@@ -52,6 +53,11 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
     }
     if let Err((step, e)) = rootfs::build_root(child.plan) {
         send(report, failed(step, &e));
+        process::exit_now(1);
+    }
+    // Before the fork: the command and everything it starts inherit it.
+    if let Err(e) = keyring::join_fresh_session_keyring() {
+        send(report, failed(15, &e));
         process::exit_now(1);
     }
     // Block every signal: init takes them synchronously with sigwaitinfo.

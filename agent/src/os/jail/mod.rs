@@ -1,9 +1,10 @@
 //! A jailed run. The shim unshares a pid namespace and forks the dyno's
 //! init (`init.rs`, PID 1 there), puts it into the dyno's cgroups, then lets
-//! it go: the init builds the root filesystem (`rootfs.rs`) and forks the
-//! command (`command.rs`), which drops its privileges (`privileges.rs`),
-//! installs the seccomp filter (`seccomp.rs`) and execs. The init tells the
-//! shim how it went in the [`report`] wire format.
+//! it go: the init builds the root filesystem (`rootfs.rs`), joins a fresh
+//! session keyring (`keyring.rs`) and forks the command (`command.rs`),
+//! which drops its privileges (`privileges.rs`), installs the seccomp filter
+//! (`seccomp.rs`) and execs. The init tells the shim how it went in the
+//! [`report`] wire format.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,6 +14,7 @@ use super::{cvt, fd, process, procfs, spawn::ExecPlan};
 
 mod command;
 mod init;
+mod keyring;
 mod privileges;
 pub mod report;
 mod rootfs;
@@ -62,7 +64,7 @@ pub fn spawn_jailed(
 ) -> io::Result<Jailed> {
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
-    let filter = seccomp::user_namespace_filter();
+    let filter = seccomp::dyno_filter();
     let (go_r, go_w) = fd::pipe()?;
     // SAFETY: unshare takes flags only; it affects the children forked next.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;

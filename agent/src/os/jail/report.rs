@@ -100,6 +100,7 @@ pub fn step_name(step: i32) -> &'static str {
         12 => "setting the hostname",
         13 => "pivot_root",
         14 => "forking the command",
+        15 => "joining a fresh session keyring",
         20 => "setsid",
         21 => "setting rlimits",
         22 => "chdir /app",
