@@ -167,7 +167,11 @@ fn assert_nobody_reads_nothing(a: &TestAgent, files: &[PathBuf]) {
 
 /// The secret is there for root: the reads above fail for the right reason.
 fn assert_root_finds_the_secret(a: &TestAgent, d: &Value) {
-    let spec = a.state.join("runs").join(d["run_id"].as_str().unwrap()).join("spec.json");
+    let spec = a
+        .state
+        .join("runs")
+        .join(d["run_id"].as_str().unwrap())
+        .join("spec.json");
     let text = std::fs::read_to_string(&spec).expect("root reads spec.json");
     assert!(text.contains(SECRET), "spec.json lacks the config var: {text}");
 }
@@ -231,7 +235,11 @@ fn an_open_state_directory_is_made_private_at_start_and_its_dynos_still_run() {
     });
     wait_hello(&a, 2);
     let open = open_to_others(&a.state);
-    assert!(open.is_empty(), "readable by others after a restart:\n{}", open.join("\n"));
+    assert!(
+        open.is_empty(),
+        "readable by others after a restart:\n{}",
+        open.join("\n")
+    );
 }
 
 /// `dynoctl --json logs` of one dyno: (source, text) of each line.
