@@ -194,6 +194,8 @@ fn a_local_user_reads_no_config_var_record_log_event_or_ledger() {
     assert!(open.is_empty(), "readable by others:\n{}", open.join("\n"));
     assert_eq!(mode(&a.state), 0o700);
     assert_eq!(mode(&files[0]), 0o600, "spec.json");
+    // Nor does the agent's own log (here at debug level) quote it.
+    assert!(!a.agent_log().contains(SECRET), "the agent logged a config var");
 }
 
 #[test]
