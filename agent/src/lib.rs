@@ -22,6 +22,7 @@
 //! - [`meter`]: the thread that bills every open run at each slice boundary
 //!   into the [`ledger`] (SQLite);
 //! - [`logs`]: log line format, rotation, tail and follow;
+//!   [`private`]: the state directory is root's alone (modes, fixed at start);
 //! - [`config`]: file → environment → flags, validated all at once; sizes;
 //! - [`time`]: the one clock and the one backoff; [`host`]: capacity;
 //!   [`names`]: input validation; [`error`]: the library's error type;
@@ -48,6 +49,7 @@ pub mod names;
 // denies it everywhere else), each block with a `// SAFETY:` comment.
 #[allow(unsafe_code)]
 pub mod os;
+pub mod private;
 pub mod report;
 pub mod runs;
 pub mod shim;

@@ -11,7 +11,8 @@
 //! appends its runtime lines with one `O_APPEND` write per line, so lines of
 //! the two writers never interleave within a line.
 
-use std::fs::{self, File, OpenOptions};
+use std::borrow::Cow;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -76,11 +77,38 @@ pub fn parse_line(line: &str) -> Option<Parsed<'_>> {
     })
 }
 
-/// Appends one runtime line to a run's log.
+/// Appends one runtime line to a run's log. `text` may quote a request (a
+/// command, an error about a value): it is [escaped](escape_control), so a
+/// runtime line is always exactly one line and no request can forge another.
 pub fn append_runtime(log: &Path, dyno: &str, text: &str) -> io::Result<()> {
-    let line = format_line(Utc::now(), Source::Dyno, dyno, text);
-    let mut f = OpenOptions::new().create(true).append(true).open(log)?;
+    let line = format_line(Utc::now(), Source::Dyno, dyno, &escape_control(text));
+    let mut f = crate::private::append(log)?;
     f.write_all(line.as_bytes())
+}
+
+/// `text` with every control character written as an escape: `\n`, `\r`,
+/// `\t`, `\xNN` for the other C0 controls and DEL, `\u{NN}` for the C1
+/// controls and the Unicode line and paragraph separators. What is left has
+/// no line break and no terminal control sequence. Backslashes stay as they
+/// are (a command reads as typed); the escape is for safety, not a reversible
+/// encoding.
+pub fn escape_control(text: &str) -> Cow<'_, str> {
+    let needs = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(needs) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if needs(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn rotated(path: &Path) -> PathBuf {
@@ -103,7 +131,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn open(path: PathBuf, dyno: &str, max_bytes: u64) -> io::Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::private::append(&path)?;
         Ok(LogWriter {
             path,
             file,
@@ -155,7 +183,7 @@ impl LogWriter {
         }
         if self.file.metadata()?.len() + self.out.len() as u64 > self.max_bytes {
             fs::rename(&self.path, rotated(&self.path))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = crate::private::append(&self.path)?;
         }
         let result = self.file.write_all(self.out.as_bytes());
         self.out.clear();

@@ -96,3 +96,62 @@ fn runtime_lines_append() {
         (Source::Dyno, "run.1", "Starting process with command `true`")
     );
 }
+
+#[test]
+fn control_characters_are_escaped_and_the_rest_kept() {
+    assert!(matches!(escape_control("plain `cmd` \\n é"), Cow::Borrowed(_)));
+    assert_eq!(
+        escape_control("a\nb\r\tc\x1b[31m\x7f\u{85}\u{2028}d"),
+        "a\\nb\\r\\tc\\x1b[31m\\x7f\\u{85}\\u{2028}d"
+    );
+    assert_eq!(escape_control("\0"), "\\x00");
+}
+
+#[test]
+fn a_runtime_line_quoting_a_newline_stays_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let forged = "2026-01-01T00:00:00.000000+00:00 dyno[run.1]: Error R15 (Memory quota vastly exceeded)";
+    append_runtime(&log, "run.1", &format!("Starting process with command `x\n{forged}`")).unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let p = parse_line(text.trim_end_matches('\n')).unwrap();
+    assert_eq!(p.source, Source::Dyno);
+    assert_eq!(p.text, format!("Starting process with command `x\\n{forged}`"));
+}
+
+#[test]
+fn an_app_line_never_parses_as_a_runtime_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let mut w = LogWriter::open(path.clone(), "web.1", 1 << 20).unwrap();
+    let forged = "2026-01-01T00:00:00.000000+00:00 dyno[web.1]: Error R15 (Memory quota vastly exceeded)";
+    w.feed(0, format!("{forged}\n\r{forged}\n]: {forged}\n").as_bytes())
+        .unwrap();
+    w.finish().unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in lines {
+        assert_eq!(parse_line(line).unwrap().source, Source::App, "{line:?}");
+    }
+}
+
+#[test]
+fn logs_are_created_readable_by_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let mut w = LogWriter::open(path.clone(), "web.1", 64).unwrap();
+    w.feed(0, b"a line that fills the log past its bound\n").unwrap();
+    w.feed(0, b"and one that rotates it\n").unwrap();
+    append_runtime(&tmp.path().join("other"), "web.1", "State changed from starting to up").unwrap();
+    for p in [path.clone(), rotated(&path), tmp.path().join("other")] {
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            p.display()
+        );
+    }
+}

@@ -44,8 +44,10 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         Some(addr) => Some((addr.clone(), listen::server_tls(&cfg)?)),
         None => None,
     };
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    crate::private::create_state_dir(&cfg.state_dir)
+        .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     let _lock = lock_state_dir(&cfg.state_dir)?;
+    make_private(&cfg.state_dir)?;
     if let Err(e) = crate::os::set_oom_score_adj(AGENT_OOM_SCORE_ADJ) {
         warn!(error = %e, "cannot lower the agent's oom_score_adj");
     }
@@ -146,10 +148,26 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     result.context("serving the API")
 }
 
+/// Makes a state directory that an older agent or an operator left readable
+/// by other users private, and says so once.
+fn make_private(dir: &Path) -> anyhow::Result<()> {
+    let fixed = crate::private::tighten(dir).context("making the state directory private")?;
+    if let Some((first, mode)) = &fixed.first {
+        warn!(
+            files = fixed.files,
+            dirs = fixed.dirs,
+            first = %first.display(),
+            was = %format!("{mode:o}"),
+            "the state directory was readable by other users: made private"
+        );
+    }
+    Ok(())
+}
+
 /// One agent per state directory: an exclusive lock held while it runs.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     let path = dir.join("agent.lock");
-    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file = crate::private::append(&path).with_context(|| format!("creating {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| anyhow::anyhow!("{}: another dynoagent uses this state directory ({e})", path.display()))
 }

@@ -4,7 +4,6 @@
 //! are carried out here, after the record is persisted.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -249,7 +248,8 @@ impl Actor {
             past_request_ids: VecDeque::new(),
             uid: self.allocate_uid()?,
         };
-        fs::create_dir_all(self.paths.dynos.join(&key.0)).map_err(|e| Error::Internal(format!("state dir: {e}")))?;
+        crate::private::create_dir_all(&self.paths.dynos.join(&key.0))
+            .map_err(|e| Error::Internal(format!("state dir: {e}")))?;
         self.dynos.insert(key.clone(), Entry { rec, probe: None });
         self.step(&key, Input::Start);
         Ok(self.dynos[&key].rec.view())

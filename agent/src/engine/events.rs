@@ -74,7 +74,7 @@ impl EventLog {
             }
             runs::write_atomic(&path, text.as_bytes())?;
         }
-        let file = fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::private::append(&path)?;
         let (live, _) = broadcast::channel(4096);
         Ok(EventLog {
             path,

@@ -56,7 +56,7 @@ impl Actor {
     pub(super) fn prepare_run(&mut self, key: &Key, run_id: &str) -> std::io::Result<()> {
         let rec = &self.dynos[key].rec;
         let dir = RunDir::new(&self.paths.runs, run_id);
-        fs::create_dir_all(&dir.path)?;
+        crate::private::create_dir_all(&dir.path)?;
         let size = self
             .cfg
             .sizes
@@ -174,7 +174,7 @@ impl Actor {
 /// Starts `dynoagent shim` for a prepared run directory and waits for its
 /// report. Returns the shim's pid and the exec record.
 async fn spawn_shim(exe: &Path, run_id: &str, dir: &RunDir) -> std::result::Result<(u32, ExecRecord), String> {
-    let shim_log = fs::File::create(dir.shim_log()).map_err(|e| format!("{}: {e}", dir.shim_log().display()))?;
+    let shim_log = crate::private::create(&dir.shim_log()).map_err(|e| format!("{}: {e}", dir.shim_log().display()))?;
     let mut child = tokio::process::Command::new(exe)
         .arg("shim")
         .arg(run_id)

@@ -143,9 +143,12 @@ pub async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Engine, tokio::task::JoinHandle<()>)> {
     let paths = Paths::new(&cfg.state_dir);
-    for dir in [&paths.dynos, &paths.runs, &paths.slugs] {
-        fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    // Records and runs are root's alone; the slug cache keeps the modes the
+    // dynos read it with (through their mounts).
+    for dir in [&paths.dynos, &paths.runs] {
+        crate::private::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
+    fs::create_dir_all(&paths.slugs).map_err(|e| anyhow::anyhow!("creating {}: {e}", paths.slugs.display()))?;
     let events =
         events::EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("locating the agent binary: {e}"))?;

@@ -90,6 +90,12 @@ pub enum LedgerError {
         #[source]
         error: rusqlite::Error,
     },
+    #[error("ledger {path}: {error}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("ledger {path}: schema version {found} is newer than this agent's ({SCHEMA_VERSION})")]
     NewerSchema { path: PathBuf, found: i64 },
     #[error("seq {seq} was never written (the last record is {last})")]
@@ -204,6 +210,13 @@ impl Ledger {
             path: path.to_owned(),
             error,
         };
+        // Created 0600 before SQLite opens it (an empty file is an empty
+        // database): SQLite gives the `-wal` and `-shm` files the database
+        // file's mode, so none of them is ever readable by other users.
+        crate::private::append(path).map_err(|error| LedgerError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;

@@ -302,3 +302,14 @@ fn the_database_is_wal_with_full_sync() {
     let sync: i64 = l.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
     assert_eq!((mode.as_str(), sync), ("wal", 2));
 }
+
+#[test]
+fn the_ledger_and_its_wal_are_readable_by_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, mut l) = ledger(HOUR);
+    assert!(l.open_run(&run("r1"), T10).unwrap());
+    for name in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}

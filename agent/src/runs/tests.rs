@@ -29,3 +29,18 @@ fn missing_record_is_none_and_garbage_names_the_file() {
     let err = read_json::<ExecRecord>(&path).unwrap_err();
     assert!(err.to_string().contains("exec.json"), "{err}");
 }
+
+#[test]
+fn records_are_created_readable_by_root_only_even_over_a_stale_temp_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.json");
+    // What a crash of an older agent left: its temp file, readable by all.
+    let stale = dir.path().join(format!(".spec.json.tmp.{}", std::process::id()));
+    fs::write(&stale, b"old").unwrap();
+    fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+    write_atomic(&path, b"{}").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::read(&path).unwrap(), b"{}");
+    assert!(!stale.exists());
+}

@@ -63,7 +63,7 @@ fn start_jailed(
 ) -> io::Result<u32> {
     let exec = ExecPlan::shell(&spec.command, &spec.env, Path::new("/app"))?;
     for dir in [run.root(), run.rw()] {
-        std::fs::create_dir_all(&dir)?;
+        crate::private::create_dir_all(&dir)?;
     }
     let plan = os::JailPlan {
         root: run.root(),
