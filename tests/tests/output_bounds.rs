@@ -88,22 +88,32 @@ fn dev_shm_shares_the_disk_limit_with_app_and_tmp() {
         assert_eq!(code, 0, "{o}");
         out = o;
         let grown = disk_usage(&a.state).saturating_sub(used);
-        assert!(grown < MIB, "the state directory grew by {grown} bytes on the host:\n{out}");
+        assert!(
+            grown < MIB,
+            "the state directory grew by {grown} bytes on the host:\n{out}"
+        );
         drops.push(free.saturating_sub(host_free(&a.state)));
         if drops.last().is_some_and(|d| *d < 8 * MIB) {
             break;
         }
     }
-    assert!(drops.iter().any(|d| *d < 8 * MIB), "host free space dropped by {drops:?} bytes");
+    assert!(
+        drops.iter().any(|d| *d < 8 * MIB),
+        "host free space dropped by {drops:?} bytes"
+    );
     assert_eq!(value(&out, "tmp"), "ok", "{out}");
     assert_eq!(value(&out, "app"), "ok", "{out}");
-    assert_ne!(value(&out, "dd"), "0", "32 MiB written to /dev/shm with a 16 MiB disk_limit:\n{out}");
+    assert_ne!(
+        value(&out, "dd"),
+        "0",
+        "32 MiB written to /dev/shm with a 16 MiB disk_limit:\n{out}"
+    );
     assert!(out.contains("No space left on device"), "{out}");
     let shm: u64 = value(&out, "shm").parse().expect("a byte count");
     // What /app and /tmp hold is 5 MiB; the bound leaves /dev/shm the rest,
     // less the little the overlay's directories take.
     assert!(
-        shm <= 11 * MIB && shm >= 10 * MIB,
+        (10 * MIB..=11 * MIB).contains(&shm),
         "/dev/shm took {shm} bytes next to 5 MiB in /app and /tmp with a 16 MiB disk_limit:\n{out}"
     );
 }
@@ -140,7 +150,9 @@ fn the_log_and_its_rotated_part_never_exceed_log_max_bytes() {
     let command = "l=$(printf '%8000s' '' | tr ' ' y); yes \"$l\" | head -n 300; \
                    yes x | head -n 50000; sleep 2; echo bounds-done; exec sleep 600";
     a.start_dyno("shop", "worker.1", &slug, command);
-    let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| d["state"] == "up" && d["pid"].is_u64());
+    let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| {
+        d["state"] == "up" && d["pid"].is_u64()
+    });
     let run = run_dir_of(&a, pid_of(&d));
     let (log, old) = (run.join("log"), run.join("log.1"));
 
@@ -158,22 +170,32 @@ fn the_log_and_its_rotated_part_never_exceed_log_max_bytes() {
             (max_log, max_old, samples)
         })
     };
-    let done = wait_for("the dyno's last line in its log", || {
-        let text = std::fs::read_to_string(&log).ok()?;
+    wait_for("the dyno's last line in its log", || {
+        let text = std::fs::read_to_string(&old).unwrap_or_default() + &std::fs::read_to_string(&log).ok()?;
         text.lines().any(|l| l.ends_with("]: bounds-done")).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
     let (max_log, max_old, samples) = sampler.join().expect("sampler");
-    let _ = done;
     eprintln!("log_max_bytes {LIMIT}: largest log {max_log} B, largest log.1 {max_old} B ({samples} samples)");
     assert!(old.exists(), "the log was never rotated");
-    assert!(max_log <= LIMIT, "log reached {max_log} bytes with log_max_bytes = {LIMIT}");
-    assert!(max_old <= LIMIT, "log.1 reached {max_old} bytes with log_max_bytes = {LIMIT}");
+    assert!(
+        max_log <= LIMIT,
+        "log reached {max_log} bytes with log_max_bytes = {LIMIT}"
+    );
+    assert!(
+        max_old <= LIMIT,
+        "log.1 reached {max_old} bytes with log_max_bytes = {LIMIT}"
+    );
     // The agent's own runtime lines go to the same log under the same bound.
     a.ctl_ok(&["stop", "--app", "shop", "worker.1"]);
     a.wait_state("shop", "worker.1", "down");
     for path in [&log, &old] {
-        assert!(size_of(path) <= LIMIT, "{} holds {} bytes", path.display(), size_of(path));
+        assert!(
+            size_of(path) <= LIMIT,
+            "{} holds {} bytes",
+            path.display(),
+            size_of(path)
+        );
     }
 }
 
@@ -236,7 +258,9 @@ fn a_flood_at_a_tenth_of_a_core_is_dropped_and_counted_not_paid_by_the_host() {
         "--command",
         "while :; do echo x; done",
     ]);
-    let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| d["state"] == "up" && d["pid"].is_u64());
+    let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| {
+        d["state"] == "up" && d["pid"].is_u64()
+    });
     let run = run_dir_of(&a, pid_of(&d));
     let run_id = run.file_name().expect("run id").to_string_lossy().into_owned();
     let shim = shim_pid(&run);
@@ -278,18 +302,32 @@ fn a_flood_at_a_tenth_of_a_core_is_dropped_and_counted_not_paid_by_the_host() {
     // At most the burst plus the rate's lines (~55 bytes each for `x`), and
     // the L10 lines: twice that is the bound.
     let allowed = ((BURST + RATE * secs) * 55.0 * 2.0) as u64;
-    assert!(wrote < allowed, "the shim wrote {wrote} bytes in {secs:.2} s (allowed {allowed})");
-    assert!(logs <= 2 * MIB, "log and log.1 hold {logs} bytes with log_max_bytes = 1 MiB");
+    assert!(
+        wrote < allowed,
+        "the shim wrote {wrote} bytes in {secs:.2} s (allowed {allowed})"
+    );
+    assert!(
+        logs <= 2 * MIB,
+        "log and log.1 hold {logs} bytes with log_max_bytes = 1 MiB"
+    );
 
     let l10 = wait_for("an L10 line in the log", || {
-        let text = std::fs::read_to_string(run.join("log")).ok()? + &std::fs::read_to_string(run.join("log.1")).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.split_once(" dyno[worker.1]: Error L10 (output buffer overflow): ").map(|(_, t)| t.to_string()))
+        let text = std::fs::read_to_string(run.join("log")).ok()?
+            + &std::fs::read_to_string(run.join("log.1")).unwrap_or_default();
+        text.lines().find_map(|l| {
+            l.split_once(" dyno[worker.1]: Error L10 (output buffer overflow): ")
+                .map(|(_, t)| t.to_string())
+        })
     });
     let (count, since) = l10
         .split_once(" messages dropped since ")
         .unwrap_or_else(|| panic!("unexpected L10 line: {l10}"));
-    let count: u64 = count.parse().unwrap_or_else(|_| panic!("no count in the L10 line: {l10}"));
+    let count: u64 = count
+        .parse()
+        .unwrap_or_else(|_| panic!("no count in the L10 line: {l10}"));
     assert!(count > 0, "{l10}");
-    assert!(since.ends_with("+00:00.") && since.len() == "2026-11-22T10:00:00+00:00.".len(), "{l10}");
+    assert!(
+        since.ends_with("+00:00.") && since.len() == "2026-11-22T10:00:00+00:00.".len(),
+        "{l10}"
+    );
 }
