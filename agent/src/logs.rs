@@ -6,18 +6,26 @@
 //! Timestamps have a fixed width, so lines of several logs sort by time as
 //! plain strings.
 //!
-//! A run's log is `<run-dir>/log`; past `max_bytes` the shim renames it to
-//! `log.1` (replacing the previous one) and starts a new `log`. The agent
-//! appends its runtime lines with one `O_APPEND` write per line, so lines of
-//! the two writers never interleave within a line.
+//! A run's log is `<run-dir>/log`, never larger than `max_bytes`: before a
+//! write would cross it, the writer renames it to `log.1` (replacing the
+//! previous one) and starts a new `log` ([`bounded`]). The shim writes the
+//! app's lines, the agent its runtime lines; both take the run directory's
+//! lock for each write, so neither overshoots the bound nor splits a line.
+//!
+//! The app's lines are rate-limited per run ([`rate`], Heroku's L10): past
+//! `rate_lines` a second (after a burst), lines are dropped and counted.
 
 use std::borrow::Cow;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+
+mod bounded;
+pub mod rate;
 
 /// Longer lines are split (as Heroku's router does at 10 KB).
 pub const MAX_LINE: usize = 10 * 1024;
@@ -77,13 +85,14 @@ pub fn parse_line(line: &str) -> Option<Parsed<'_>> {
     })
 }
 
-/// Appends one runtime line to a run's log. `text` may quote a request (a
-/// command, an error about a value): it is [escaped](escape_control), so a
-/// runtime line is always exactly one line and no request can forge another.
-pub fn append_runtime(log: &Path, dyno: &str, text: &str) -> io::Result<()> {
+/// Appends one runtime line to a run's log, keeping the log within
+/// `max_bytes` (see [`bounded`]). `text` may quote a request (a command, an
+/// error about a value): it is [escaped](escape_control), so a runtime line
+/// is always exactly one line and no request can forge another.
+pub fn append_runtime(log: &Path, dyno: &str, text: &str, max_bytes: u64) -> io::Result<()> {
     let line = format_line(Utc::now(), Source::Dyno, dyno, &escape_control(text));
-    let mut f = crate::private::append(log)?;
-    f.write_all(line.as_bytes())
+    let _lock = bounded::lock_briefly(log)?;
+    bounded::append(log, &mut None, line.as_bytes(), max_bytes)
 }
 
 /// `text` with every control character written as an escape: `\n`, `\r`,
@@ -117,77 +126,187 @@ fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// What bounds a run's log: its size, and the rate of the app's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// `log` never grows past this; one rotated `log.1` is kept.
+    pub max_bytes: u64,
+    /// Lines a second the app's output may sustain ...
+    pub rate_lines: u32,
+    /// ... after a burst of this many.
+    pub burst: u32,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_bytes: 10 * 1024 * 1024,
+            rate_lines: 1000,
+            burst: 10_000,
+        }
+    }
+}
+
 /// The shim's writer: turns the dyno's output into lines of the contract
-/// format and keeps the log under `max_bytes` by rotation.
+/// format, drops (and counts) what exceeds the rate, and writes the rest in
+/// one locked, size-bounded write per batch.
 pub struct LogWriter {
     path: PathBuf,
-    file: File,
+    /// The run directory, for its lock.
+    dir: File,
+    file: Option<bounded::Current>,
     max_bytes: u64,
     dyno: String,
     /// Bytes of an unfinished line, per stream (stdout, stderr).
     partial: [Vec<u8>; 2],
-    out: String,
+    out: Vec<u8>,
+    rate: rate::Limiter,
+    /// `<timestamp> app[<dyno>]: ` of the batch being formatted.
+    prefix: String,
 }
 
 impl LogWriter {
-    pub fn open(path: PathBuf, dyno: &str, max_bytes: u64) -> io::Result<LogWriter> {
-        let file = crate::private::append(&path)?;
-        Ok(LogWriter {
+    pub fn open(path: PathBuf, dyno: &str, bounds: Bounds) -> io::Result<LogWriter> {
+        let dir = File::open(bounded::dir_of(&path))?;
+        let mut w = LogWriter {
             path,
-            file,
-            max_bytes,
+            dir,
+            file: None,
+            max_bytes: bounds.max_bytes,
             dyno: dyno.to_string(),
             partial: [Vec::new(), Vec::new()],
-            out: String::new(),
-        })
+            out: Vec::new(),
+            rate: rate::Limiter::new(bounds.rate_lines, bounds.burst, Instant::now()),
+            prefix: String::new(),
+        };
+        // Create the log at once, as before the first line.
+        w.write(&[])?;
+        Ok(w)
     }
 
     /// Takes output of stream 0 (stdout) or 1 (stderr); writes complete lines.
-    pub fn feed(&mut self, stream: usize, mut data: &[u8]) -> io::Result<()> {
-        let now = Utc::now();
-        while let Some(nl) = data.iter().position(|b| *b == b'\n') {
-            self.partial[stream].extend_from_slice(&data[..nl]);
-            self.emit(stream, now);
-            data = &data[nl + 1..];
-        }
-        self.partial[stream].extend_from_slice(data);
-        while self.partial[stream].len() >= MAX_LINE {
-            let rest = self.partial[stream].split_off(MAX_LINE);
-            self.emit(stream, now);
-            self.partial[stream] = rest;
-        }
-        self.flush()
+    pub fn feed(&mut self, stream: usize, data: &[u8]) -> io::Result<()> {
+        self.feed_at(stream, data, Instant::now(), Utc::now())
     }
 
-    /// Writes whatever unfinished lines remain (at the end of the run).
-    pub fn finish(&mut self) -> io::Result<()> {
-        let now = Utc::now();
-        for stream in 0..2 {
-            if !self.partial[stream].is_empty() {
-                self.emit(stream, now);
+    fn feed_at(&mut self, stream: usize, mut data: &[u8], now: Instant, wall: DateTime<Utc>) -> io::Result<()> {
+        self.rate.refill(now);
+        self.prefix.clear();
+        while !data.is_empty() {
+            if !self.rate.has_token() {
+                // Over the rate: the rest of this chunk only gets counted.
+                self.drop_rest(stream, data, now, wall);
+                break;
+            }
+            match data.iter().position(|b| *b == b'\n') {
+                Some(nl) => {
+                    self.partial[stream].extend_from_slice(&data[..nl]);
+                    self.emit(stream, now, wall);
+                    data = &data[nl + 1..];
+                }
+                None => {
+                    self.partial[stream].extend_from_slice(data);
+                    break;
+                }
             }
         }
+        while self.partial[stream].len() >= MAX_LINE {
+            let rest = self.partial[stream].split_off(MAX_LINE);
+            self.emit(stream, now, wall);
+            self.partial[stream] = rest;
+        }
+        self.report(now, wall, false);
         self.flush()
     }
 
-    fn emit(&mut self, stream: usize, now: DateTime<Utc>) {
+    /// Counts the lines `data` ends as dropped; keeps its unfinished tail.
+    fn drop_rest(&mut self, stream: usize, data: &[u8], now: Instant, wall: DateTime<Utc>) {
+        let ended = rate::count_lines(data);
+        if ended == 0 {
+            self.partial[stream].extend_from_slice(data);
+            return;
+        }
+        self.rate.drop_lines(ended, now, wall);
+        let tail = data
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(data, |nl| &data[nl + 1..]);
+        self.partial[stream].clear();
+        self.partial[stream].extend_from_slice(tail);
+    }
+
+    /// Writes whatever unfinished lines remain and the last count of dropped
+    /// lines (at the end of the run).
+    pub fn finish(&mut self) -> io::Result<()> {
+        let (now, wall) = (Instant::now(), Utc::now());
+        self.rate.refill(now);
+        self.prefix.clear();
+        for stream in 0..2 {
+            if !self.partial[stream].is_empty() {
+                self.emit(stream, now, wall);
+            }
+        }
+        self.report(now, wall, true);
+        self.flush()
+    }
+
+    /// How long until a count of dropped lines is due in the log, if one
+    /// waits: the pump calls [`LogWriter::tick`] by then.
+    pub fn next_report(&self) -> Option<Duration> {
+        self.rate.report_due(Instant::now())
+    }
+
+    /// Writes the count of dropped lines if it is due.
+    pub fn tick(&mut self) -> io::Result<()> {
+        self.report(Instant::now(), Utc::now(), false);
+        self.flush()
+    }
+
+    fn report(&mut self, now: Instant, wall: DateTime<Utc>, now_anyway: bool) {
+        if let Some(text) = self.rate.report(now, now_anyway) {
+            self.out
+                .extend_from_slice(format_line(wall, Source::Dyno, &self.dyno, &text).as_bytes());
+        }
+    }
+
+    fn emit(&mut self, stream: usize, now: Instant, wall: DateTime<Utc>) {
         let bytes = std::mem::take(&mut self.partial[stream]);
-        let text = String::from_utf8_lossy(&bytes);
-        let text = text.strip_suffix('\r').unwrap_or(&text);
-        self.out.push_str(&format_line(now, Source::App, &self.dyno, text));
+        if !self.rate.admit(now, wall) {
+            self.partial[stream] = bytes;
+            self.partial[stream].clear();
+            return;
+        }
+        if self.prefix.is_empty() {
+            // Once per batch: the same as format_line's, without its text.
+            self.prefix = format_line(wall, Source::App, &self.dyno, "");
+            self.prefix.pop();
+        }
+        {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.strip_suffix('\r').unwrap_or(&text);
+            self.out.extend_from_slice(self.prefix.as_bytes());
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.push(b'\n');
+        }
+        // Keep the buffer's allocation for the next line.
+        self.partial[stream] = bytes;
+        self.partial[stream].clear();
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        if self.file.metadata()?.len() + self.out.len() as u64 > self.max_bytes {
-            fs::rename(&self.path, rotated(&self.path))?;
-            self.file = crate::private::append(&self.path)?;
-        }
-        let result = self.file.write_all(self.out.as_bytes());
+        let out = std::mem::take(&mut self.out);
+        let result = self.write(&out);
+        self.out = out;
         self.out.clear();
         result
+    }
+
+    fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        let _lock = bounded::lock(&self.dir)?;
+        bounded::append(&self.path, &mut self.file, lines, self.max_bytes)
     }
 }
 

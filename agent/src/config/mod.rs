@@ -99,8 +99,14 @@ pub struct Config {
     /// Default and maximum lifetime of one-off dynos.
     #[serde(with = "humantime_serde")]
     pub oneoff_ttl: Duration,
-    /// A run's log is rotated past this size; one rotated file is kept.
+    /// A run's log is rotated before it would pass this size; one rotated
+    /// file is kept.
     pub log_max_bytes: u64,
+    /// The app's log lines a second a dyno may sustain; past it (and its
+    /// burst) lines are dropped and counted (Heroku's `Error L10`).
+    pub log_rate_lines: u32,
+    /// Lines a dyno may write at once above `log_rate_lines`.
+    pub log_rate_burst: u32,
     /// Usage slice length (billing records never span two slices).
     #[serde(with = "humantime_serde")]
     pub usage_slice: Duration,
@@ -108,7 +114,8 @@ pub struct Config {
     /// (records not yet acknowledged are never deleted).
     #[serde(with = "humantime_serde")]
     pub usage_retention: Duration,
-    /// Bytes a dyno may write (its `/app` changes and `/tmp` together).
+    /// Bytes a dyno may write (its `/app` changes, `/tmp` and `/dev/shm`
+    /// together).
     pub disk_limit: u64,
     /// Where the cgroup filesystem is mounted.
     pub cgroup_root: PathBuf,
@@ -191,7 +198,9 @@ impl Default for Config {
             cycle_interval,
             cycle_jitter,
             oneoff_ttl: Duration::from_secs(24 * 3600),
-            log_max_bytes: 10 * 1024 * 1024,
+            log_max_bytes: crate::logs::Bounds::default().max_bytes,
+            log_rate_lines: crate::logs::Bounds::default().rate_lines,
+            log_rate_burst: crate::logs::Bounds::default().burst,
             usage_slice: Duration::from_secs(3600),
             usage_retention: Duration::from_secs(7 * 24 * 3600),
             disk_limit: 1024 * 1024 * 1024,
@@ -240,6 +249,15 @@ impl Config {
             entries: self.slug_max_entries,
             depth: self.slug_max_depth,
             path_bytes: self.slug_max_path_bytes,
+        }
+    }
+
+    /// What bounds each run's log.
+    pub fn log_bounds(&self) -> crate::logs::Bounds {
+        crate::logs::Bounds {
+            max_bytes: self.log_max_bytes,
+            rate_lines: self.log_rate_lines,
+            burst: self.log_rate_burst,
         }
     }
 

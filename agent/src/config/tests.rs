@@ -159,3 +159,20 @@ fn size_table_is_validated() {
     assert!(err.contains("sizes.tiny.memory_bytes"), "{err}");
     assert!(err.contains("sizes.tiny: pids_max"), "{err}");
 }
+
+#[test]
+fn log_rate_keys_default_to_the_documented_bound_and_refuse_zero() {
+    let c = load("", &[], &Overrides::default()).unwrap();
+    assert_eq!((c.log_rate_lines, c.log_rate_burst), (1000, 10_000));
+    let err = load("log_rate_lines = 0\n", &[], &Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("log_rate_lines"), "{err}");
+    let c = load("log_rate_lines = 50\nlog_rate_burst = 7\n", &[], &Overrides::default()).unwrap();
+    assert_eq!(
+        c.log_bounds(),
+        crate::logs::Bounds {
+            max_bytes: 10 * 1024 * 1024,
+            rate_lines: 50,
+            burst: 7
+        }
+    );
+}

@@ -78,6 +78,9 @@ impl Config {
         if self.log_max_bytes < 4096 {
             p.push("log_max_bytes: must be at least 4096".into());
         }
+        if self.log_rate_lines == 0 || self.log_rate_burst == 0 {
+            p.push("log_rate_lines, log_rate_burst: must be at least 1 (lines)".into());
+        }
         p.extend(self.slug_problems());
         if !self.sizes.contains_key(&self.default_size) {
             p.push(format!(

@@ -324,7 +324,7 @@ impl Actor {
             match a {
                 Action::Log(text) => {
                     if let Some(log) = &log
-                        && let Err(e) = logs::append_runtime(log, &key.1, &text)
+                        && let Err(e) = logs::append_runtime(log, &key.1, &text, self.cfg.log_max_bytes)
                     {
                         warn!(path = %log.display(), error = %e, "cannot write runtime log line");
                     }

@@ -14,6 +14,7 @@ use super::model::DynoSpec;
 use super::settle::watch_exit;
 use super::{Key, Msg};
 use crate::cgroup;
+use crate::logs;
 use crate::runs::{self, ExecRecord, JailSpec, RunDir, RunSpec};
 use crate::supervisor::Input;
 
@@ -27,7 +28,7 @@ const PORT_PROBE: Duration = Duration::from_millis(50);
 /// What the shim of run `run_id` of `spec` runs: the app's command after its
 /// profile scripts, with its environment rooted at `/app` in a jail and at
 /// the slug's `app/` directory without one.
-pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, log_max_bytes: u64) -> RunSpec {
+pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, log: logs::Bounds) -> RunSpec {
     let root = match &jail {
         Some(_) => "/app".to_string(),
         None => spec.app_dir.display().to_string(),
@@ -39,7 +40,9 @@ pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, lo
         command: format!("{PROFILE}{}", spec.command),
         env: spec.run_env(&root),
         workdir: spec.app_dir.clone(),
-        log_max_bytes,
+        log_max_bytes: log.max_bytes,
+        log_rate_lines: log.rate_lines,
+        log_rate_burst: log.burst,
         jail,
     }
 }
@@ -90,7 +93,7 @@ impl Actor {
                 )));
             }
         };
-        let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_max_bytes);
+        let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
         runs::write_json_atomic(&dir.spec(), &spec)?;
         // Keep the previous run's directory for its logs; drop older ones.
         if let Some(old) = stale_run(&rec.sup.run_prefix, run_id) {

@@ -19,6 +19,14 @@ fn jail() -> JailSpec {
     }
 }
 
+fn bounds(max_bytes: u64) -> crate::logs::Bounds {
+    crate::logs::Bounds {
+        max_bytes,
+        rate_lines: 50,
+        burst: 500,
+    }
+}
+
 fn env<'a>(spec: &'a RunSpec, name: &str) -> Option<&'a str> {
     spec.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -27,7 +35,7 @@ fn env<'a>(spec: &'a RunSpec, name: &str) -> Option<&'a str> {
 fn a_jailed_run_lives_in_app_and_sources_the_profile_first() {
     let mut s = spec("web.1", "standard-1x");
     s.port = Some(20001);
-    let rs = run_spec(&s, "id.3", Some(jail()), 4096);
+    let rs = run_spec(&s, "id.3", Some(jail()), bounds(4096));
     assert_eq!(rs.run_id, "id.3");
     assert_eq!((rs.app.as_str(), rs.dyno.as_str()), ("shop", "web.1"));
     assert!(rs.command.starts_with("for f in .profile.d/*.sh;"), "{}", rs.command);
@@ -43,14 +51,14 @@ fn a_jailed_run_lives_in_app_and_sources_the_profile_first() {
     assert_eq!(env(&rs, "DYNO"), Some("web.1"));
     assert_eq!(env(&rs, "RACK_ENV"), Some("production"));
     assert_eq!(rs.workdir, s.app_dir);
-    assert_eq!(rs.log_max_bytes, 4096);
+    assert_eq!(rs.log_bounds(), bounds(4096));
     assert_eq!(rs.jail, Some(jail()));
 }
 
 #[test]
 fn an_unjailed_run_lives_in_the_slug_directory_and_has_no_port_unless_web() {
     let s = spec("worker.1", "standard-1x");
-    let rs = run_spec(&s, "id.1", None, 1);
+    let rs = run_spec(&s, "id.1", None, bounds(4096));
     let root = "/var/lib/dynoagent/slugs/ab/app";
     assert_eq!(env(&rs, "HOME"), Some(root));
     assert_eq!(
@@ -68,7 +76,7 @@ fn the_runtime_variables_win_over_config_vars_of_the_same_name() {
     for var in ["HOME", "PATH", "PORT", "DYNO"] {
         s.env.insert(var.into(), "from-the-request".into());
     }
-    let rs = run_spec(&s, "id.1", Some(jail()), 1);
+    let rs = run_spec(&s, "id.1", Some(jail()), bounds(4096));
     assert_eq!(env(&rs, "HOME"), Some("/app"));
     assert_eq!(env(&rs, "PORT"), Some("20001"));
     assert_eq!(env(&rs, "DYNO"), Some("web.1"));

@@ -29,12 +29,15 @@ impl Actor {
         if targets.is_empty() {
             return;
         }
+        let max_bytes = self.cfg.log_max_bytes;
         tokio::task::spawn_blocking(move || {
             for (dyno, run_id, log, quota) in targets {
                 let Ok(Some(cg)) = cgroups.open(&run_id) else { continue };
                 match cg.stats() {
                     Ok(stats) => {
-                        if let Err(e) = logs::append_runtime(&log, &dyno, &metrics_line(&dyno, &stats, quota)) {
+                        if let Err(e) =
+                            logs::append_runtime(&log, &dyno, &metrics_line(&dyno, &stats, quota), max_bytes)
+                        {
                             debug!(run = %run_id, error = %e, "cannot write the metrics line");
                         }
                     }

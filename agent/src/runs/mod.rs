@@ -32,10 +32,35 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     /// Working directory: the slug's `app/`.
     pub workdir: PathBuf,
-    /// The run's log is rotated past this size.
+    /// The run's log is rotated before it would pass this size.
     pub log_max_bytes: u64,
+    /// The app's lines a second, after a burst, beyond which they are
+    /// dropped and counted (Heroku's L10).
+    #[serde(default = "default_log_rate_lines")]
+    pub log_rate_lines: u32,
+    #[serde(default = "default_log_rate_burst")]
+    pub log_rate_burst: u32,
     /// How to jail the run; `None` runs it on the host (development mode).
     pub jail: Option<JailSpec>,
+}
+
+fn default_log_rate_lines() -> u32 {
+    crate::logs::Bounds::default().rate_lines
+}
+
+fn default_log_rate_burst() -> u32 {
+    crate::logs::Bounds::default().burst
+}
+
+impl RunSpec {
+    /// What bounds the run's log.
+    pub fn log_bounds(&self) -> crate::logs::Bounds {
+        crate::logs::Bounds {
+            max_bytes: self.log_max_bytes,
+            rate_lines: self.log_rate_lines,
+            burst: self.log_rate_burst,
+        }
+    }
 }
 
 /// The jail of a run (see [`crate::os::JailPlan`]).
@@ -46,7 +71,7 @@ pub struct JailSpec {
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
-    /// Bytes the dyno may write to `/app` and `/tmp` together.
+    /// Bytes the dyno may write to `/app`, `/tmp` and `/dev/shm` together.
     pub disk_bytes: u64,
     pub nofile: u64,
     /// `cgroup.procs` files the dyno's init joins before it starts anything.

@@ -84,7 +84,7 @@ fn supervise(run: &RunDir) -> io::Result<()> {
     ])?;
     let spec: RunSpec = read_json(&run.spec())?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is missing", run.spec().display())))?;
-    let mut log = LogWriter::open(run.log(), &spec.dyno, spec.log_max_bytes)
+    let mut log = LogWriter::open(run.log(), &spec.dyno, spec.log_bounds())
         .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", run.log().display())))?;
 
     // SIGCHLD arrives as a byte on this socket; registered before the fork

@@ -33,7 +33,7 @@ pub struct JailPlan {
     pub stack: PathBuf,
     /// The slug's unpacked `app/`: the read-only lower layer of `/app`.
     pub app: PathBuf,
-    /// Bytes a dyno may write (`/app` changes and `/tmp` together).
+    /// Bytes a dyno may write (`/app` changes, `/tmp` and `/dev/shm` together).
     pub disk_bytes: u64,
     pub hostname: String,
     pub uid: u32,

@@ -1,7 +1,8 @@
 //! The dyno's root filesystem: a new mount namespace in which the stack is
 //! bind-mounted read-only as `/`, the slug's `app/` is the lower layer of an
 //! overlay on `/app`, and `/tmp`, `/proc` (with host-revealing paths masked)
-//! and a minimal `/dev` are mounted; then `pivot_root` leaves nothing of the
+//! and a minimal `/dev` are mounted (`/app`'s upper layer, `/tmp` and
+//! `/dev/shm` all on one tmpfs of `disk_limit` bytes); then `pivot_root` leaves nothing of the
 //! host reachable. Runs in the dyno's init, single-threaded.
 
 use std::ffi::CString;
@@ -193,14 +194,10 @@ pub(super) fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
             Some("newinstance,ptmxmode=0666,mode=0620"),
         )?;
         std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
+        // /dev/shm is rw/shm, on the run's tmpfs: it shares disk_limit with
+        // /app and /tmp instead of being a tmpfs of its own beside them.
         std::fs::create_dir(dev.join("shm"))?;
-        mount(
-            None,
-            &dev.join("shm"),
-            Some("tmpfs"),
-            MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            Some("mode=1777,size=65536k"),
-        )?;
+        bind(&shm, &dev.join("shm"), MS_NOSUID | MS_NODEV | MS_NOEXEC)?;
         for (name, target) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
