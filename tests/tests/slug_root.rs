@@ -74,10 +74,11 @@ async fn refused(a: &TestAgent, what: &str, slug: &Path, needles: &[&str]) {
 
 /// Waits for `line` in the log of `shop/NAME`; returns the dyno's lines.
 fn wait_line(a: &TestAgent, name: &str, line: &str) -> Vec<String> {
-    wait_for(&format!("{line:?} in the log of {name}"), || {
+    poll(DEADLINE, Duration::from_millis(50), || {
         let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", name, "-n", "500"]));
-        logs.iter().any(|l| l == line).then_some(logs)
+        if logs.iter().any(|l| l == line) { Ok(logs) } else { Err(logs) }
     })
+    .unwrap_or_else(|logs| panic!("timed out waiting for {line:?} in the log of {name}: {logs:#?}"))
 }
 
 /// No mount of the host names the agent's directory or the attacked one.
@@ -126,6 +127,8 @@ async fn a_slug_path_with_overlay_option_syntax_does_not_change_the_dynos_app() 
     // component is a real directory beneath the root, so it is a valid slug.
     let real = root.join("real");
     std::fs::create_dir_all(real.join("app")).expect("real app");
+    // `<root>/s` too: the first `lowerdir=` of the spliced string must exist.
+    std::fs::create_dir_all(root.join("s")).expect("s");
     let slug = PathBuf::from(format!("{}/s,lowerdir=/etc:{}", show(&root), show(&real)));
     std::fs::create_dir_all(slug.join("app")).expect("slug app");
     std::fs::write(slug.join("app/slug-marker"), "mine\n").expect("marker");
