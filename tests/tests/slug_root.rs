@@ -64,7 +64,11 @@ async fn refused(a: &TestAgent, what: &str, slug: &Path, needles: &[&str]) {
         st.message()
     );
     for n in needles {
-        assert!(st.message().contains(n), "{what}: {n:?} missing from {:?}", st.message());
+        assert!(
+            st.message().contains(n),
+            "{what}: {n:?} missing from {:?}",
+            st.message()
+        );
     }
     assert!(
         blocking(|| a.ps()).is_empty(),
@@ -76,7 +80,11 @@ async fn refused(a: &TestAgent, what: &str, slug: &Path, needles: &[&str]) {
 fn wait_line(a: &TestAgent, name: &str, line: &str) -> Vec<String> {
     poll(DEADLINE, Duration::from_millis(50), || {
         let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", name, "-n", "500"]));
-        if logs.iter().any(|l| l == line) { Ok(logs) } else { Err(logs) }
+        if logs.iter().any(|l| l == line) {
+            Ok(logs)
+        } else {
+            Err(logs)
+        }
     })
     .unwrap_or_else(|logs| panic!("timed out waiting for {line:?} in the log of {name}: {logs:#?}"))
 }
@@ -106,7 +114,13 @@ async fn an_app_symlink_to_a_root_only_host_directory_is_refused_and_the_directo
     let via = a.dir.path().join("slugs/via");
     symlink(host.path(), &via).expect("slug -> host dir");
     std::fs::create_dir_all(host.path().join("app")).expect("host app");
-    refused(&a, "slug symlinked to a host directory", &via, &["leaves slug_dir_root"]).await;
+    refused(
+        &a,
+        "slug symlinked to a host directory",
+        &via,
+        &["leaves slug_dir_root"],
+    )
+    .await;
     std::fs::remove_dir(host.path().join("app")).expect("rmdir");
 
     let after = (owner_mode(host.path()), owner_mode(&host.path().join("secret")));
@@ -135,17 +149,30 @@ async fn a_slug_path_with_overlay_option_syntax_does_not_change_the_dynos_app() 
     assert!(show(&slug.join("app")).contains(",lowerdir=/etc:"));
 
     let mut c = a.client().await;
-    let cmd = "for f in /app/*; do echo \"entry ${f#/app/}\"; done; echo listed; exec sleep 600";
+    let cmd = "for f in /app/*; do echo \"entry ${f#/app/}\"; done; \
+               echo \"owners $(stat -c %u /app) $(stat -c %u /app/slug-marker) $(id -u)\"; \
+               echo listed; exec sleep 600";
     let started = c.start_dyno(start_req("shop", "worker.1", &slug, cmd)).await;
     match started {
         Ok(_) => {
             let logs = blocking(|| wait_line(&a, "worker.1", "listed"));
             let entries: Vec<&str> = logs.iter().filter_map(|l| l.strip_prefix("entry ")).collect();
             assert!(
-                !entries.iter().any(|e| ["passwd", "hostname", "hosts", "os-release"].contains(e)),
+                !entries
+                    .iter()
+                    .any(|e| ["passwd", "hostname", "hosts", "os-release"].contains(e)),
                 "the dyno's /app shows the host's /etc: {entries:?}"
             );
             assert_eq!(entries, ["slug-marker"], "the dyno's /app is the slug's app/");
+            // Still chowned to the dyno (the walk by fd), not on the host.
+            let owners = logs
+                .iter()
+                .find_map(|l| l.strip_prefix("owners "))
+                .expect("owners line");
+            let ids: Vec<&str> = owners.split(' ').collect();
+            assert!(ids.len() == 3 && ids[0] == ids[2] && ids[1] == ids[2], "{owners}");
+            assert_ne!(ids[2], "0", "{owners}");
+            assert_eq!(owner_mode(&slug.join("app/slug-marker")).0, 0, "chowned on the host");
         }
         // Refusing such a path would do too, as long as the field is named.
         Err(st) => {

@@ -34,8 +34,16 @@ pub fn open_dir(root: &Path) -> io::Result<OwnedFd> {
 /// opened itself, not followed (see [`kind`]). Fails with `EXDEV` when the
 /// path leaves `dir`.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, follow_last: bool) -> io::Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    let flags = if follow_last { opath() } else { opath() | OFlag::O_NOFOLLOW };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let flags = if follow_last {
+        opath()
+    } else {
+        opath() | OFlag::O_NOFOLLOW
+    };
     let how = OpenHow::new()
         .flags(flags)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -101,7 +109,11 @@ mod tests {
         assert_eq!(kind(&via).unwrap(), Kind::Dir);
         assert!(open_beneath(r.as_fd(), Path::new("/proc/self/root"), true).is_err());
         let e = open_beneath(r.as_fd(), Path::new("abs"), true).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "a trailing symlink out is refused too");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EXDEV),
+            "a trailing symlink out is refused too"
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl SlugCache {
 
     /// Accepts directory slugs beneath `root` from now on.
     pub fn allow_dir_root(&self, root: &Path) -> Result<(), SlugError> {
-        let root = DirRoot::new(root).map_err(|e| SlugError::Internal(format!("slug_dir_root {}: {e}", root.display())))?;
+        let root =
+            DirRoot::new(root).map_err(|e| SlugError::Internal(format!("slug_dir_root {}: {e}", root.display())))?;
         self.dir_roots.lock().unwrap_or_else(|e| e.into_inner()).push(root);
         Ok(())
     }
@@ -133,7 +134,7 @@ impl SlugCache {
             Local::Dir => {
                 let roots = self.dir_roots.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 tokio::task::spawn_blocking(move || directory_slug(&path, &roots, expected.is_some()))
-                .await
+                    .await
                     .map_err(|e| SlugError::Internal(format!("directory slug task: {e}")))?
             }
             Local::Tarball => {

@@ -123,7 +123,7 @@ pub(super) fn directory_slug(path: &Path, roots: &[DirRoot], has_sha256: bool) -
     }) else {
         let allowed: Vec<String> = roots.iter().map(|r| r.given.display().to_string()).collect();
         return Err(invalid(format!(
-            "{shown}: a directory slug must lie under slug_dir_root ({})",
+            "{shown}: a directory slug must lie under slug_dir_root (accepted here: {})",
             allowed.join(", ")
         )));
     };

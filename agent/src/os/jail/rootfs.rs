@@ -91,7 +91,11 @@ fn chown_dir(fd: OwnedFd, uid: u32, gid: u32) -> io::Result<()> {
             },
         };
         if kind == Type::Directory {
-            chown_dir(nix::fcntl::openat(&dir, name.as_c_str(), flags, Mode::empty())?, uid, gid)?;
+            chown_dir(
+                nix::fcntl::openat(&dir, name.as_c_str(), flags, Mode::empty())?,
+                uid,
+                gid,
+            )?;
         } else {
             nix::unistd::fchownat(&dir, name.as_c_str(), owner, group, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         }

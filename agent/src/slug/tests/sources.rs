@@ -49,7 +49,11 @@ async fn directory_slugs_need_a_root_and_stay_beneath_it() {
         (root.join("linked"), "app is a symlink"),
     ] {
         let err = c.resolve(path.to_str().unwrap(), None).await.unwrap_err();
-        assert!(slug_field(&err) && message(&err).contains(needle), "{}: {err}", path.display());
+        assert!(
+            slug_field(&err) && message(&err).contains(needle),
+            "{}: {err}",
+            path.display()
+        );
     }
     // A symlink that stays inside is fine; the result is the real path.
     let s = c.resolve(root.join("alias").to_str().unwrap(), None).await.unwrap();
