@@ -21,12 +21,16 @@ fn key(line: &str) -> String {
     line.split('=').next().unwrap_or("").trim().to_string()
 }
 
-/// Writes the first configuration of agent `n`: `FAST`, overridden by the
-/// keys `extra` repeats, then `extra`.
+/// Writes the first configuration of agent `n`: `FAST` and `slug_dir_root`
+/// (the agent's own directory, where [`TestAgent::slug`] writes), each
+/// overridden by the keys `extra` repeats, then `extra`.
 pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Path, extra: &str) {
     let extra_keys: Vec<String> = extra.lines().map(key).filter(|k| !k.is_empty()).collect();
+    let dir = config.parent().expect("the agent's directory");
+    let slug_root = format!("slug_dir_root = \"{}\"", dir.display());
     let fast: String = FAST
         .lines()
+        .chain([slug_root.as_str()])
         .filter(|l| !extra_keys.contains(&key(l)))
         .map(|l| format!("{l}\n"))
         .collect();

@@ -984,8 +984,9 @@ fn tls_config(port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> S
         cert.display(),
         key.display()
     );
-    if let Some(ca) = client_ca {
-        extra.push_str(&format!("tls_client_ca = \"{}\"\n", ca.display()));
+    match client_ca {
+        Some(ca) => extra.push_str(&format!("tls_client_ca = \"{}\"\n", ca.display())),
+        None => extra.push_str("listen_without_client_auth = true\n"),
     }
     extra
 }

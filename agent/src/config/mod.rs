@@ -56,6 +56,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: when set, TCP clients must present a certificate it signed.
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve `listen` without `tls_client_ca`: anyone who can connect (a dyno
+    /// too) may then use the whole API. Off: such a configuration is refused.
+    pub listen_without_client_auth: bool,
     /// PEM CA bundle to verify an `https://` scheduler with (default: the
     /// system's web PKI roots are not used; without it `https` is refused).
     pub scheduler_ca: Option<PathBuf>,
@@ -153,6 +156,9 @@ pub struct Config {
     /// A cached slug no dyno has used for this long is removed.
     #[serde(with = "humantime_serde")]
     pub slug_cache_grace: Duration,
+    /// The only directory under which directory slugs (a path holding `app/`,
+    /// used in place) are accepted; no default: without it they are refused.
+    pub slug_dir_root: Option<PathBuf>,
     /// Development only: without a configured stack, run dynos on the host,
     /// unjailed, as root. Off by default: the agent then refuses such starts.
     pub allow_unjailed: bool,
@@ -175,6 +181,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            listen_without_client_auth: false,
             scheduler_ca: None,
             heartbeat_interval: Duration::from_secs(5),
             report_backoff_max: Duration::from_secs(30),
@@ -220,6 +227,7 @@ impl Default for Config {
             slug_retry_backoff: Duration::from_secs(1),
             slug_retry_backoff_max: Duration::from_secs(30),
             slug_cache_grace: Duration::from_secs(3600),
+            slug_dir_root: None,
             allow_unjailed: false,
             default_size: "standard-1x".into(),
             sizes: default_sizes(),

@@ -176,3 +176,48 @@ fn log_rate_keys_default_to_the_documented_bound_and_refuse_zero() {
         }
     );
 }
+
+#[test]
+fn listen_without_a_client_ca_needs_the_explicit_override() {
+    let t = tempfile::tempdir().unwrap();
+    let (cert, key) = (t.path().join("c.pem"), t.path().join("k.pem"));
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let base = format!(
+        "listen = \"127.0.0.1:7443\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let err = load(&base, &[], &Overrides::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("tls_client_ca") && err.contains("listen_without_client_auth = true"),
+        "{err}"
+    );
+    let c = load(
+        &format!("{base}listen_without_client_auth = true\n"),
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(c.listen_without_client_auth && c.tls_client_ca.is_none());
+    assert!(!load("", &[], &Overrides::default()).unwrap().listen_without_client_auth);
+}
+
+#[test]
+fn slug_dir_root_has_no_default_and_must_be_an_absolute_directory() {
+    assert_eq!(load("", &[], &Overrides::default()).unwrap().slug_dir_root, None);
+    let t = tempfile::tempdir().unwrap();
+    let c = load(
+        &format!("slug_dir_root = \"{}\"\n", t.path().display()),
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.slug_dir_root.as_deref(), Some(t.path()));
+    for bad in ["slugs", "/nonexistent/slug/root"] {
+        let err = load(&format!("slug_dir_root = \"{bad}\"\n"), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slug_dir_root"), "{bad}: {err}");
+    }
+}

@@ -111,6 +111,13 @@ impl Config {
             if self.tls_cert.is_none() || self.tls_key.is_none() {
                 p.push("listen: needs tls_cert and tls_key (the TCP API is served with TLS only)".into());
             }
+            if self.tls_client_ca.is_none() && !self.listen_without_client_auth {
+                p.push(
+                    "listen: needs tls_client_ca (client certificates), or listen_without_client_auth = true \
+                     to serve the whole API to anyone who can connect, dynos included"
+                        .into(),
+                );
+            }
         } else if self.tls_client_ca.is_some() {
             p.push("tls_client_ca: only applies with listen".into());
         }
@@ -174,6 +181,13 @@ impl Config {
         }
         if self.slug_fetch_retries > 100 {
             p.push("slug_fetch_retries: must be at most 100".into());
+        }
+        if let Some(root) = &self.slug_dir_root {
+            if !root.is_absolute() {
+                p.push(format!("slug_dir_root: {} must be an absolute path", root.display()));
+            } else if !root.is_dir() {
+                p.push(format!("slug_dir_root: {} is not a directory", root.display()));
+            }
         }
         p
     }

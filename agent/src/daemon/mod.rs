@@ -44,6 +44,16 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         Some(addr) => Some((addr.clone(), listen::server_tls(&cfg)?)),
         None => None,
     };
+    if let Some(addr) = &cfg.listen
+        && cfg.tls_client_ca.is_none()
+    {
+        // Allowed only by listen_without_client_auth (see config validation).
+        warn!(
+            listen = %addr,
+            "listen_without_client_auth: the TCP API asks no client certificate (no tls_client_ca); \
+             anyone who can connect, a dyno included, may list, start and stop dynos and read every app's logs"
+        );
+    }
     crate::private::create_state_dir(&cfg.state_dir)
         .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     let _lock = lock_state_dir(&cfg.state_dir)?;

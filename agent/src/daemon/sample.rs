@@ -1,6 +1,7 @@
 //! The quick-start sample app (`dynoagent --sample`): a static page served by
 //! busybox httpd on $PORT, started as `sample/web.1` through the same path
-//! as `StartDyno`.
+//! as `StartDyno`. Its directory (under the state directory) is accepted as
+//! a directory slug root of its own: the sample needs no `slug_dir_root`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub(super) async fn start_sample(engine: &Engine, cfg: &Config, slugs: &Arc<Slug
         app.join("public/index.html"),
         "<!doctype html><title>dynoagent sample</title><h1>Hello from a dyno</h1>\n",
     )?;
+    // The sample's own directory is a directory slug root of its own, so
+    // that it runs without `slug_dir_root` (it holds only what is written here).
+    slugs.allow_dir_root(&root)?;
     // The command comes from the Procfile; size and stack are the defaults.
     let request = pb::StartDynoRequest {
         app: "sample".into(),

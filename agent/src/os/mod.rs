@@ -13,6 +13,8 @@
 //!   lines, children, pid namespaces);
 //! - `child`: what a forked child may do before exec (only async-signal-safe
 //!   syscalls) and how it reports a failed step to its parent;
+//! - [`resolve`]: `openat2` path resolution that symlinks cannot lead out
+//!   of a directory, real paths of fds, fds named as paths for mount options;
 //! - [`spawn`]: the fork→exec child of an unjailed run ([`ExecPlan`],
 //!   [`spawn_command`]);
 //! - [`jail`]: a jailed run: the dyno's init (PID 1 of its pid namespace),
@@ -26,6 +28,7 @@ pub mod fd;
 pub mod jail;
 pub mod process;
 pub mod procfs;
+pub mod resolve;
 pub mod spawn;
 
 pub use self::fd::{pipe, redirect};

@@ -20,7 +20,7 @@ use crate::unpack::Limits;
 
 use super::error::{failure_error, internal, invalid, unpack_error};
 use super::fetch::{self, FetchOptions, Fetcher};
-use super::source::{Local, Source, directory_slug, sha256_file};
+use super::source::{DirRoot, Local, Source, directory_slug, sha256_file};
 use super::{Outcome, Slug, SlugError, valid_digest};
 
 /// Source as given, expected digest.
@@ -33,6 +33,8 @@ pub struct SlugCache {
     limits: Limits,
     pub(super) grace: Duration,
     fetcher: Fetcher,
+    /// Where directory slugs are accepted (`slug_dir_root`, the sample's).
+    dir_roots: Mutex<Vec<DirRoot>>,
     flights: Mutex<HashMap<FlightKey, watch::Receiver<Option<Outcome>>>>,
     /// When each cached digest was last resolved or seen in use. Taken around
     /// every hit, insertion and GC decision, so GC never removes an entry a
@@ -44,12 +46,24 @@ impl SlugCache {
     /// The cache of `cfg.state_dir`, with the configured limits, fetch
     /// options and grace period.
     pub fn from_config(cfg: &Config) -> Result<Arc<SlugCache>, SlugError> {
-        SlugCache::open(
+        let cache = SlugCache::open(
             &cfg.state_dir.join("slugs"),
             cfg.slug_limits(),
             FetchOptions::from_config(cfg),
             cfg.slug_cache_grace,
-        )
+        )?;
+        if let Some(root) = &cfg.slug_dir_root {
+            cache.allow_dir_root(root)?;
+        }
+        Ok(cache)
+    }
+
+    /// Accepts directory slugs beneath `root` from now on.
+    pub fn allow_dir_root(&self, root: &Path) -> Result<(), SlugError> {
+        let root =
+            DirRoot::new(root).map_err(|e| SlugError::Internal(format!("slug_dir_root {}: {e}", root.display())))?;
+        self.dir_roots.lock().unwrap_or_else(|e| e.into_inner()).push(root);
+        Ok(())
     }
 
     /// Opens (creating) the cache directory, removes what a crash left half
@@ -57,6 +71,8 @@ impl SlugCache {
     /// grace period.
     pub fn open(dir: &Path, limits: Limits, fetch: FetchOptions, grace: Duration) -> Result<Arc<SlugCache>, SlugError> {
         fs::create_dir_all(dir).map_err(|e| internal(dir, e))?;
+        // Its real path: the dyno's init refuses any symlink on an app's path.
+        let dir = &dir.canonicalize().map_err(|e| internal(dir, e))?;
         let now = Instant::now();
         let mut used = HashMap::new();
         for entry in fs::read_dir(dir).map_err(|e| internal(dir, e))? {
@@ -79,6 +95,7 @@ impl SlugCache {
             limits,
             grace,
             fetcher: Fetcher::new(fetch),
+            dir_roots: Mutex::new(Vec::new()),
             flights: Mutex::new(HashMap::new()),
             used: Mutex::new(used),
         }))
@@ -114,9 +131,12 @@ impl SlugCache {
             Source::Path(path) => path,
         };
         match super::source::inspect(&path, self.limits.compressed_bytes).await? {
-            Local::Dir => tokio::task::spawn_blocking(move || directory_slug(&path, expected.is_some()))
-                .await
-                .map_err(|e| SlugError::Internal(format!("directory slug task: {e}")))?,
+            Local::Dir => {
+                let roots = self.dir_roots.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                tokio::task::spawn_blocking(move || directory_slug(&path, &roots, expected.is_some()))
+                    .await
+                    .map_err(|e| SlugError::Internal(format!("directory slug task: {e}")))?
+            }
             Local::Tarball => {
                 if let Some(slug) = expected.as_deref().and_then(|d| self.hit(d)) {
                     return Ok(slug);

@@ -7,11 +7,17 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+
 use super::JailPlan;
 use crate::os::cvt;
+use crate::os::resolve::{fd_path, open_dir_no_symlinks};
 
 fn c(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
@@ -52,15 +58,47 @@ fn mknod(path: &Path, major: u32, minor: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
 }
 
+/// Gives the directory `dir` and everything under it to `uid:gid`, walking
+/// by fd: no symlink is followed, not even one that replaced a directory
+/// while the walk ran.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
-    for entry in std::fs::read_dir(dir)? {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(dir, flags, Mode::empty())?;
+    chown_dir(fd, uid, gid)
+}
+
+fn chown_dir(fd: OwnedFd, uid: u32, gid: u32) -> io::Result<()> {
+    use nix::dir::{Dir, Type};
+    let (owner, group) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    nix::unistd::fchown(&fd, owner, group)?;
+    let mut dir = Dir::from_fd(fd)?;
+    let mut entries = Vec::new();
+    for entry in dir.iter() {
         let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            chown_tree(&path, uid, gid)?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            entries.push((name, entry.file_type()));
+        }
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    for (name, kind) in entries {
+        let kind = match kind {
+            Some(k) => k,
+            None => match nix::sys::stat::fstatat(&dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?.st_mode
+                & libc::S_IFMT
+            {
+                libc::S_IFDIR => Type::Directory,
+                _ => Type::File,
+            },
+        };
+        if kind == Type::Directory {
+            chown_dir(
+                nix::fcntl::openat(&dir, name.as_c_str(), flags, Mode::empty())?,
+                uid,
+                gid,
+            )?;
         } else {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+            nix::unistd::fchownat(&dir, name.as_c_str(), owner, group, AtFlags::AT_SYMLINK_NOFOLLOW)?;
         }
     }
     Ok(())
@@ -115,11 +153,22 @@ pub(super) fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
     bind(&plan.stack, root, MS_RDONLY | MS_NOSUID | MS_NODEV).map_err(at(5))?;
 
     let app = root.join("app");
+    // The layers go by fd (`/proc/self/fd/N`): no path, from a request or
+    // from the configuration, ever reaches the option string (overlayfs
+    // splits it on `,` and `:`). The slug's `app/` is a real path (the agent
+    // resolved it); a symlink put anywhere on it since then is refused.
+    let layers = (|| {
+        let lower = open_dir_no_symlinks(&plan.app)?;
+        let upper = std::fs::File::open(&upper)?;
+        let work = std::fs::File::open(&work)?;
+        Ok::<_, io::Error>((lower, upper, work))
+    })()
+    .map_err(at(6))?;
     let lower = format!(
         "lowerdir={},upperdir={},workdir={}",
-        plan.app.display(),
-        upper.display(),
-        work.display()
+        fd_path(&layers.0).display(),
+        fd_path(&layers.1).display(),
+        fd_path(&layers.2).display()
     );
     // metacopy: the chown below copies up metadata only, not file data.
     mount(
@@ -131,6 +180,7 @@ pub(super) fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
     )
     .or_else(|_| mount(None, &app, Some("overlay"), MS_NOSUID | MS_NODEV, Some(&lower)))
     .map_err(at(6))?;
+    drop(layers);
     chown_tree(&app, plan.uid, plan.gid).map_err(at(7))?;
 
     bind(&tmp, &root.join("tmp"), MS_NOSUID | MS_NODEV).map_err(at(8))?;

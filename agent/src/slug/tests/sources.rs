@@ -7,18 +7,57 @@ use super::*;
 async fn directory_slug_needs_app() {
     let dir = tempfile::tempdir().unwrap();
     let c = cache(dir.path());
+    c.allow_dir_root(dir.path()).unwrap();
     let root = dir.path().join("dirslug");
     fs::create_dir(&root).unwrap();
     let err = c.resolve(root.to_str().unwrap(), None).await.unwrap_err();
     assert!(message(&err).contains("no app/ directory"), "{err}");
     fs::create_dir(root.join("app")).unwrap();
     let s = c.resolve(&format!("file://{}", root.display()), None).await.unwrap();
-    assert!(s.app_dir.ends_with("app") && s.sha256.is_none());
+    assert_eq!(s.app_dir, root.canonicalize().unwrap().join("app"));
+    assert!(s.sha256.is_none());
     let err = c
         .resolve(root.to_str().unwrap(), Some(&"a".repeat(64)))
         .await
         .unwrap_err();
     assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn directory_slugs_need_a_root_and_stay_beneath_it() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+    for d in [root.join("ok/app"), root.join("linked"), outside.join("app")] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let slug_field = |e: &SlugError| matches!(e, SlugError::Invalid { field: "slug", .. });
+    // No root configured: refused, naming the key.
+    let err = c.resolve(root.join("ok").to_str().unwrap(), None).await.unwrap_err();
+    assert!(slug_field(&err) && message(&err).contains("slug_dir_root"), "{err}");
+    c.allow_dir_root(&root).unwrap();
+    assert!(c.resolve(root.join("ok").to_str().unwrap(), None).await.is_ok());
+    // Outside the root, lexically, through `..`, through a symlinked parent.
+    symlink(&outside, root.join("out")).unwrap();
+    symlink(&outside, root.join("linked/app")).unwrap();
+    symlink("ok", root.join("alias")).unwrap();
+    for (path, needle) in [
+        (outside.clone(), "must lie under slug_dir_root"),
+        (root.join("../outside"), "leaves slug_dir_root"),
+        (root.join("out"), "leaves slug_dir_root"),
+        (root.join("linked"), "app is a symlink"),
+    ] {
+        let err = c.resolve(path.to_str().unwrap(), None).await.unwrap_err();
+        assert!(
+            slug_field(&err) && message(&err).contains(needle),
+            "{}: {err}",
+            path.display()
+        );
+    }
+    // A symlink that stays inside is fine; the result is the real path.
+    let s = c.resolve(root.join("alias").to_str().unwrap(), None).await.unwrap();
+    assert_eq!(s.app_dir, root.canonicalize().unwrap().join("ok/app"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
