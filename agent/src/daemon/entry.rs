@@ -77,7 +77,13 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let result = runtime.block_on(super::run(cfg, flags.sample, signals()));
+    let result = runtime.block_on(async {
+        // The handlers are installed here, before the socket exists: a
+        // SIGTERM that arrives as soon as a client can connect ends the agent
+        // cleanly instead of by the default disposition.
+        let shutdown = signals();
+        super::run(cfg, flags.sample, shutdown).await
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -88,18 +94,22 @@ pub fn main() -> i32 {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT: the agent stops, dynos keep
+/// Installs the SIGTERM and SIGINT handlers now (inside the runtime) and
+/// returns what resolves on the first of them: the agent stops, dynos keep
 /// running. Never resolves when the handlers cannot be installed.
-async fn signals() {
+fn signals() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => info!("SIGTERM: shutting down, dynos keep running"),
-                _ = int.recv() => info!("SIGINT: shutting down, dynos keep running"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM: shutting down, dynos keep running"),
+                    _ = int.recv() => info!("SIGINT: shutting down, dynos keep running"),
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }
 
