@@ -13,6 +13,17 @@ fn chmod(p: &Path, m: u32) {
     fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
 }
 
+/// The directories of the state tree the tightening tests lay out.
+const STATE_DIRS: [&str; 7] = [
+    "",
+    "dynos",
+    "dynos/shop",
+    "runs",
+    "runs/r.1",
+    "runs/r.1/root",
+    "runs/r.1/rw",
+];
+
 #[test]
 fn files_and_directories_are_created_private() {
     let tmp = tempfile::tempdir().unwrap();
@@ -78,15 +89,7 @@ fn tighten_makes_the_private_trees_private_and_leaves_the_rest() {
     }
     chmod(&state.join("runs/r.1/root/bin/sh"), 0o755);
     std::os::unix::fs::symlink(&outside, state.join("dynos/shop/link.json")).unwrap();
-    for d in [
-        "",
-        "dynos",
-        "dynos/shop",
-        "runs",
-        "runs/r.1",
-        "runs/r.1/root",
-        "runs/r.1/rw",
-    ] {
+    for d in STATE_DIRS {
         chmod(&state.join(d), 0o755);
     }
 
@@ -102,15 +105,7 @@ fn tighten_makes_the_private_trees_private_and_leaves_the_rest() {
     ] {
         assert_eq!(mode(&state.join(f)), 0o600, "{f}");
     }
-    for d in [
-        "",
-        "dynos",
-        "dynos/shop",
-        "runs",
-        "runs/r.1",
-        "runs/r.1/root",
-        "runs/r.1/rw",
-    ] {
+    for d in STATE_DIRS {
         assert_eq!(mode(&state.join(d)), 0o700, "{d:?}");
     }
     assert_eq!(t.files, 7);

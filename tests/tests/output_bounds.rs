@@ -245,19 +245,13 @@ fn a_flood_at_a_tenth_of_a_core_is_dropped_and_counted_not_paid_by_the_host() {
     const WINDOW: Duration = Duration::from_secs(3);
     let a = TestAgent::start(&format!("log_max_bytes = 1048576\n{TENTH}"));
     let slug = a.slug("flood", &[]);
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    let slug = show(&slug);
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "worker.1",
-        "--size",
-        "tenth",
-        "--slug",
-        &show(&slug),
-        "--command",
-        "while :; do echo x; done",
-    ]);
+        &slug,
+        &["--size", "tenth", "--command", "while :; do echo x; done"],
+    ));
     let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| {
         d["state"] == "up" && d["pid"].is_u64()
     });

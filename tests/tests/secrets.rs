@@ -51,21 +51,13 @@ fn start_worker(a: &TestAgent) -> Value {
     let tgz = a.tarball("secret-slug", &[("hello.txt", &format!("{HELLO}\n"))]);
     let digest = dyno_agent::slug::sha256_file(&tgz).expect("sha256 of the tarball");
     let env = format!("DATABASE_URL={SECRET}");
-    a.ctl_ok(&[
-        "start",
-        "--app",
+    let tgz = show(&tgz);
+    a.ctl_ok(&start_args(
         "shop",
-        "--name",
         "worker.1",
-        "--slug",
-        &show(&tgz),
-        "--sha256",
-        &digest,
-        "--command",
-        READS_APP,
-        "--env",
-        &env,
-    ]);
+        &tgz,
+        &["--sha256", &digest, "--command", READS_APP, "--env", &env],
+    ));
     let d = a.wait_dyno("shop", "worker.1", "up with a pid", |d| {
         d["state"] == "up" && d["pid"].is_u64()
     });
