@@ -19,6 +19,7 @@
 //!   (fds, processes, procfs, the fork → exec child, and the jail: rootfs,
 //!   privileges, seccomp, the dyno's init and its report to the shim);
 //! - [`cgroup`]: the dynos' cgroups behind one trait (v1, v2, kill, probes);
+//!   [`net`]: a network namespace per run through CNI, the host's filter;
 //! - [`meter`]: the thread that bills every open run at each slice boundary
 //!   into the [`ledger`] (SQLite);
 //! - [`logs`]: log line format, rotation, tail and follow;
@@ -45,6 +46,7 @@ pub mod ledger;
 pub mod logs;
 pub mod meter;
 pub mod names;
+pub mod net;
 // The syscall boundary: the only module allowed `unsafe` (the workspace
 // denies it everywhere else), each block with a `// SAFETY:` comment.
 #[allow(unsafe_code)]

@@ -72,6 +72,26 @@ impl TestAgent {
     }
 }
 
+impl TestAgent {
+    /// Tears down every network namespace the agent recorded (CNI DEL: its
+    /// veth, address, NAT and port rules), as its next start would.
+    pub fn release_networks(&self) {
+        let overrides = dyno_agent::config::Overrides {
+            state_dir: Some(self.state.clone()),
+            ..Default::default()
+        };
+        let Ok(cfg) = dyno_agent::config::Config::load(Some(&self.config), std::iter::empty(), &overrides) else {
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        if let Ok(rt) = runtime
+            && let Err(e) = rt.block_on(dyno_agent::net::Network::release_all(&cfg))
+        {
+            eprintln!("releasing the agent's networks: {e:#}");
+        }
+    }
+}
+
 impl Drop for TestAgent {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -79,6 +99,7 @@ impl Drop for TestAgent {
             let _ = c.wait();
         }
         self.kill_runs();
+        self.release_networks();
         for dir in self.cgroup_dirs() {
             remove_cgroup_tree(&dir, Duration::from_secs(2));
         }

@@ -7,13 +7,16 @@ use std::path::Path;
 use crate::agent::TestAgent;
 use crate::cleanup::cgroup_parent;
 
-/// Lifecycle durations short enough for tests.
+/// Lifecycle durations short enough for tests, and no prepared networks
+/// (each agent would make and tear down eight; the network tests and the
+/// benchmark ask for them).
 pub const FAST: &str = r#"
 boot_timeout = "3s"
 stop_grace = "2s"
 restart_cooloffs = ["2s", "3s"]
 stable_window = "10m"
 cycling = false
+network_pool = 0
 "#;
 
 /// The key of a `key = value` line.

@@ -60,6 +60,7 @@ pub fn dyno_pb(v: &DynoView) -> pb::Dyno {
         one_off: v.one_off,
         stack: v.stack.clone(),
         slug_sha256: v.slug_sha256.clone().unwrap_or_default(),
+        address: v.address.clone().unwrap_or_default(),
         run_id: v.run_id.clone().unwrap_or_default(),
     }
 }

@@ -218,6 +218,17 @@ impl V1Dyno {
                 .set_swappiness(0)
                 .map_err(cgroups_failed("setting memory.swappiness of", memory_dir))?;
         }
+        // v1 does not charge socket buffers to the memory limit (v2 does):
+        // without this, a dyno pins host kernel memory in TCP buffers (the
+        // host-wide tcp_mem pool) far past its limit.
+        let tcp = memory_dir.join("memory.kmem.tcp.limit_in_bytes");
+        if tcp.exists() {
+            std::fs::write(&tcp, bytes.to_string()).map_err(|error| Error::Write {
+                path: tcp.clone(),
+                value: bytes.to_string(),
+                error,
+            })?;
+        }
 
         let (cpu, cpu_dir) = self.controller::<CpuController>("cpu")?;
         cpu.set_shares(limits.cpu_shares)

@@ -36,6 +36,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where dynos' network lives (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace per run, set up through CNI.
+    Isolated,
+    /// The host's own (development only).
+    Host,
+}
+
 /// The whole configuration. Field names are the TOML keys and, upper-cased
 /// with a `DYNOAGENT_` prefix, the environment variables.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +169,26 @@ pub struct Config {
     /// The only directory under which directory slugs (a path holding `app/`,
     /// used in place) are accepted; no default: without it they are refused.
     pub slug_dir_root: Option<PathBuf>,
+    /// `isolated` (a network namespace per run, through CNI) or `host`.
+    pub network: NetworkMode,
+    /// The CNI chain (a `.conflist`); unset: the built-in one (ptp with
+    /// NAT, then portmap; `agent/src/net/default.conflist`).
+    pub cni_config: Option<PathBuf>,
+    /// Where the chain's plugins are.
+    pub cni_bin_dir: PathBuf,
+    /// Ranges a dyno may not reach (besides the host, other dynos and
+    /// link-local, which it never reaches); a configured list replaces this.
+    pub network_deny: Vec<String>,
+    /// Ranges a dyno reaches although `network_deny` lists them.
+    pub network_allow: Vec<String>,
+    /// Nameservers of dynos' `/etc/resolv.conf`, reachable on port 53
+    /// whatever the lists say; unset: the host's.
+    pub network_dns: Option<Vec<std::net::Ipv4Addr>>,
+    /// Tracked connections a dyno may open (its share of the host's
+    /// conntrack table).
+    pub network_max_connections: u32,
+    /// Prepared networks kept ready, of each kind (with and without a port).
+    pub network_pool: usize,
     /// Development only: without a configured stack, run dynos on the host,
     /// unjailed, as root. Off by default: the agent then refuses such starts.
     pub allow_unjailed: bool,
@@ -228,6 +258,22 @@ impl Default for Config {
             slug_retry_backoff_max: Duration::from_secs(30),
             slug_cache_grace: Duration::from_secs(3600),
             slug_dir_root: None,
+            network: NetworkMode::Isolated,
+            cni_config: None,
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            network_deny: [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
+            network_allow: Vec::new(),
+            network_dns: None,
+            network_max_connections: 4096,
+            network_pool: 4,
             allow_unjailed: false,
             default_size: "standard-1x".into(),
             sizes: default_sizes(),

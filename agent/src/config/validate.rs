@@ -69,6 +69,30 @@ impl Config {
                 self.cgroup_parent
             ));
         }
+        for (key, list) in [
+            ("network_deny", &self.network_deny),
+            ("network_allow", &self.network_allow),
+        ] {
+            for range in list {
+                if !is_cidr(range) {
+                    p.push(format!(
+                        "{key}: {range:?} is not an address range like 10.0.0.0/8 or fc00::/7"
+                    ));
+                }
+            }
+        }
+        if self.network_max_connections == 0 {
+            p.push("network_max_connections: must be greater than zero".into());
+        }
+        if self.network_pool > 64 {
+            p.push("network_pool: must be at most 64".into());
+        }
+        if !self.cni_bin_dir.is_absolute() {
+            p.push(format!(
+                "cni_bin_dir: {} must be an absolute path",
+                self.cni_bin_dir.display()
+            ));
+        }
         if self.disk_limit < 1024 * 1024 {
             p.push("disk_limit: must be at least 1 MiB".into());
         }
@@ -191,4 +215,18 @@ impl Config {
         }
         p
     }
+}
+
+/// An IPv4 or IPv6 address, or a range of either in CIDR form.
+fn is_cidr(s: &str) -> bool {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let max = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => 32,
+        Ok(std::net::IpAddr::V6(_)) => 128,
+        Err(_) => return false,
+    };
+    len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max))
 }

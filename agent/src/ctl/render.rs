@@ -148,6 +148,7 @@ pub fn dyno_json(d: &pb::Dyno) -> Value {
             "code": x.code, "signal": x.signal, "reason": reason_name(x.reason), "at": x.at.map(ts)})),
         "next_restart_at": d.next_restart_at.map(ts),
         "one_off": d.one_off, "stack": d.stack, "slug_sha256": d.slug_sha256, "run_id": d.run_id,
+        "address": (!d.address.is_empty()).then_some(&d.address),
     })
 }
 

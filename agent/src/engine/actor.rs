@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::ledger::RunInfo;
 use crate::logs;
 use crate::meter::Meter;
+use crate::net::NetworkRef;
 use crate::runs::RunDir;
 use crate::supervisor::{Action, Ctx, Input, Policy, State, Supervision};
 use crate::time::{Clock, Time};
@@ -46,6 +47,10 @@ pub(super) struct Actor {
     pub(super) meter: Meter,
     /// Admission's bound on committed memory.
     pub(super) allocatable: u64,
+    /// The dynos' networks (`None` with `network = "host"`).
+    pub(super) network: Option<NetworkRef>,
+    /// Networks picked for prepared runs, until their spawn takes them.
+    pub(super) claims: std::collections::HashMap<String, crate::net::Claim>,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -142,6 +147,14 @@ impl Actor {
             Msg::Ended(key, input, usage) => {
                 self.meter_close(&input, usage);
                 self.step(&key, input);
+            }
+            Msg::Address(key, run_id, address) => {
+                if let Some(e) = self.dynos.get_mut(&key)
+                    && e.rec.sup.run.as_ref().is_some_and(|r| r.id == run_id)
+                {
+                    // Persisted with the Spawned step that follows.
+                    e.rec.address = Some(address);
+                }
             }
         }
     }
@@ -247,6 +260,7 @@ impl Actor {
             request_id: req.request_id,
             past_request_ids: VecDeque::new(),
             uid: self.allocate_uid()?,
+            address: None,
         };
         crate::private::create_dir_all(&self.paths.dynos.join(&key.0))
             .map_err(|e| Error::Internal(format!("state dir: {e}")))?;

@@ -91,11 +91,18 @@ impl Actor {
     }
 
     /// A port of `port_range` that no dyno has and that is free on the host.
+    /// With isolated networks, a prepared network's port when one waits
+    /// (see [`crate::net::Network::allocate_port`]).
     pub(super) fn allocate_port(&self) -> Result<u16> {
         let used: HashSet<u16> = self.dynos.values().filter_map(|e| e.rec.spec.port).collect();
-        free_port(self.cfg.port_range, &used, |p| {
-            std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
-        })
+        let bindable = |p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
+        match &self.network {
+            Some(net) => net.allocate_port(&used, bindable).ok_or_else(|| {
+                let r = self.cfg.port_range;
+                Error::ResourceExhausted(format!("no free port in {}-{}", r.first, r.last))
+            }),
+            None => free_port(self.cfg.port_range, &used, bindable),
+        }
     }
 
     /// The lowest uid of `uid_range` no other dyno has.

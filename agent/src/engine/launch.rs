@@ -57,6 +57,7 @@ pub(super) fn stale_run(run_prefix: &str, run_id: &str) -> Option<String> {
 impl Actor {
     /// Creates the run's directory and cgroup and writes its `spec.json`.
     pub(super) fn prepare_run(&mut self, key: &Key, run_id: &str) -> std::io::Result<()> {
+        self.dynos.get_mut(key).expect("present").rec.address = None;
         let rec = &self.dynos[key].rec;
         let dir = RunDir::new(&self.paths.runs, run_id);
         crate::private::create_dir_all(&dir.path)?;
@@ -74,7 +75,18 @@ impl Actor {
                         .procs_files(),
                     None => Vec::new(),
                 };
+                let (netns, resolv_conf) = match &self.network {
+                    Some(net) => {
+                        let claim = net.claim(run_id, rec.spec.port);
+                        let paths = (Some(claim.netns.clone()), Some(net.resolv_conf_path()));
+                        self.claims.insert(run_id.to_string(), claim);
+                        paths
+                    }
+                    None => (None, None),
+                };
                 Some(JailSpec {
+                    netns,
+                    resolv_conf,
                     stack: stack.clone(),
                     uid: rec.uid,
                     gid: rec.uid,
@@ -94,7 +106,10 @@ impl Actor {
             }
         };
         let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
-        runs::write_json_atomic(&dir.spec(), &spec)?;
+        if let Err(e) = runs::write_json_atomic(&dir.spec(), &spec) {
+            self.drop_claim(run_id);
+            return Err(e);
+        }
         // Keep the previous run's directory for its logs; drop older ones.
         if let Some(old) = stale_run(&rec.sup.run_prefix, run_id) {
             self.remove_run_dir(&old);
@@ -117,8 +132,17 @@ impl Actor {
         }
     }
 
-    /// Starts the shim of a prepared run, off the actor; reports
-    /// `Spawned`, then `Ended` when the shim is gone (or `SpawnFailed`).
+    /// Releases the network picked for a run that will not be spawned.
+    pub(super) fn drop_claim(&mut self, run_id: &str) {
+        if let (Some(net), Some(_)) = (self.network.clone(), self.claims.remove(run_id)) {
+            let run_id = run_id.to_string();
+            tokio::spawn(async move { net.release_run(&run_id).await });
+        }
+    }
+
+    /// Starts the shim of a prepared run, off the actor (its network first,
+    /// when it has one); reports `Spawned`, then `Ended` when the shim is
+    /// gone and its network torn down (or `SpawnFailed`).
     pub(super) fn spawn(&mut self, key: &Key, run_id: String) {
         let cgroups = self.cgroups.clone();
         let clock = self.clock;
@@ -126,7 +150,24 @@ impl Actor {
         let dir = RunDir::new(&self.paths.runs, &run_id);
         let tx = self.tx.clone();
         let key = key.clone();
+        let network = self.network.clone().zip(self.claims.remove(&run_id));
         tokio::spawn(async move {
+            if let Some((net, claim)) = &network {
+                match net.setup(claim).await {
+                    Ok(lease) => {
+                        if let Some(address) = lease.address() {
+                            let _ = tx.send(Msg::Address(key.clone(), run_id.clone(), address));
+                        }
+                    }
+                    Err(e) => {
+                        warn!(app = %key.0, dyno = %key.1, %run_id, error = %e, "network setup failed");
+                        let error = format!("network: {e}");
+                        let _ = tx.send(Msg::Run(key, Input::SpawnFailed { run_id, error }));
+                        return;
+                    }
+                }
+            }
+            let net = network.map(|(net, _)| net);
             let input = match spawn_shim(&exe, &run_id, &dir).await {
                 Ok((shim_pid, exec)) => {
                     let _ = tx.send(Msg::Run(
@@ -137,11 +178,17 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, clock).await;
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id.clone(), cgroups, clock).await;
+                    if let Some(net) = &net {
+                        net.release_run(&run_id).await;
+                    }
                     Msg::Ended(key, input, usage)
                 }
                 Err(error) => {
                     warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
+                    if let Some(net) = &net {
+                        net.release_run(&run_id).await;
+                    }
                     Msg::Run(key, Input::SpawnFailed { run_id, error })
                 }
             };
@@ -157,9 +204,22 @@ impl Actor {
         };
         let tx = self.tx.clone();
         let k = key.clone();
+        let network = self.network.clone();
         let task = tokio::spawn(async move {
             loop {
-                let probe = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                // The dyno itself: with an isolated network its own address,
+                // never whatever answers on the host's port.
+                let host = match &network {
+                    Some(net) => match net.address_of(&run_id) {
+                        Some(a) => a,
+                        None => {
+                            tokio::time::sleep(PORT_PROBE).await;
+                            continue;
+                        }
+                    },
+                    None => std::net::Ipv4Addr::LOCALHOST,
+                };
+                let probe = tokio::net::TcpStream::connect((host, port));
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
                     let _ = tx.send(Msg::Run(k, Input::PortBound { run_id }));
                     return;

@@ -16,6 +16,8 @@ fn jail() -> JailSpec {
         nofile: 10_000,
         cgroup_procs: Vec::new(),
         oom_score_adj: 800,
+        netns: None,
+        resolv_conf: None,
     }
 }
 

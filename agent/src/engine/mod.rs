@@ -78,6 +78,8 @@ enum Msg {
     Run(Key, Input),
     /// A run's shim is gone: how it ended, and its cgroup's last usage.
     Ended(Key, Input, Option<cgroup::Usage>),
+    /// The address of a run's network, once set up.
+    Address(Key, String, std::net::Ipv4Addr),
 }
 
 /// A cheap, cloneable handle to the engine.
@@ -179,6 +181,12 @@ pub async fn start(
         cfg.memory_reserve,
         cfg.memory_overcommit,
     );
+    // Before re-adoption: what a crashed agent left is torn down, the
+    // networks of live runs are kept.
+    let network = crate::net::Network::open(&cfg).await?;
+    if let Some(net) = &network {
+        net.sweep(&live_networks(&paths.runs)).await;
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
         cgroups,
@@ -191,9 +199,38 @@ pub async fn start(
         events,
         meter: meter.clone(),
         allocatable,
+        network: network.clone(),
+        claims: Default::default(),
         tx: tx.clone(),
     };
     actor.recover()?;
-    let task = tokio::spawn(actor.run(rx, shutdown));
+    let task = match network {
+        // The pool fills once re-adoption has settled the ports dynos hold,
+        // and ends with the actor.
+        Some(net) => {
+            let (stop_pool, pool_stopped) = oneshot::channel::<()>();
+            let pool = tokio::spawn(net.run_pool(async {
+                let _ = pool_stopped.await;
+            }));
+            tokio::spawn(async move {
+                actor.run(rx, shutdown).await;
+                let _ = stop_pool.send(());
+                let _ = pool.await;
+            })
+        }
+        None => tokio::spawn(actor.run(rx, shutdown)),
+    };
     Ok((Engine { tx, meter }, task))
+}
+
+/// The network namespace of every run whose shim lives, by run id (from
+/// its spec).
+fn live_networks(runs_root: &std::path::Path) -> std::collections::HashMap<String, std::path::PathBuf> {
+    crate::runs::live_shims(runs_root)
+        .into_iter()
+        .filter_map(|(run_id, _)| {
+            let spec = crate::runs::RunDir::new(runs_root, &run_id).read_spec().ok()??;
+            Some((run_id, spec.jail?.netns?))
+        })
+        .collect()
 }

@@ -91,6 +91,10 @@ pub struct DynoRecord {
     /// The dyno's own unprivileged uid (and gid), from `uid_range`.
     #[serde(default)]
     pub uid: u32,
+    /// The address of its current run's network namespace
+    /// (`network = "isolated"`), once set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// A dyno as the API and `dynoctl` show it.
@@ -116,6 +120,9 @@ pub struct DynoView {
     pub stack: String,
     pub slug_sha256: Option<String>,
     pub run_id: Option<String>,
+    /// The dyno's own address (its network namespace's), when isolated.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 impl DynoRecord {
@@ -142,6 +149,7 @@ impl DynoRecord {
             stack: s.stack.clone(),
             slug_sha256: s.slug_sha256.clone(),
             run_id: run.map(|r| r.id.clone()),
+            address: self.address.filter(|_| self.sup.running()).map(|a| a.to_string()),
         }
     }
 }

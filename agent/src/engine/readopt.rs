@@ -79,6 +79,7 @@ impl Actor {
             let tx = self.tx.clone();
             let k = key.clone();
             let run_id = run.id.clone();
+            let network = self.network.clone();
             tokio::spawn(async move {
                 // The shim may still be starting its command.
                 let exec = loop {
@@ -100,7 +101,10 @@ impl Actor {
                         },
                     ));
                 }
-                let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, clock).await;
+                let (input, usage) = watch_exit(shim_pid, dir, run_id.clone(), cgroups, clock).await;
+                if let Some(net) = &network {
+                    net.release_run(&run_id).await;
+                }
                 let _ = tx.send(Msg::Ended(k, input, usage));
             });
             let state = self.dynos[key].rec.sup.state;

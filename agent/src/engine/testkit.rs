@@ -47,6 +47,7 @@ pub(super) fn record(name: &str, size: &str, state: State, uid: u32) -> DynoReco
         request_id: None,
         past_request_ids: VecDeque::new(),
         uid,
+        address: None,
     }
 }
 

@@ -26,6 +26,7 @@ use std::io;
 mod child;
 pub mod fd;
 pub mod jail;
+pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod resolve;

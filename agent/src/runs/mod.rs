@@ -77,6 +77,12 @@ pub struct JailSpec {
     /// `cgroup.procs` files the dyno's init joins before it starts anything.
     pub cgroup_procs: Vec<PathBuf>,
     pub oom_score_adj: i32,
+    /// The file keeping the run's network namespace (`None`: the host's).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The dyno's `/etc/resolv.conf` (with `netns`).
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// Written by the shim once the command is exec'd.
@@ -137,6 +143,10 @@ impl RunDir {
     pub fn rw(&self) -> PathBuf {
         self.path.join("rw")
     }
+    pub fn read_spec(&self) -> io::Result<Option<RunSpec>> {
+        read_json(&self.spec())
+    }
+
     pub fn read_exec(&self) -> io::Result<Option<ExecRecord>> {
         read_json(&self.exec())
     }

@@ -75,6 +75,8 @@ fn start_jailed(
         uid: j.uid,
         gid: j.gid,
         nofile: j.nofile,
+        netns: j.netns.clone(),
+        resolv_conf: j.resolv_conf.clone(),
     };
     let jailed = os::spawn_jailed(&plan, &exec, streams, &report_w, &j.cgroup_procs, j.oom_score_adj)?;
     drop(report_w);

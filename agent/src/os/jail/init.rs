@@ -1,5 +1,6 @@
 //! The dyno's init: PID 1 of its pid namespace. It waits for the shim's
-//! go-ahead (sent once it is in the dyno's cgroups), builds the root
+//! go-ahead (sent once it is in the dyno's cgroups), joins the run's network
+//! namespace, builds the root
 //! filesystem, joins a fresh session keyring, forks the command, then reaps
 //! every zombie, passes termination signals to every process of the dyno,
 //! and reports to the shim (see [`super::report`]) until the command has
@@ -24,6 +25,8 @@ pub(super) struct Child<'a> {
     pub streams: [BorrowedFd<'a>; 3],
     /// The kernel's highest capability number.
     pub cap_last: u32,
+    /// The run's network namespace (close-on-exec), joined first.
+    pub netns: Option<&'a std::os::fd::OwnedFd>,
 }
 
 fn send(report: BorrowedFd<'_>, message: Report) {
@@ -49,6 +52,12 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
     // Wait until the shim has put us into the dyno's cgroup.
     let mut byte = [0u8; 1];
     if !matches!(fd::read_full(go, &mut byte), Ok(1)) {
+        process::exit_now(1);
+    }
+    if let Some(ns) = child.netns
+        && let Err(e) = crate::os::netns::join(ns)
+    {
+        send(report, failed(16, &e));
         process::exit_now(1);
     }
     if let Err((step, e)) = rootfs::build_root(child.plan) {

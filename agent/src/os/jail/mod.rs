@@ -1,6 +1,7 @@
 //! A jailed run. The shim unshares a pid namespace and forks the dyno's
 //! init (`init.rs`, PID 1 there), puts it into the dyno's cgroups, then lets
-//! it go: the init builds the root filesystem (`rootfs.rs`), joins a fresh
+//! it go: the init joins the run's network namespace (when it has one),
+//! builds the root filesystem (`rootfs.rs`), joins a fresh
 //! session keyring (`keyring.rs`) and forks the command (`command.rs`),
 //! which drops its privileges (`privileges.rs`), installs the seccomp filter
 //! (`seccomp.rs`) and execs. The init tells the shim how it went in the
@@ -39,6 +40,10 @@ pub struct JailPlan {
     pub uid: u32,
     pub gid: u32,
     pub nofile: u64,
+    /// The file keeping the run's network namespace (`None`: the host's).
+    pub netns: Option<PathBuf>,
+    /// Bind-mounted on the stack's `/etc/resolv.conf` (when it has one).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A started jailed run.
@@ -65,6 +70,7 @@ pub fn spawn_jailed(
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
     let filter = seccomp::dyno_filter();
+    let netns = plan.netns.as_deref().map(super::netns::open).transpose()?;
     let (go_r, go_w) = fd::pipe()?;
     // SAFETY: unshare takes flags only; it affects the children forked next.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;
@@ -74,6 +80,7 @@ pub fn spawn_jailed(
         filter: &filter,
         streams: [streams[0].as_fd(), streams[1].as_fd(), streams[2].as_fd()],
         cap_last,
+        netns: netns.as_ref(),
     };
     let Some(init) = process::fork()? else {
         drop(go_w);

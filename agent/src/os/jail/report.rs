@@ -101,6 +101,8 @@ pub fn step_name(step: i32) -> &'static str {
         13 => "pivot_root",
         14 => "forking the command",
         15 => "joining a fresh session keyring",
+        16 => "joining the dyno's network namespace",
+        17 => "mounting /etc/resolv.conf",
         20 => "setsid",
         21 => "setting rlimits",
         22 => "chdir /app",

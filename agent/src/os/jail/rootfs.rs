@@ -260,6 +260,13 @@ pub(super) fn build_root(plan: &JailPlan) -> Result<(), (i32, io::Error)> {
     })()
     .map_err(at(11))?;
 
+    if let Some(resolv) = &plan.resolv_conf {
+        let target = root.join("etc/resolv.conf");
+        if target.is_file() {
+            bind(resolv, &target, MS_RDONLY | MS_NOSUID | MS_NODEV).map_err(at(17))?;
+        }
+    }
+
     // SAFETY: the pointer and length describe the hostname's bytes.
     cvt(unsafe { libc::sethostname(plan.hostname.as_ptr().cast(), plan.hostname.len()) }).map_err(at(12))?;
 

@@ -1,0 +1,178 @@
+//! What a dyno may reach, as iptables rules in two chains of the agent's
+//! own (`DYNO-IN-<network>` from INPUT, `DYNO-FWD-<network>` from FORWARD),
+//! matched on the dynos' subnets. Written whole with one `iptables-restore`
+//! at start (the chains are flushed and refilled, so a changed configuration
+//! takes effect); the jumps are added once. IPv6 needs no rules: a dyno's
+//! interface has IPv6 off (see [`crate::os::netns::create`]).
+//!
+//! Order in `DYNO-FWD`: replies pass; a dyno never reaches another dyno
+//! (directly or through a published port); from outside only published ports
+//! (DNAT) reach a dyno; past `max_conns` tracked connections a dyno's new
+//! ones are refused; link-local never; DNS to the configured resolvers;
+//! `allow` before `deny`; the rest (the internet, through NAT) passes.
+//! `DYNO-IN` refuses everything new from a dyno to the host itself.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+/// The filter's inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    /// The CNI network's name (chains are named after it).
+    pub network: String,
+    /// The dynos' IPv4 subnets.
+    pub subnets: Vec<String>,
+    /// IPv4 nameservers reachable on port 53.
+    pub dns: Vec<String>,
+    /// IPv4 ranges reachable although `deny` lists them.
+    pub allow: Vec<String>,
+    /// IPv4 ranges a dyno may not reach.
+    pub deny: Vec<String>,
+    /// Tracked connections a dyno may have open.
+    pub max_conns: u32,
+}
+
+/// `169.254.0.0/16`: link-local, where clouds serve instance metadata.
+const LINK_LOCAL: &str = "169.254.0.0/16";
+
+impl Rules {
+    fn chain(&self, kind: &str) -> String {
+        // iptables chain names are at most 28 characters.
+        let name: String = self.network.chars().take(28 - 5 - kind.len()).collect();
+        format!("DYNO-{kind}-{name}")
+    }
+
+    /// The chain of the INPUT hook.
+    pub fn input_chain(&self) -> String {
+        self.chain("IN")
+    }
+
+    /// The chain of the FORWARD hook.
+    pub fn forward_chain(&self) -> String {
+        self.chain("FWD")
+    }
+
+    /// The `iptables-restore --noflush` input that (re)fills both chains.
+    pub fn restore_script(&self) -> String {
+        let (input, fwd) = (self.input_chain(), self.forward_chain());
+        let reject = "-j REJECT --reject-with icmp-port-unreachable";
+        let reset = "-p tcp -j REJECT --reject-with tcp-reset";
+        let mut s = format!("*filter\n:{input} - [0:0]\n:{fwd} - [0:0]\n-F {input}\n-F {fwd}\n");
+        let mut add = |chain: &str, rule: String| {
+            s.push_str(&format!("-A {chain} {rule}\n"));
+        };
+        add(&input, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+        add(&input, reset.into());
+        add(&input, reject.into());
+        add(&fwd, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+        for src in &self.subnets {
+            for dst in &self.subnets {
+                add(&fwd, format!("-s {src} -d {dst} {reset}"));
+                add(&fwd, format!("-s {src} -d {dst} {reject}"));
+            }
+        }
+        for sub in &self.subnets {
+            add(&fwd, format!("-d {sub} -m conntrack --ctstate DNAT -j ACCEPT"));
+            add(&fwd, format!("-d {sub} {reject}"));
+        }
+        for sub in &self.subnets {
+            add(
+                &fwd,
+                format!(
+                    "-s {sub} -m conntrack --ctstate NEW -m connlimit --connlimit-above {} \
+                     --connlimit-mask 32 --connlimit-saddr {reject}",
+                    self.max_conns
+                ),
+            );
+            add(&fwd, format!("-s {sub} -d {LINK_LOCAL} {reject}"));
+            for ns in &self.dns {
+                for proto in ["udp", "tcp"] {
+                    add(&fwd, format!("-s {sub} -d {ns} -p {proto} --dport 53 -j ACCEPT"));
+                }
+            }
+            for a in &self.allow {
+                add(&fwd, format!("-s {sub} -d {a} -j ACCEPT"));
+            }
+            for d in &self.deny {
+                add(&fwd, format!("-s {sub} -d {d} {reset}"));
+                add(&fwd, format!("-s {sub} -d {d} {reject}"));
+            }
+            add(&fwd, format!("-s {sub} -j ACCEPT"));
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
+    /// The jumps into the chains: (hook, rule arguments).
+    pub fn jumps(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        for sub in &self.subnets {
+            out.push(("INPUT", vec!["-s".into(), sub.clone(), "-j".into(), self.input_chain()]));
+            for dir in ["-s", "-d"] {
+                out.push((
+                    "FORWARD",
+                    vec![dir.into(), sub.clone(), "-j".into(), self.forward_chain()],
+                ));
+            }
+        }
+        out
+    }
+
+    /// Fills the chains and adds the jumps that are missing (first in their
+    /// hook, so that no host rule lets a dyno's packet through before them).
+    pub async fn install(&self) -> Result<(), String> {
+        let mut child = tokio::process::Command::new("iptables-restore")
+            .args(["--noflush", "-w"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("iptables-restore: {e} (is iptables installed?)"))?;
+        let script = self.restore_script();
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| format!("iptables-restore: {e}"))?;
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("iptables-restore: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "iptables-restore of the dyno filter: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        for (hook, rule) in self.jumps() {
+            let with = |head: &[&str]| -> Vec<String> {
+                head.iter().map(|s| s.to_string()).chain(rule.iter().cloned()).collect()
+            };
+            if iptables(&with(&["-w", "-C", hook])).await.is_ok() {
+                continue;
+            }
+            iptables(&with(&["-w", "-I", hook, "1"])).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn iptables(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<(), String> {
+    let out = tokio::process::Command::new("iptables")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("iptables: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("iptables: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+#[cfg(test)]
+#[path = "filter_tests.rs"]
+mod tests;
