@@ -126,7 +126,8 @@ fn assert_no_host_mounts(a: &TestAgent) {
 }
 
 /// Stops every dyno and waits until no process any run of this agent started
-/// (command, init, shim) is left; then checks for leaked mounts.
+/// (command, init, shim) is left and every dyno is down; then checks for
+/// leaked mounts.
 fn assert_all_ended(a: &TestAgent) {
     a.ctl_ok(&["stop", "--all"]);
     let runs = a.state.join("runs");
@@ -144,6 +145,11 @@ fn assert_all_ended(a: &TestAgent) {
     assert!(!pids.is_empty(), "no run recorded a pid");
     wait_for("every process of every run to end", || {
         pids.iter().all(|p| !alive(*p)).then_some(())
+    });
+    // A run is settled (its network namespace torn down) before its dyno
+    // is `down`.
+    wait_for("every dyno to be down", || {
+        a.ps().iter().all(|d| d["state"] == "down").then_some(())
     });
     assert_no_host_mounts(a);
 }

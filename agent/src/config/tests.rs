@@ -221,3 +221,56 @@ fn slug_dir_root_has_no_default_and_must_be_an_absolute_directory() {
         assert!(err.contains("slug_dir_root"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn dynos_are_isolated_on_the_network_by_default() {
+    let c = load("", &[], &Overrides::default()).unwrap();
+    assert_eq!(c.network, NetworkMode::Isolated);
+    assert_eq!(c.cni_config, None, "the built-in chain");
+    assert_eq!(c.cni_bin_dir, PathBuf::from("/usr/lib/cni"));
+    assert_eq!(
+        c.network_deny,
+        [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "fc00::/7"
+        ]
+    );
+    assert!(c.network_allow.is_empty());
+    assert_eq!(c.network_dns, None, "the host's nameservers");
+    let c = load(
+        "network = \"host\"\nnetwork_dns = [\"1.1.1.1\"]\nnetwork_allow = [\"10.1.0.0/16\"]\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.network, NetworkMode::Host);
+    assert_eq!(c.network_dns, Some(vec![std::net::Ipv4Addr::new(1, 1, 1, 1)]));
+    assert_eq!(c.network_allow, ["10.1.0.0/16"]);
+}
+
+#[test]
+fn bad_network_keys_are_named() {
+    let err = load(
+        "network = \"bridged\"\nnetwork_deny = [\"10.0.0.0/40\", \"nope\"]\nnetwork_dns = [\"fd00::1\"]\n\
+         network_max_connections = 0\ncni_bin_dir = \"cni\"\nnetwork_allow = [\"fc00::/7\", \"::1/200\"]\n",
+        &[],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "key `network`: unknown variant `bridged`",
+        "key `network_dns`: invalid IPv4 address",
+        "network_max_connections: must be greater than zero",
+        "cni_bin_dir: cni must be an absolute path",
+        "network_deny: \"10.0.0.0/40\" is not an address range",
+        "network_deny: \"nope\"",
+        "network_allow: \"::1/200\"",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    assert!(!err.contains("\"fc00::/7\""), "an IPv6 range is a range: {err}");
+}

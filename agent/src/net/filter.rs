@@ -39,7 +39,7 @@ const LINK_LOCAL: &str = "169.254.0.0/16";
 impl Rules {
     fn chain(&self, kind: &str) -> String {
         // iptables chain names are at most 28 characters.
-        let name: String = self.network.chars().take(28 - 5 - kind.len()).collect();
+        let name: String = self.network.chars().take(28 - "DYNO--".len() - kind.len()).collect();
         format!("DYNO-{kind}-{name}")
     }
 
