@@ -86,11 +86,13 @@ fn main() {
         .prefix("jail-start-")
         .tempdir()
         .expect("tempdir");
-    let agent = TestAgent::start("");
+    // The host's network, like the OCI runtimes here (the isolated network's
+    // cost is `net_start`'s subject).
+    let agent = TestAgent::start("network = \"host\"");
     // The same agent without cgroups: no usable hierarchy under `cgroup_root`,
     // which `allow_unjailed` accepts (dynos are still jailed: the stack is set).
     let agent_nocg = TestAgent::start(&format!(
-        "allow_unjailed = true\ncgroup_root = \"{}\"",
+        "network = \"host\"\nallow_unjailed = true\ncgroup_root = \"{}\"",
         work.path().join("no-cgroups").display()
     ));
     let stack = stack().to_path_buf();

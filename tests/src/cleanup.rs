@@ -74,7 +74,8 @@ impl TestAgent {
 
 impl TestAgent {
     /// Tears down every network namespace the agent recorded (CNI DEL: its
-    /// veth, address, NAT and port rules), as its next start would.
+    /// veth, address, NAT and port rules), as its next start would, and the
+    /// filter chains of its own network (see [`crate::config`]).
     pub fn release_networks(&self) {
         let overrides = dyno_agent::config::Overrides {
             state_dir: Some(self.state.clone()),
@@ -85,9 +86,22 @@ impl TestAgent {
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
         if let Ok(rt) = runtime
-            && let Err(e) = rt.block_on(dyno_agent::net::Network::release_all(&cfg))
+            && let Err(e) = rt.block_on(dyno_agent::net::Network::release_all(&cfg, true))
         {
             eprintln!("releasing the agent's networks: {e:#}");
+        }
+        // host-local's directory of the agent's own network, once it holds
+        // no address any more (only its lock and its last reservation).
+        let (name, _) = crate::config::own_network(self.n);
+        let ipam = Path::new("/var/lib/cni/networks").join(name);
+        let only_bookkeeping = std::fs::read_dir(&ipam).is_ok_and(|d| {
+            d.flatten().all(|e| {
+                let f = e.file_name().to_string_lossy().into_owned();
+                f == "lock" || f.starts_with("last_reserved_ip")
+            })
+        });
+        if only_bookkeeping {
+            let _ = std::fs::remove_dir_all(&ipam);
         }
     }
 }

@@ -24,16 +24,43 @@ fn key(line: &str) -> String {
     line.split('=').next().unwrap_or("").trim().to_string()
 }
 
-/// Writes the first configuration of agent `n`: `FAST` and `slug_dir_root`
-/// (the agent's own directory, where [`TestAgent::slug`] writes), each
-/// overridden by the keys `extra` repeats, then `extra`.
+/// The CNI network of agent `n`: the built-in chain with a name and a /24 of
+/// the agent's own. The host's filter is per network (chains named after it,
+/// matched on its subnet), so agents that run side by side with different
+/// `network_*` keys must not share one; the kit removes its chains when the
+/// agent is dropped.
+pub fn own_network(n: u32) -> (String, String) {
+    let pid = std::process::id();
+    (
+        format!("e2e-{}-{n}", pid % 100_000),
+        format!("10.{}.{}.0/24", 100 + pid % 100, n % 256),
+    )
+}
+
+/// Writes agent `n`'s conflist (see [`own_network`]) into `dir`.
+fn write_conflist(dir: &Path, n: u32) -> std::path::PathBuf {
+    let (name, subnet) = own_network(n);
+    let mut list: serde_json::Value =
+        serde_json::from_str(dyno_agent::net::cni::DEFAULT_CONFLIST).expect("the built-in chain is JSON");
+    list["name"] = name.into();
+    list["plugins"][0]["ipam"]["ranges"] = serde_json::json!([[{ "subnet": subnet }]]);
+    let path = dir.join("cni.conflist");
+    std::fs::write(&path, serde_json::to_vec_pretty(&list).expect("json")).expect("write the conflist");
+    path
+}
+
+/// Writes the first configuration of agent `n`: `FAST`, `slug_dir_root`
+/// (the agent's own directory, where [`TestAgent::slug`] writes) and
+/// `cni_config` (its own network), each overridden by the keys `extra`
+/// repeats, then `extra`.
 pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Path, extra: &str) {
     let extra_keys: Vec<String> = extra.lines().map(key).filter(|k| !k.is_empty()).collect();
     let dir = config.parent().expect("the agent's directory");
     let slug_root = format!("slug_dir_root = \"{}\"", dir.display());
+    let cni = format!("cni_config = \"{}\"", write_conflist(dir, n).display());
     let fast: String = FAST
         .lines()
-        .chain([slug_root.as_str()])
+        .chain([slug_root.as_str(), cni.as_str()])
         .filter(|l| !extra_keys.contains(&key(l)))
         .map(|l| format!("{l}\n"))
         .collect();

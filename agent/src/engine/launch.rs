@@ -78,7 +78,7 @@ impl Actor {
                 let (netns, resolv_conf) = match &self.network {
                     Some(net) => {
                         let claim = net.claim(run_id, rec.spec.port);
-                        let paths = (Some(claim.netns.clone()), Some(net.resolv_conf_path()));
+                        let paths = (Some(claim.netns.clone()), Some(net.resolv_conf_of(&claim.id)));
                         self.claims.insert(run_id.to_string(), claim);
                         paths
                     }

@@ -271,6 +271,34 @@ impl Runner {
     }
 }
 
+/// The gateway of the first IPv4 address of a CNI result.
+pub fn gateway_of(result: &Value) -> Option<Ipv4Addr> {
+    result
+        .get("ips")?
+        .as_array()?
+        .iter()
+        .filter(|ip| {
+            ip.get("address")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.contains('.'))
+        })
+        .find_map(|ip| ip.get("gateway")?.as_str()?.parse().ok())
+}
+
+/// The host's interfaces of a CNI result (those outside the namespace).
+pub fn host_interfaces(result: &Value) -> Vec<String> {
+    result
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("sandbox").and_then(Value::as_str).is_none_or(str::is_empty))
+        .filter_map(|i| i.get("name")?.as_str())
+        .filter(|n| !n.is_empty() && !n.contains('/') && *n != "." && *n != "..")
+        .map(str::to_string)
+        .collect()
+}
+
 /// The first IPv4 address of a CNI result (`ips[].address`, CIDR form).
 pub fn ipv4_of(result: &Value) -> Option<Ipv4Addr> {
     result

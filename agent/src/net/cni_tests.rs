@@ -237,3 +237,13 @@ async fn a_missing_plugin_or_a_result_that_is_not_json_is_an_error() {
     let err = runner.add(&chain(&["garbled"]), &at).await.unwrap_err();
     assert!(err.contains("not JSON"), "{err}");
 }
+
+#[test]
+fn the_gateway_and_the_hosts_end_come_from_the_result() {
+    let r = json!({
+        "interfaces": [{"name": "veth1234"}, {"name": "eth0", "sandbox": "/x/dn-1.ns"}, {"name": "../x"}],
+        "ips": [{"address": "fd00::2/64", "gateway": "fd00::1"}, {"address": "10.213.0.2/16", "gateway": "10.213.0.1"}]
+    });
+    assert_eq!(gateway_of(&r), Some(Ipv4Addr::new(10, 213, 0, 1)));
+    assert_eq!(host_interfaces(&r), ["veth1234"]);
+}

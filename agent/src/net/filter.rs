@@ -25,6 +25,9 @@ pub struct Rules {
     pub subnets: Vec<String>,
     /// IPv4 nameservers reachable on port 53.
     pub dns: Vec<String>,
+    /// A resolver on the host's loopback: a dyno's queries to any host
+    /// address (its gateway, in its `resolv.conf`) go to it.
+    pub local_dns: Option<String>,
     /// IPv4 ranges reachable although `deny` lists them.
     pub allow: Vec<String>,
     /// IPv4 ranges a dyno may not reach.
@@ -53,7 +56,7 @@ impl Rules {
         self.chain("FWD")
     }
 
-    /// The `iptables-restore --noflush` input that (re)fills both chains.
+    /// The `iptables-restore --noflush` input that (re)fills the chains.
     pub fn restore_script(&self) -> String {
         let (input, fwd) = (self.input_chain(), self.forward_chain());
         let reject = "-j REJECT --reject-with icmp-port-unreachable";
@@ -63,6 +66,11 @@ impl Rules {
             s.push_str(&format!("-A {chain} {rule}\n"));
         };
         add(&input, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+        if let Some(local) = &self.local_dns {
+            for proto in ["udp", "tcp"] {
+                add(&input, format!("-d {local} -p {proto} --dport 53 -j ACCEPT"));
+            }
+        }
         add(&input, reset.into());
         add(&input, reject.into());
         add(&fwd, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
@@ -101,20 +109,35 @@ impl Rules {
             add(&fwd, format!("-s {sub} -j ACCEPT"));
         }
         s.push_str("COMMIT\n");
+        // Always there, empty without a loopback resolver: a resolver an
+        // earlier configuration named is forgotten.
+        let dns = self.dns_chain();
+        s.push_str(&format!("*nat\n:{dns} - [0:0]\n-F {dns}\n"));
+        if let Some(local) = &self.local_dns {
+            for proto in ["udp", "tcp"] {
+                s.push_str(&format!(
+                    "-A {dns} -p {proto} --dport 53 -m addrtype --dst-type LOCAL -j DNAT --to-destination {local}\n"
+                ));
+            }
+        }
+        s.push_str("COMMIT\n");
         s
     }
 
-    /// The jumps into the chains: (hook, rule arguments).
-    pub fn jumps(&self) -> Vec<(&'static str, Vec<String>)> {
+    /// The chain (nat table) that sends dynos' DNS to a loopback resolver.
+    pub fn dns_chain(&self) -> String {
+        self.chain("DNS")
+    }
+
+    /// The jumps into the chains: (table, hook, rule arguments).
+    pub fn jumps(&self) -> Vec<(&'static str, &'static str, Vec<String>)> {
         let mut out = Vec::new();
+        let jump = |dir: &str, sub: &String, chain: String| vec![dir.into(), sub.clone(), "-j".into(), chain];
         for sub in &self.subnets {
-            out.push(("INPUT", vec!["-s".into(), sub.clone(), "-j".into(), self.input_chain()]));
-            for dir in ["-s", "-d"] {
-                out.push((
-                    "FORWARD",
-                    vec![dir.into(), sub.clone(), "-j".into(), self.forward_chain()],
-                ));
-            }
+            out.push(("filter", "INPUT", jump("-s", sub, self.input_chain())));
+            out.push(("filter", "FORWARD", jump("-s", sub, self.forward_chain())));
+            out.push(("filter", "FORWARD", jump("-d", sub, self.forward_chain())));
+            out.push(("nat", "PREROUTING", jump("-s", sub, self.dns_chain())));
         }
         out
     }
@@ -146,9 +169,14 @@ impl Rules {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        for (hook, rule) in self.jumps() {
+        for (table, hook, rule) in self.jumps() {
             let with = |head: &[&str]| -> Vec<String> {
-                head.iter().map(|s| s.to_string()).chain(rule.iter().cloned()).collect()
+                ["-t", table]
+                    .iter()
+                    .chain(head)
+                    .map(|s| s.to_string())
+                    .chain(rule.iter().cloned())
+                    .collect()
             };
             if iptables(&with(&["-w", "-C", hook])).await.is_ok() {
                 continue;
@@ -156,6 +184,29 @@ impl Rules {
             iptables(&with(&["-w", "-I", hook, "1"])).await?;
         }
         Ok(())
+    }
+}
+
+impl Rules {
+    /// Removes the jumps and the chains (decommissioning the network).
+    pub async fn uninstall(&self) {
+        for (table, hook, rule) in self.jumps() {
+            let args: Vec<String> = ["-t", table, "-w", "-D", hook]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(rule)
+                .collect();
+            // A jump added twice (two agents racing) is deleted twice.
+            while iptables(&args).await.is_ok() {}
+        }
+        for (table, chain) in [
+            ("filter", self.input_chain()),
+            ("filter", self.forward_chain()),
+            ("nat", self.dns_chain()),
+        ] {
+            let _ = iptables(&["-t", table, "-w", "-F", &chain]).await;
+            let _ = iptables(&["-t", table, "-w", "-X", &chain]).await;
+        }
     }
 }
 

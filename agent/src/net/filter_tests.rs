@@ -7,6 +7,7 @@ fn rules() -> Rules {
         dns: vec!["10.255.255.53".into()],
         allow: vec!["10.5.0.0/16".into()],
         deny: vec!["10.0.0.0/8".into()],
+        local_dns: None,
         max_conns: 4096,
     }
 }
@@ -64,9 +65,41 @@ fn jumps_cover_both_directions_of_forwarding_and_chain_names_fit_iptables() {
     assert!(r.input_chain().len() <= 28 && r.forward_chain().len() <= 28);
     assert!(r.forward_chain().starts_with("DYNO-FWD-a-network"));
     let jumps = r.jumps();
-    assert_eq!(jumps.len(), 3);
-    assert_eq!(jumps[0].0, "INPUT");
-    assert_eq!(jumps[0].1, ["-s", "10.213.0.0/16", "-j", &r.input_chain()]);
-    assert_eq!(jumps[1].1, ["-s", "10.213.0.0/16", "-j", &r.forward_chain()]);
-    assert_eq!(jumps[2].1, ["-d", "10.213.0.0/16", "-j", &r.forward_chain()]);
+    assert_eq!(jumps.len(), 4);
+    assert_eq!((jumps[0].0, jumps[0].1), ("filter", "INPUT"));
+    assert_eq!(jumps[0].2, ["-s", "10.213.0.0/16", "-j", &r.input_chain()]);
+    assert_eq!(jumps[1].2, ["-s", "10.213.0.0/16", "-j", &r.forward_chain()]);
+    assert_eq!(jumps[2].2, ["-d", "10.213.0.0/16", "-j", &r.forward_chain()]);
+    let s = r.restore_script();
+    let nat = &s[s.find("*nat").expect("a nat section")..];
+    assert!(
+        !nat.contains("-A "),
+        "no resolver on loopback: the DNS chain is emptied, not filled: {nat}"
+    );
+}
+
+#[test]
+fn a_loopback_resolver_is_reached_through_any_host_address_on_port_53_only() {
+    let r = Rules {
+        local_dns: Some("127.0.0.53".into()),
+        ..rules()
+    };
+    let s = r.restore_script();
+    let nat = &s[s.find("*nat").expect("a nat section")..];
+    let dnat: Vec<&str> = nat.lines().filter(|l| l.starts_with("-A DYNO-DNS-dynoagent")).collect();
+    assert_eq!(dnat.len(), 2, "{nat}");
+    for (rule, proto) in dnat.iter().zip(["udp", "tcp"]) {
+        assert!(rule.contains(&format!("-p {proto} --dport 53")), "{rule}");
+        assert!(
+            rule.contains("--dst-type LOCAL") && rule.ends_with("--to-destination 127.0.0.53"),
+            "{rule}"
+        );
+    }
+    // INPUT lets the forwarded query in before it refuses the rest.
+    let accept = line_of(&s, &["-A DYNO-IN-dynoagent -d 127.0.0.53 -p udp --dport 53 -j ACCEPT"]);
+    let reject = line_of(&s, &["-A DYNO-IN-dynoagent -p tcp -j REJECT"]);
+    assert!(accept < reject, "{s}");
+    let jumps = r.jumps();
+    assert_eq!((jumps[3].0, jumps[3].1), ("nat", "PREROUTING"));
+    assert_eq!(jumps[3].2, ["-s", "10.213.0.0/16", "-j", &r.dns_chain()]);
 }

@@ -78,7 +78,8 @@ pub struct Network {
     list: Conflist,
     runner: Runner,
     dir: PathBuf,
-    /// Nameservers written into each dyno's `/etc/resolv.conf`.
+    /// Nameservers written into each dyno's `/etc/resolv.conf` (a loopback
+    /// one as the dyno's gateway).
     nameservers: Vec<Ipv4Addr>,
     port_range: Range,
     pool_size: usize,
@@ -113,8 +114,6 @@ impl Network {
             return Ok(None);
         };
         rules.install().await.map_err(anyhow::Error::msg)?;
-        net.write_resolv_conf()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", net.resolv_conf_path().display()))?;
         info!(
             chain = %net.list.origin,
             network = %net.list.name,
@@ -128,10 +127,14 @@ impl Network {
 
     /// Tears down every network recorded in a state directory (the test
     /// kit's clean-up after an agent it killed; an agent's own start keeps
-    /// live runs' networks, see [`Network::sweep`]).
-    pub async fn release_all(cfg: &Config) -> anyhow::Result<()> {
-        if let Some((net, _)) = Network::load(cfg)? {
+    /// live runs' networks, see [`Network::sweep`]); with `filter`, also
+    /// removes the network's chains from the host (decommissioning it).
+    pub async fn release_all(cfg: &Config, filter: bool) -> anyhow::Result<()> {
+        if let Some((net, rules)) = Network::load(cfg)? {
             net.sweep(&HashMap::new()).await;
+            if filter {
+                rules.uninstall().await;
+            }
         }
         Ok(())
     }
@@ -167,7 +170,12 @@ impl Network {
         let rules = filter::Rules {
             network: list.name.clone(),
             subnets,
-            dns: nameservers.iter().map(Ipv4Addr::to_string).collect(),
+            dns: nameservers
+                .iter()
+                .filter(|n| !n.is_loopback())
+                .map(Ipv4Addr::to_string)
+                .collect(),
+            local_dns: nameservers.iter().find(|n| n.is_loopback()).map(Ipv4Addr::to_string),
             allow: v4(&cfg.network_allow),
             deny: v4(&cfg.network_deny),
             max_conns: cfg.network_max_connections,
@@ -209,20 +217,28 @@ impl Network {
         format!("dn-{:x}-{}", self.epoch, state.next)
     }
 
-    /// The `resolv.conf` every dyno gets (written at start, 0644: the
-    /// dynos read it through their bind mount).
-    pub fn resolv_conf_path(&self) -> PathBuf {
-        self.dir.join("resolv.conf")
+    /// The `resolv.conf` of lease `id` (bind-mounted on the dyno's
+    /// `/etc/resolv.conf`).
+    pub fn resolv_conf_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.resolv"))
     }
 
-    fn write_resolv_conf(&self) -> std::io::Result<()> {
+    /// Writes a lease's `resolv.conf` (0644: the dyno reads it through its
+    /// bind mount): the nameservers, a loopback one replaced by the dyno's
+    /// gateway (where the host's filter forwards port 53 to it).
+    fn write_resolv_conf(&self, lease: &Lease) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
+        let gateway = lease.result.as_ref().and_then(cni::gateway_of);
         let mut text = String::from("# written by dynoagent (network_dns)\n");
         for ns in &self.nameservers {
-            text.push_str(&format!("nameserver {ns}\n"));
+            match (ns.is_loopback(), gateway) {
+                (true, Some(gw)) => text.push_str(&format!("nameserver {gw}\n")),
+                (true, None) => {}
+                (false, _) => text.push_str(&format!("nameserver {ns}\n")),
+            }
         }
-        let path = self.resolv_conf_path();
-        let tmp = self.dir.join("resolv.conf.tmp");
+        let path = self.resolv_conf_of(&lease.id);
+        let tmp = path.with_extension("resolv.tmp");
         std::fs::write(&tmp, text)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&tmp, &path)
@@ -319,8 +335,11 @@ impl Network {
         match added {
             Ok(result) => {
                 lease.result = Some(result);
-                if let Err(e) = crate::runs::write_json_atomic(&self.record(id), &lease) {
-                    let why = format!("{}: {e}", self.record(id).display());
+                let finished = self.finish(&lease).and_then(|()| {
+                    crate::runs::write_json_atomic(&self.record(id), &lease).map_err(|e| (self.record(id), e))
+                });
+                if let Err((path, e)) = finished {
+                    let why = format!("{}: {e}", path.display());
                     self.release(lease).await;
                     return Err(why);
                 }
@@ -332,6 +351,21 @@ impl Network {
                 Err(e)
             }
         }
+    }
+
+    /// What a lease needs beside the chain: its `resolv.conf`, and with a
+    /// loopback resolver, `route_localnet` on the host's end of its link (so
+    /// that the filter may forward the dyno's queries to `127.0.0.0/8`).
+    fn finish(&self, lease: &Lease) -> Result<(), (PathBuf, std::io::Error)> {
+        self.write_resolv_conf(lease)
+            .map_err(|e| (self.resolv_conf_of(&lease.id), e))?;
+        if self.nameservers.iter().any(Ipv4Addr::is_loopback) {
+            for iface in lease.result.as_ref().map(cni::host_interfaces).unwrap_or_default() {
+                let knob = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{iface}/route_localnet"));
+                std::fs::write(&knob, "1").map_err(|e| (knob, e))?;
+            }
+        }
+        Ok(())
     }
 
     fn attachment<'a>(&self, lease: &'a Lease) -> Attachment<'a> {
@@ -363,6 +397,7 @@ impl Network {
         if let Err(e) = netns::remove(&lease.netns) {
             error!(lease = %lease.id, error = %e, "cannot remove a network namespace");
         }
+        let _ = std::fs::remove_file(self.resolv_conf_of(&lease.id));
         self.lock().leases.remove(&lease.id);
         match deleted {
             Ok(()) => {
@@ -406,6 +441,7 @@ impl Network {
             if path.extension().is_some_and(|e| e == "ns") && !known.contains(&path) {
                 warn!(path = %path.display(), "removing a network namespace without a record");
                 let _ = netns::remove(&path);
+                let _ = std::fs::remove_file(path.with_extension("resolv"));
             }
         }
     }
