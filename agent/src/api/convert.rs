@@ -32,6 +32,7 @@ fn reason_pb(r: ExitReason) -> pb::ExitReason {
         ExitReason::Lost => pb::ExitReason::Lost,
         ExitReason::Stopped => pb::ExitReason::Stopped,
         ExitReason::StopTimeout => pb::ExitReason::StopTimeout,
+        ExitReason::SpawnFailed => pb::ExitReason::SpawnFailed,
     }
 }
 
@@ -50,11 +51,12 @@ pub fn dyno_pb(v: &DynoView) -> pb::Dyno {
         started_at: v.started_at.map(timestamp),
         updated_at: Some(timestamp(v.updated_at)),
         restarts: v.restarts,
-        last_exit: v.last_exit.map(|x| pb::LastExit {
+        last_exit: v.last_exit.as_ref().map(|x| pb::LastExit {
             code: x.code,
             signal: x.signal,
             reason: reason_pb(x.reason) as i32,
             at: Some(timestamp(x.at)),
+            message: x.message.clone().unwrap_or_default(),
         }),
         next_restart_at: v.next_restart_at.map(timestamp),
         one_off: v.one_off,

@@ -323,6 +323,7 @@ impl Config {
             cooloffs: self.restart_cooloffs.clone(),
             stable_window: self.stable_window,
             cycle: self.cycling.then_some((self.cycle_interval, self.cycle_jitter)),
+            ..Policy::default()
         }
     }
 

@@ -119,6 +119,7 @@ fn reason_name(r: i32) -> &'static str {
         Ok(pb::ExitReason::Lost) => "lost",
         Ok(pb::ExitReason::Stopped) => "stopped",
         Ok(pb::ExitReason::StopTimeout) => "stop_timeout",
+        Ok(pb::ExitReason::SpawnFailed) => "spawn_failed",
         _ => "unknown",
     }
 }
@@ -145,7 +146,8 @@ pub fn dyno_json(d: &pb::Dyno) -> Value {
         "pid": (d.pid != 0).then_some(d.pid), "port": (d.port != 0).then_some(d.port),
         "started_at": d.started_at.map(ts), "updated_at": d.updated_at.map(ts), "restarts": d.restarts,
         "last_exit": d.last_exit.as_ref().map(|x| json!({
-            "code": x.code, "signal": x.signal, "reason": reason_name(x.reason), "at": x.at.map(ts)})),
+            "code": x.code, "signal": x.signal, "reason": reason_name(x.reason), "at": x.at.map(ts),
+            "message": (!x.message.is_empty()).then_some(&x.message)})),
         "next_restart_at": d.next_restart_at.map(ts),
         "one_off": d.one_off, "stack": d.stack, "slug_sha256": d.slug_sha256, "run_id": d.run_id,
         "address": (!d.address.is_empty()).then_some(&d.address),
@@ -189,6 +191,12 @@ pub fn format_ps(dynos: &[pb::Dyno], now: DateTime<Utc>) -> String {
                 approx((now - since).num_seconds())
             ));
             if let Some(x) = &d.last_exit
+                && x.reason == pb::ExitReason::SpawnFailed as i32
+                && d.state == pb::DynoState::Starting as i32
+            {
+                // Waiting to try again: say why, as on Heroku's `ps`.
+                out.push_str(&format!(" (spawn_failed: {})", x.message));
+            } else if let Some(x) = &d.last_exit
                 && d.state != pb::DynoState::Up as i32
                 && d.state != pb::DynoState::Starting as i32
             {

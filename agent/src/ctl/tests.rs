@@ -33,6 +33,7 @@ fn ps_is_heroku_shaped() {
             signal: None,
             reason: pb::ExitReason::Exit as i32,
             at: Some(updated),
+            message: String::new(),
         }),
         next_restart_at: next,
         ..Default::default()

@@ -13,8 +13,9 @@ use super::actor::Actor;
 use super::model::DynoSpec;
 use super::settle::watch_exit;
 use super::{Key, Msg};
-use crate::cgroup;
+use crate::cgroup::{self, CgroupsRef};
 use crate::logs;
+use crate::net::NetworkRef;
 use crate::runs::{self, ExecRecord, JailSpec, RunDir, RunSpec};
 use crate::supervisor::Input;
 
@@ -108,6 +109,11 @@ impl Actor {
         let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
         if let Err(e) = runs::write_json_atomic(&dir.spec(), &spec) {
             self.drop_claim(run_id);
+            if let Some(cgroups) = &self.cgroups
+                && let Ok(Some(cg)) = cgroups.open(run_id)
+            {
+                let _ = cg.remove();
+            }
             return Err(e);
         }
         // Keep the previous run's directory for its logs; drop older ones.
@@ -161,6 +167,8 @@ impl Actor {
                     }
                     Err(e) => {
                         warn!(app = %key.0, dyno = %key.1, %run_id, error = %e, "network setup failed");
+                        // setup left nothing of the network behind.
+                        discard(None, cgroups, &run_id).await;
                         let error = format!("network: {e}");
                         let _ = tx.send(Msg::Run(key, Input::SpawnFailed { run_id, error }));
                         return;
@@ -186,9 +194,7 @@ impl Actor {
                 }
                 Err(error) => {
                     warn!(app = %key.0, dyno = %key.1, %run_id, %error, "spawn failed");
-                    if let Some(net) = &net {
-                        net.release_run(&run_id).await;
-                    }
+                    discard(net.as_ref(), cgroups, &run_id).await;
                     Msg::Run(key, Input::SpawnFailed { run_id, error })
                 }
             };
@@ -230,6 +236,26 @@ impl Actor {
         let entry = self.dynos.get_mut(key).expect("present");
         if let Some(old) = entry.probe.replace(task.abort_handle()) {
             old.abort();
+        }
+    }
+}
+
+/// Removes what a run that never started has: its network and its cgroup
+/// (killing whatever a half-started shim left in it).
+async fn discard(net: Option<&NetworkRef>, cgroups: Option<CgroupsRef>, run_id: &str) {
+    if let Some(net) = net {
+        net.release_run(run_id).await;
+    }
+    if let Some(cgroups) = cgroups {
+        let id = run_id.to_string();
+        let removed = tokio::task::spawn_blocking(move || match cgroups.open(&id) {
+            Ok(Some(cg)) => cg.remove().map_err(|e| e.to_string()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            warn!(run = %run_id, error = %e, "cannot remove the cgroup of a run that did not start");
         }
     }
 }

@@ -143,7 +143,7 @@ impl DynoRecord {
             started_at: run.map(|r| r.exec_at.unwrap_or(r.spawned_at)),
             updated_at: self.sup.updated_at,
             restarts: self.sup.restarts,
-            last_exit: self.sup.last_exit,
+            last_exit: self.sup.last_exit.clone(),
             next_restart_at: self.sup.next_restart_at,
             one_off: s.one_off,
             stack: s.stack.clone(),

@@ -31,6 +31,9 @@ pub struct Supervision {
     pub stable_at: Option<Time>,
     pub cycle_at: Option<Time>,
     pub ttl_at: Option<Time>,
+    /// Consecutive spawn failures (the retry's backoff); reset by an exec.
+    #[serde(default)]
+    pub spawn_failures: u32,
 }
 
 impl Supervision {
@@ -52,6 +55,7 @@ impl Supervision {
             stable_at: None,
             cycle_at: None,
             ttl_at: None,
+            spawn_failures: 0,
         }
     }
 
@@ -89,6 +93,7 @@ impl Supervision {
             Input::Stop => self.begin_stop(cx, Intent::Stop, &mut out),
             Input::Restart => {
                 self.crashes = 0;
+                self.spawn_failures = 0;
                 if let Some(stopping) = &mut self.stopping {
                     // Already ending the run: make sure a fresh one follows.
                     if matches!(stopping.intent, Intent::Stop | Intent::TimeToLive) {
@@ -105,7 +110,7 @@ impl Supervision {
             Input::SpawnFailed { run_id, error } => {
                 if self.is_current(&run_id) {
                     out.push(Action::Log(format!("Failed to start process: {error}")));
-                    self.on_exited(cx, RunEnd::lost(cx.now), &mut out);
+                    self.on_spawn_failed(cx, error, &mut out);
                 }
             }
             Input::PortBound { run_id } => {
@@ -191,6 +196,7 @@ impl Supervision {
         };
         run.pid = Some(pid);
         run.exec_at = Some(at);
+        self.spawn_failures = 0;
         if !cx.profile.one_off
             && self.stopping.is_none()
             && let Some((interval, jitter)) = cx.policy.cycle
@@ -289,6 +295,7 @@ impl Supervision {
                 signal: end.signal,
                 reason,
                 at: end.at,
+                message: None,
             });
         };
 
@@ -329,6 +336,54 @@ impl Supervision {
                 }
             }
         }
+    }
+
+    /// The host could not start the current run: not the app's crash. The
+    /// dyno stays `starting` and the run is tried again after a short
+    /// backoff (no cool-off, no crash counted); a stop wins.
+    fn on_spawn_failed(&mut self, cx: &mut Ctx<'_>, error: String, out: &mut Vec<Action>) {
+        let now = cx.now;
+        let run = self.run.take().expect("checked by caller");
+        self.last_run = Some(run);
+        self.boot_deadline = None;
+        self.stable_at = None;
+        self.cycle_at = None;
+        self.ttl_at = None;
+        let mut message = error;
+        if message.len() > MESSAGE_MAX {
+            let mut cut = MESSAGE_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        self.last_exit = Some(LastExit {
+            code: None,
+            signal: None,
+            reason: ExitReason::SpawnFailed,
+            at: now,
+            message: Some(message),
+        });
+        if let Some(s) = self.stopping.take()
+            && !s.intent.runs_again()
+        {
+            self.spawn_failures = 0;
+            let why = if s.intent == Intent::TimeToLive {
+                "time_to_live"
+            } else {
+                "stop"
+            };
+            self.set_state(State::Down, why, now, out);
+            return;
+        }
+        self.spawn_failures += 1;
+        let delay = cx.policy.spawn_backoff(self.spawn_failures);
+        out.push(Action::Log(format!(
+            "Starting again in {}s (spawn failure {})",
+            delay.as_secs_f64(),
+            self.spawn_failures
+        )));
+        self.next_restart_at = Some(now + delay);
     }
 
     /// Counts a crash and schedules (or performs) the restart.
@@ -392,8 +447,12 @@ impl Supervision {
             self.stable_at = None;
             self.crashes = 0;
         }
-        if due(self.next_restart_at) && self.state == State::Crashed && !self.running() {
-            self.spawn(cx, "crash_restart", out);
+        if due(self.next_restart_at) && !self.running() {
+            match self.state {
+                State::Crashed => self.spawn(cx, "crash_restart", out),
+                State::Starting => self.spawn(cx, "spawn_retry", out),
+                _ => {}
+            }
         }
         // A deadline that is due but no longer applies must not stay due, or
         // the driver would wake up for it again and again.

@@ -48,6 +48,9 @@ pub enum ExitReason {
     Stopped,
     /// Stopped on request and SIGKILLed after the grace period (R12).
     StopTimeout,
+    /// The host could not prepare or start the run (disk, cgroup, network)
+    /// before the command was exec'd: not the app's crash.
+    SpawnFailed,
 }
 
 impl ExitReason {
@@ -60,6 +63,7 @@ impl ExitReason {
             ExitReason::Lost => "lost",
             ExitReason::Stopped => "stopped",
             ExitReason::StopTimeout => "stop_timeout",
+            ExitReason::SpawnFailed => "spawn_failed",
         }
     }
 }
@@ -95,13 +99,19 @@ impl RunEnd {
 }
 
 /// The end of the last run, as shown in `ps` and the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastExit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub reason: ExitReason,
     pub at: Time,
+    /// What went wrong, for `spawn_failed` (at most [`MESSAGE_MAX`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
+
+/// The longest `LastExit::message` kept.
+pub const MESSAGE_MAX: usize = 300;
 
 /// One process lifetime of a dyno.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +179,10 @@ pub struct Policy {
     /// Daily cycling: every run is restarted after `interval` plus a random
     /// part of `jitter`; `None` disables it.
     pub cycle: Option<(Duration, Duration)>,
+    /// After a spawn failure the run is tried again after this, doubling
+    /// with each consecutive failure up to `spawn_retry_max`.
+    pub spawn_retry: Duration,
+    pub spawn_retry_max: Duration,
 }
 
 impl Default for Policy {
@@ -180,11 +194,21 @@ impl Default for Policy {
             cooloffs: vec![min(20), min(40), min(60), min(180), min(320)],
             stable_window: min(10),
             cycle: Some((min(24 * 60), min(216))),
+            spawn_retry: Duration::from_secs(1),
+            spawn_retry_max: Duration::from_secs(60),
         }
     }
 }
 
 impl Policy {
+    /// The wait before trying again after the `failures`-th consecutive
+    /// spawn failure: `spawn_retry`, doubled each time, at most
+    /// `spawn_retry_max`.
+    pub fn spawn_backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        (self.spawn_retry * (1u32 << doublings)).min(self.spawn_retry_max)
+    }
+
     /// The cool-off before restarting after the `crashes`-th consecutive crash
     /// (1-based), given a uniform random number `u` in [0, 1): zero for the
     /// first, then a delay in [half, full] of the schedule's step.

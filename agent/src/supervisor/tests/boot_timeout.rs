@@ -54,6 +54,7 @@ fn boot_timeout_kills_a_web_dyno_and_counts_as_a_crash() {
             signal: Some(9),
             reason: ExitReason::BootTimeout,
             at: t0() + secs(17),
+            message: None,
         })
     );
     assert_eq!(d.sup.crashes, 1);
@@ -78,7 +79,7 @@ fn second_boot_timeout_stays_crashed_with_a_cooloff() {
     assert_eq!(d.sup.state, State::Crashed);
     assert_eq!(d.sup.crashes, 2);
     assert_eq!(d.sup.run, None);
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::BootTimeout);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::BootTimeout);
     assert_eq!(d.sup.next_restart_at, Some(d.now + mins(10)));
 }
 

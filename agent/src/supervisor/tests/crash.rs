@@ -29,6 +29,7 @@ fn first_crash_restarts_at_once() {
             signal: None,
             reason: ExitReason::Exit,
             at: t0() + secs(19),
+            message: None,
         })
     );
     assert_eq!(s.next_restart_at, None);
@@ -90,6 +91,7 @@ fn crash_reasons_row_by_row() {
                 signal: end.signal,
                 reason,
                 at,
+                message: None,
             }),
             "{reason:?}"
         );
@@ -186,49 +188,110 @@ fn start_of_a_crashed_dyno_restarts_it_at_once() {
     assert_eq!(d.sup.next_restart_at, None);
 }
 
+/// DESIGN §4: a spawn failure is the host's, not the app's crash: no
+/// cool-off and no crash counted; the dyno stays `starting` and the agent
+/// tries again on its own short backoff (doubling, capped), with the reason
+/// in `last_exit`. An exec resets the backoff.
 #[test]
-fn spawn_failed_is_a_lost_run() {
+fn spawn_failed_stays_starting_and_retries_on_a_short_backoff() {
     let mut d = Dyno::worker();
     d.start();
     d.advance(secs(1));
     let out = d.step(Input::SpawnFailed {
         run_id: "worker.1.1".into(),
-        error: "clone: Operation not permitted".into(),
+        error: "network: CNI plugin ptp ADD (dn-1): no addresses left".into(),
     });
-    let mut expected = vec![
-        // Never exec'd: no "Process lost" line.
-        log("Failed to start process: clone: Operation not permitted"),
-    ];
-    expected.extend(crash_and_restart(State::Starting, "lost", WORKER_CMD, "worker.1.2"));
-    assert_eq!(out, expected);
+    assert_eq!(
+        out,
+        vec![
+            log("Failed to start process: network: CNI plugin ptp ADD (dn-1): no addresses left"),
+            log("Starting again in 2s (spawn failure 1)"),
+        ]
+    );
     let s = &d.sup;
+    assert_eq!(s.state, State::Starting, "not crashed");
+    assert_eq!(s.crashes, 0, "not the app's crash");
     assert_eq!(
         s.last_exit,
         Some(LastExit {
             code: None,
             signal: None,
-            reason: ExitReason::Lost,
+            reason: ExitReason::SpawnFailed,
             at: t0() + secs(1),
+            message: Some("network: CNI plugin ptp ADD (dn-1): no addresses left".into()),
         })
     );
+    assert_eq!(s.next_restart_at, Some(t0() + secs(3)));
     let last = s.last_run.as_ref().unwrap();
     assert_eq!((last.id.as_str(), last.pid, last.exec_at), ("worker.1.1", None, None));
-    assert_eq!(s.crashes, 1);
 
-    // Failing again: a cool-off.
-    let out = d.step(Input::SpawnFailed {
-        run_id: "worker.1.2".into(),
-        error: "no space".into(),
-    });
-    assert_eq!(d.sup.state, State::Crashed);
+    // Nothing before the backoff; then a new run, still `starting`.
+    d.advance(secs(1));
+    assert_eq!(d.tick(), vec![]);
+    d.advance(secs(1));
     assert_eq!(
-        &out[1..],
-        &[
-            log("State changed from starting to crashed"),
-            changed(State::Starting, State::Crashed, "lost"),
+        d.tick(),
+        vec![
+            changed(State::Starting, State::Starting, "spawn_retry"),
+            log(format!("Starting process with command `{WORKER_CMD}`")),
+            spawn("worker.1.2"),
         ]
     );
-    assert!(d.sup.next_restart_at.is_some());
+
+    // Failing again doubles the wait (2 s, 4 s, … at most spawn_retry_max, 50 s here).
+    for (n, wait) in [(2, 4), (3, 8), (4, 16), (5, 32), (6, 50), (7, 50)] {
+        let run = format!("worker.1.{n}");
+        d.step(Input::SpawnFailed {
+            run_id: run,
+            error: "no space".into(),
+        });
+        assert_eq!(d.sup.next_restart_at, Some(d.now + secs(wait)), "failure {n}");
+        assert_eq!((d.sup.state, d.sup.crashes), (State::Starting, 0));
+        d.advance(secs(wait));
+        d.tick();
+    }
+
+    // An exec resets the backoff; a crash after it is a crash as ever.
+    d.step(Input::Spawned {
+        run_id: "worker.1.8".into(),
+        pid: 42,
+        at: d.now,
+    });
+    assert_eq!((d.sup.state, d.sup.spawn_failures), (State::Up, 0));
+}
+
+#[test]
+fn a_long_spawn_failure_message_is_cut_at_a_character_boundary() {
+    let mut d = Dyno::worker();
+    d.start();
+    let error = format!("{}é{}", "x".repeat(MESSAGE_MAX - 1), "y".repeat(8000));
+    d.step(Input::SpawnFailed {
+        run_id: "worker.1.1".into(),
+        error,
+    });
+    let message = d.sup.last_exit.clone().unwrap().message.unwrap();
+    assert_eq!(message, "x".repeat(MESSAGE_MAX - 1));
+}
+
+#[test]
+fn a_stop_while_waiting_to_retry_a_spawn_is_down() {
+    let mut d = Dyno::worker();
+    d.start();
+    d.step(Input::SpawnFailed {
+        run_id: "worker.1.1".into(),
+        error: "boom".into(),
+    });
+    let out = d.stop();
+    assert_eq!(
+        out,
+        vec![
+            log("State changed from starting to down"),
+            changed(State::Starting, State::Down, "stop"),
+        ]
+    );
+    assert_eq!(d.sup.next_restart_at, None);
+    d.advance(secs(60));
+    assert_eq!(d.tick(), vec![], "no retry after a stop");
 }
 
 // ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ fn cycling_restarts_the_run_without_counting_a_crash() {
     assert_eq!(s.crashes, 1, "a cycle is not a crash");
     assert_eq!(s.next_restart_at, None);
     assert_eq!((s.runs, s.restarts), (3, 2));
-    assert_eq!(s.last_exit.unwrap().reason, ExitReason::Stopped);
+    assert_eq!(s.last_exit.clone().unwrap().reason, ExitReason::Stopped);
 }
 
 #[test]

@@ -66,6 +66,8 @@ fn policy() -> Policy {
         cooloffs: vec![mins(20), mins(40), mins(60), mins(180), mins(320)],
         stable_window: secs(90),
         cycle: Some((secs(3600), secs(600))),
+        spawn_retry: secs(2),
+        spawn_retry_max: secs(50),
     }
 }
 

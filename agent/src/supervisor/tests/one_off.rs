@@ -24,7 +24,7 @@ fn one_off_exit_is_down_and_never_restarted() {
         assert_eq!(s.state, State::Down);
         assert_eq!((s.run.clone(), s.next_restart_at, s.ttl_at), (None, None, None));
         assert_eq!(s.crashes, 0);
-        assert_eq!(s.last_exit.unwrap().reason.as_str(), reason);
+        assert_eq!(s.last_exit.clone().unwrap().reason.as_str(), reason);
         assert_eq!(s.next_deadline(), None);
         d.advance(mins(60 * 48));
         assert_eq!(d.tick(), vec![]);
@@ -41,7 +41,7 @@ fn one_off_oom_is_down_with_r15() {
     let mut want = vec![log("Error R15 (Memory quota vastly exceeded)")];
     want.extend(down_actions(137, State::Up, "oom"));
     assert_eq!(d.exited(end), want);
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Oom);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::Oom);
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn one_off_time_to_live_stops_it() {
 
     let end = exited_signal(15, d.now);
     assert_eq!(d.exited(end), down_actions(143, State::Up, "time_to_live"));
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Stopped);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::Stopped);
     assert_eq!(d.sup.runs, 1);
 }
 
@@ -84,5 +84,5 @@ fn one_off_time_to_live_past_the_grace_is_stop_timeout() {
     let end = exited_signal(9, d.now);
     let out = d.exited(end);
     assert_eq!(out.last(), Some(&changed(State::Up, State::Down, "time_to_live")));
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::StopTimeout);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::StopTimeout);
 }

@@ -40,7 +40,7 @@ fn restart_of_a_running_dyno_stops_it_then_runs_again() {
     assert_eq!(s.state, State::Starting);
     assert_eq!((s.runs, s.restarts, s.crashes), (4, 3, 0));
     assert_eq!(s.stopping, None);
-    assert_eq!(s.last_exit.unwrap().reason, ExitReason::Stopped);
+    assert_eq!(s.last_exit.clone().unwrap().reason, ExitReason::Stopped);
 
     // The count was reset: the next crash restarts at once.
     d.spawned();
@@ -58,7 +58,7 @@ fn restart_past_the_grace_is_stop_timeout_then_runs_again() {
     let out = d.exited(end);
     assert_eq!(out.last(), Some(&spawn("worker.1.2")));
     assert_eq!(d.sup.state, State::Starting);
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::StopTimeout);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::StopTimeout);
 }
 
 #[test]

@@ -45,6 +45,7 @@ fn stop_within_the_grace_is_down_stopped() {
             signal: Some(15),
             reason: ExitReason::Stopped,
             at: t0() + secs(14),
+            message: None,
         })
     );
     // An exit 0 on SIGTERM is just as much a stop.
@@ -53,7 +54,7 @@ fn stop_within_the_grace_is_down_stopped() {
     let end = exited_code(0, d.now);
     d.exited(end);
     assert_eq!(d.sup.state, State::Down);
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Stopped);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::Stopped);
 }
 
 #[test]
@@ -82,6 +83,7 @@ fn stop_past_the_grace_is_r12_then_sigkill() {
             signal: Some(9),
             reason: ExitReason::StopTimeout,
             at: t0() + secs(6),
+            message: None,
         })
     );
 }
@@ -165,7 +167,7 @@ fn stop_before_the_exec_is_delivered_on_spawned() {
     assert_eq!(d.sup.run.as_ref().unwrap().pid, Some(4001));
     let end = exited_signal(15, d.now);
     assert_eq!(d.exited(end), down_actions(143, State::Starting, "stop"));
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::Stopped);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::Stopped);
 }
 
 #[test]
@@ -179,7 +181,7 @@ fn stop_before_the_exec_past_the_grace_is_delivered_as_sigkill() {
     let end = exited_signal(9, d.now);
     d.exited(end);
     assert_eq!(d.sup.state, State::Down);
-    assert_eq!(d.sup.last_exit.unwrap().reason, ExitReason::StopTimeout);
+    assert_eq!(d.sup.last_exit.clone().unwrap().reason, ExitReason::StopTimeout);
 }
 
 #[test]
