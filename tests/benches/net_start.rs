@@ -193,17 +193,17 @@ fn main() {
                 col.push(s);
             }
         };
-        take(&mut host, format!("worker.{round}"), "exec sleep 600", &mut hw);
-        take(&mut iso, format!("worker.{round}"), "exec sleep 600", &mut iw);
+        take(&mut host, format!("worker.{}", round + 1), "exec sleep 600", &mut hw);
+        take(&mut iso, format!("worker.{}", round + 1), "exec sleep 600", &mut iw);
         take(
             &mut host,
-            format!("web.{round}"),
+            format!("web.{}", round + 1),
             "exec busybox httpd -f -p $PORT",
             &mut hweb,
         );
         take(
             &mut iso,
-            format!("web.{round}"),
+            format!("web.{}", round + 1),
             "exec busybox httpd -f -p $PORT",
             &mut iweb,
         );
