@@ -8,7 +8,7 @@
 //! Everything is removed when dropped, also when a test fails: servers
 //! stop, routes, the veth pair and the namespace are deleted.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -114,6 +114,15 @@ pub fn route_dev(addr: Ipv4Addr) -> Option<String> {
     word_after(&String::from_utf8_lossy(&out.stdout), "dev").map(str::to_string)
 }
 
+/// The index of a host interface.
+pub fn ifindex(name: &str) -> u32 {
+    let p = Path::new("/sys/class/net").join(name).join("ifindex");
+    std::fs::read_to_string(&p)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no interface {name} ({})", p.display()))
+}
+
 /// Runs `f` on a thread that joined the network namespace kept by `ns`
 /// (sockets it makes live there for good).
 pub fn in_netns<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -195,6 +204,12 @@ impl Lab {
     /// A UDP socket on `addr:port` inside the lab.
     pub fn udp(&self, addr: Ipv4Addr, port: u16) -> UdpSocket {
         in_netns(&self.ns_path(), move || UdpSocket::bind((addr, port)).expect("bind udp in the lab"))
+    }
+
+    /// Connects from the lab to `to` and returns the greeting of a
+    /// [`TcpServer`] there.
+    pub fn greet(&self, to: SocketAddr) -> Result<String, String> {
+        in_netns(&self.ns_path(), move || TcpServer::greet_from(to))
     }
 
     /// `GET /` from the lab (a client on the internet) to `to`: the
@@ -394,15 +409,19 @@ pub struct Seen {
 }
 
 /// The networks of an agent's runs a test has seen (from the lease records
-/// in `<state>/net/`), to check at the end that none of them is left.
-#[derive(Default)]
+/// in `<state>/net/`), to check at the end that none of them is left. A
+/// watching trace ([`NetTrace::watch`]) looks every 20 ms on a thread of its
+/// own, so that one-off runs' short-lived networks are seen too.
 pub struct NetTrace {
-    pub seen: BTreeSet<Seen>,
+    state: PathBuf,
+    seen: Arc<Mutex<BTreeMap<String, Seen>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// The lease records in `<state>/net/` now: (id, address).
-pub fn lease_records(a: &TestAgent) -> Vec<(String, Option<Ipv4Addr>)> {
-    let dir = a.state.join("net");
+pub fn lease_records_in(state: &Path) -> Vec<(String, Option<Ipv4Addr>)> {
+    let dir = state.join("net");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let p = e.path();
@@ -422,6 +441,11 @@ pub fn lease_records(a: &TestAgent) -> Vec<(String, Option<Ipv4Addr>)> {
     }
     out.sort();
     out
+}
+
+/// The lease records of an agent now: (id, address).
+pub fn lease_records(a: &TestAgent) -> Vec<(String, Option<Ipv4Addr>)> {
+    lease_records_in(&a.state)
 }
 
 /// The `.ns` files in `<state>/net/`.
@@ -452,13 +476,62 @@ pub fn ipam_files_of(network: &str, id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-impl NetTrace {
-    /// Records every lease the agent has now (with its host veth).
-    pub fn observe(&mut self, a: &TestAgent) {
-        for (id, address) in lease_records(a) {
-            let veth = address.and_then(route_dev).filter(|d| d.starts_with("veth"));
-            self.seen.insert(Seen { id, address, veth });
+/// Adds the leases recorded in `state` to `seen` (a veth once it is known).
+fn look(state: &Path, seen: &Mutex<BTreeMap<String, Seen>>) {
+    for (id, address) in lease_records_in(state) {
+        let known = seen.lock().unwrap().get(&id).is_some_and(|s| s.veth.is_some());
+        if known {
+            continue;
         }
+        let veth = address.and_then(route_dev).filter(|d| d.starts_with("veth"));
+        let mut seen = seen.lock().unwrap();
+        let entry = seen.entry(id.clone()).or_insert(Seen {
+            id,
+            address,
+            veth: None,
+        });
+        entry.address = entry.address.or(address);
+        if entry.veth.is_none() {
+            entry.veth = veth;
+        }
+    }
+}
+
+impl NetTrace {
+    /// A trace of what the agent has now (no watching).
+    pub fn snapshot(a: &TestAgent) -> NetTrace {
+        let t = NetTrace {
+            state: a.state.clone(),
+            seen: Arc::default(),
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        };
+        t.observe();
+        t
+    }
+
+    /// A trace that watches the agent's leases until dropped.
+    pub fn watch(a: &TestAgent) -> NetTrace {
+        let mut t = NetTrace::snapshot(a);
+        t.stop.store(false, Ordering::SeqCst);
+        let (state, seen, stop) = (t.state.clone(), t.seen.clone(), t.stop.clone());
+        t.thread = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                look(&state, &seen);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+        t
+    }
+
+    /// Records every lease the agent has now.
+    pub fn observe(&self) {
+        look(&self.state, &self.seen);
+    }
+
+    /// The networks seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().values().cloned().collect()
     }
 
     /// What is left of the seen networks: records, namespace files, veths,
@@ -467,7 +540,7 @@ impl NetTrace {
         let mut left = Vec::new();
         let net = a.state.join("net");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for s in &self.seen {
+        for s in self.seen() {
             for ext in ["json", "ns"] {
                 let p = net.join(format!("{}.{ext}", s.id));
                 if p.exists() {
@@ -486,21 +559,24 @@ impl NetTrace {
                 left.push(format!("IPAM lease {} (of {})", f.display(), s.id));
             }
         }
-        for p in ns_files(a) {
-            left.push(format!("namespace file {}", p.display()));
-        }
         left
     }
 
     /// Stops every dyno of the agent and waits (polling) until nothing of
     /// the networks seen (and no `.ns` file at all) is left; panics naming
     /// what is.
-    pub fn stop_all_and_assert_clean(&mut self, a: &TestAgent, network: &str) {
-        self.observe(a);
-        assert!(!self.seen.is_empty(), "the test saw no dyno network at all");
+    pub fn stop_all_and_assert_clean(&self, a: &TestAgent, network: &str) {
+        self.observe();
+        let seen = self.seen();
+        assert!(!seen.is_empty(), "the test saw no dyno network at all");
+        assert!(
+            seen.iter().any(|s| s.veth.is_some()),
+            "the test saw no dyno network with a host veth: {seen:?}"
+        );
         a.ctl_ok(&["stop", "--all"]);
         let r = poll(DEADLINE, Duration::from_millis(100), || {
-            let left = self.leftovers(a, network);
+            let mut left = self.leftovers(a, network);
+            left.extend(ns_files(a).iter().map(|p| format!("namespace file {}", p.display())));
             let running: Vec<String> = a
                 .ps()
                 .iter()
@@ -518,6 +594,15 @@ impl NetTrace {
                 "after every dyno stopped, their networks are not all torn down: {e}\n--- agent log ---\n{}",
                 a.agent_log()
             );
+        }
+    }
+}
+
+impl Drop for NetTrace {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

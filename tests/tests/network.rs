@@ -180,12 +180,12 @@ fn each_dyno_reaches_the_internet_through_nat() {
     let lab = Lab::new();
     let server = TcpServer::start(lab.listen(lab.lab_ip, 0), "internet");
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     for app in ["attacker", "victim"] {
         let s = slug(&a, app);
         let d = web(&a, app, &s);
         assert!(in_subnet(address(&d), SUBNET), "{d}");
-        trace.observe(&a);
+        trace.observe();
         let r = connects(&a, app, &s, &[("internet", lab.lab_ip.to_string(), server.port())]);
         let c = &r["internet"];
         assert_eq!(c.errno, 0, "{app} cannot reach the internet: {c:?}");
@@ -200,7 +200,7 @@ fn each_dyno_reaches_the_internet_through_nat() {
     for p in peers {
         assert_eq!(p, IpAddr::V4(lab.host_ip), "a dyno's own address reached the internet");
     }
-    trace.observe(&a);
+    trace.observe();
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
@@ -222,11 +222,11 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
     let host_ip = host_ipv4();
 
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let apps = ["attacker", "victim"];
     let slugs: Vec<PathBuf> = apps.iter().map(|app| slug(&a, app)).collect();
     let dynos: Vec<Value> = apps.iter().zip(&slugs).map(|(app, s)| web(&a, app, s)).collect();
-    trace.observe(&a);
+    trace.observe();
 
     // Positive controls: each target answers from where it should.
     for (who, to) in [
@@ -251,9 +251,10 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
         let veth_ip = word_after(&sh("ip", &["-4", "-o", "addr", "show", "dev", &veth]), "inet")
             .map(|c| c.split('/').next().unwrap_or_default().to_string())
             .unwrap_or_else(|| panic!("no address on the host veth {veth}"));
-        // The host veth's address answers the host too.
-        TcpServer::greet_from(sock(veth_ip.parse::<Ipv4Addr>().unwrap(), any.port()))
-            .unwrap_or_else(|e| panic!("the host's address on {veth} from the host: {e}"));
+        // The host's address on the dyno's veth answers the internet (the
+        // host's own connects to it have a dyno's source and are refused).
+        lab.greet(sock(veth_ip.parse::<Ipv4Addr>().unwrap(), any.port()))
+            .unwrap_or_else(|e| panic!("the host's address on {veth} from the internet: {e}"));
         let targets = [
             ("internet", lab.lab_ip.to_string(), internet.port()),
             ("other_dyno", address(other).to_string(), port(other)),
@@ -265,7 +266,7 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
             ("metadata", metadata.to_string(), 80),
         ];
         let r = connects(&a, app, &slugs[i], &targets);
-        trace.observe(&a);
+        trace.observe();
         assert_eq!(r["internet"].errno, 0, "{app}: the internet (the control): {r:?}");
         for (label, addr, port) in &targets[1..] {
             let c = &r[*label];
@@ -293,7 +294,7 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
 fn binding_the_victims_port_in_another_dyno_changes_nothing() {
     let host_ip = host_ipv4();
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let victim_slug = slug(&a, "victim");
     let attacker_slug = slug(&a, "attacker");
     let v = web(&a, "victim", &victim_slug);
@@ -307,13 +308,13 @@ fn binding_the_victims_port_in_another_dyno_changes_nothing() {
     let att = a.wait_state("attacker", "worker.1", "up");
     // The attacker did bind it (in its namespace): its address serves it.
     assert_serves(sock(address(&att), vport), "attacker", "the host, at the attacker's address");
-    trace.observe(&a);
+    trace.observe();
 
     a.ctl_ok(&["restart", "--app", "victim", "web.1"]);
     let v2 = a.wait_dyno("victim", "web.1", "restarted and up", |d| {
         d["state"] == "up" && d["run_id"] != v["run_id"]
     });
-    trace.observe(&a);
+    trace.observe();
     assert_eq!(port(&v2), vport, "the victim's port changed: {v2}");
     assert_serves(sock(Ipv4Addr::LOCALHOST, vport), "victim", "the host's loopback");
     assert_serves(sock(host_ip, vport), "victim", "the host's address");
@@ -343,7 +344,7 @@ fn proc_net_tcp_inside_a_dyno_lists_only_its_own_sockets() {
     assert!(host6.contains(&hex_port(p6)), "the host's tcp6 table lacks its own listener");
 
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let s = slug(&a, "attacker");
     let script = format!(
         "busybox httpd -p 127.0.0.1:{own} -h /app\n\
@@ -352,7 +353,7 @@ fn proc_net_tcp_inside_a_dyno_lists_only_its_own_sockets() {
         hex = hex_port(own).trim()
     );
     let out = run_sh(&a, "attacker", &s, &script);
-    trace.observe(&a);
+    trace.observe();
     let sec = sections(&out);
     let (tcp, tcp6) = (&sec["tcp"], &sec["tcp6"]);
     assert!(tcp.contains(&hex_port(own)), "the dyno's own listener is missing:\n{tcp}");
@@ -376,11 +377,11 @@ fn host_ip_and_loopback_port_serve_each_apps_web_dyno() {
     let host_ip = host_ipv4();
     let lab = Lab::new();
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let mut seen = Vec::new();
     for app in ["attacker", "victim"] {
         let d = web(&a, app, &slug(&a, app));
-        trace.observe(&a);
+        trace.observe();
         let p = port(&d);
         assert!((a.ports.0..=a.ports.1).contains(&p), "{d}");
         assert_serves(sock(host_ip, p), app, "the host, at its address");
@@ -413,7 +414,7 @@ fn dns_resolves_through_the_configured_nameserver_only() {
         own.toml(),
         lab.lab_ip
     ));
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let s = slug(&a, "victim");
     let out = run_sh(
         &a,
@@ -426,7 +427,7 @@ fn dns_resolves_through_the_configured_nameserver_only() {
             tcp.port()
         ),
     );
-    trace.observe(&a);
+    trace.observe();
     let sec = sections(&out);
     let nameservers: Vec<&str> = sec["resolv"]
         .lines()
@@ -457,10 +458,10 @@ fn dns_resolves_through_the_configured_nameserver_only() {
 fn ipv6_reaches_nothing_from_a_dyno() {
     let listener = TcpServer::start(TcpListener::bind("[::]:0").expect("bind [::]"), "host-v6");
     let a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let s = slug(&a, "attacker");
     let d = web(&a, "attacker", &s);
-    trace.observe(&a);
+    trace.observe();
     let veth = route_dev(address(&d)).expect("the dyno's host veth");
     let mut targets: Vec<String> = host_ipv6()
         .into_iter()
@@ -478,9 +479,12 @@ fn ipv6_reaches_nothing_from_a_dyno() {
         let (ip, scope) = t.split_once('%').map_or((t.as_str(), None), |(i, s)| (i, Some(s)));
         let mut addr: std::net::SocketAddrV6 = format!("[{ip}]:{}", listener.port()).parse().unwrap();
         if let Some(s) = scope {
-            addr.set_scope_id(nix::net::if_::if_nametoindex(s).expect("ifindex"));
+            addr.set_scope_id(ifindex(s));
         }
-        TcpServer::greet_from(addr.into()).unwrap_or_else(|e| panic!("the host cannot reach [{t}]: {e}"));
+        // (A new veth's link-local address is usable once its DAD is done.)
+        wait_ok(&format!("the host reaching its listener at [{t}]"), || {
+            TcpServer::greet_from(addr.into())
+        });
     }
     // Inside, the scope of a link-local one is the dyno's eth0 (the veth's peer).
     let probes: Vec<(String, String, u16)> = targets
@@ -500,7 +504,7 @@ fn ipv6_reaches_nothing_from_a_dyno() {
         assert_ne!(r[label].errno, 0, "the dyno reached the host at [{addr}]: {:?}", r[label]);
     }
     let out = run_sh(&a, "attacker", &s, "cat /proc/net/if_inet6");
-    trace.observe(&a);
+    trace.observe();
     let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "IPv6 addresses inside a dyno:\n{out}");
     assert!(
@@ -549,9 +553,9 @@ fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
     );
     let limit: u64 = 64 << 20;
     let a = agent(&format!(
-        "[sizes.tiny]\nmemory_bytes = {limit}\ncpu_shares = 256\npids_max = 256\nnofile = 1024\n"
+        "default_size = \"tiny\"\n[sizes.tiny]\nmemory_bytes = {limit}\ncpu_shares = 256\npids_max = 256\nnofile = 1024\n"
     ));
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let s = slug(&a, "attacker");
     a.ctl_ok(&start_args(
         "attacker",
@@ -560,7 +564,7 @@ fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
         &["--size", "tiny", "--command", "exec /app/net tcpfill 64"],
     ));
     let d = a.wait_state("attacker", "worker.1", "up");
-    trace.observe(&a);
+    trace.observe();
     let filled: u64 = wait_log_value(&a, "attacker", "worker.1", "filled").parse().expect("filled=");
     let cg = memory_cgroup(pid_of(&d));
     assert_eq!(read_u64(&cg.join("memory.limit_in_bytes")), limit, "{}", cg.display());
@@ -586,9 +590,9 @@ fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
 fn dynos_keep_their_network_across_kill_9_of_the_agent() {
     let host_ip = host_ipv4();
     let mut a = agent("");
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let d = web(&a, "victim", &slug(&a, "victim"));
-    trace.observe(&a);
+    trace.observe();
     let (addr, p) = (address(&d), port(&d));
     let ns_before = ns_files(&a);
     assert_eq!(ns_before.len(), 1, "{ns_before:?}");
@@ -623,9 +627,8 @@ fn a_restarted_agent_tears_down_the_pool_a_killed_one_left() {
         (r.len() == 4 && r.iter().all(|(_, addr)| addr.is_some()) && ns_files(a).len() == 4).then_some(r)
     };
     let old = wait_for("a full pool (4 prepared networks)", || full(&a));
-    let mut old_trace = NetTrace::default();
-    old_trace.observe(&a);
-    for s in &old_trace.seen {
+    let old_trace = NetTrace::snapshot(&a);
+    for s in &old_trace.seen() {
         assert!(s.veth.is_some(), "no host veth for {s:?}");
         assert_eq!(ipam_files_of(NETWORK, &s.id).len(), 1, "IPAM file of {s:?}");
     }
@@ -637,16 +640,14 @@ fn a_restarted_agent_tears_down_the_pool_a_killed_one_left() {
         full(&a).filter(|r| r.iter().all(|(id, _)| !old_ids.contains(&id)))
     });
     let left = old_trace.leftovers(&a, NETWORK);
-    // The new pool's .ns files are listed by leftovers(); only the old ones count here.
-    let left: Vec<&String> = left
-        .iter()
-        .filter(|l| old_ids.iter().any(|id| l.contains(id.as_str())))
-        .collect();
     assert!(left.is_empty(), "the killed agent's pool is left: {left:?}\n{}", a.agent_log());
 
-    let mut new_trace = NetTrace::default();
-    new_trace.observe(&a);
-    assert_eq!(new_trace.seen.len(), 4, "{new:?}");
+    let new_trace = NetTrace::snapshot(&a);
+    assert_eq!(new_trace.seen().len(), 4, "{new:?}");
+    for s in &new_trace.seen() {
+        assert!(s.veth.is_some(), "no host veth for {s:?}");
+        assert_eq!(ipam_files_of(NETWORK, &s.id).len(), 1, "IPAM file of {s:?}");
+    }
     let status = a.sigterm();
     assert!(status.success(), "{status}");
     let r = poll(DEADLINE, Duration::from_millis(100), || {
@@ -773,7 +774,7 @@ fn a_dyno_past_network_max_connections_is_refused_and_another_is_not() {
     let lab = Lab::new();
     let server = TcpServer::start(lab.listen(lab.lab_ip, 0), "internet");
     let a = agent(&format!("{}network_max_connections = 10\n", own.toml()));
-    let mut trace = NetTrace::default();
+    let trace = NetTrace::watch(&a);
     let att = slug(&a, "attacker");
     a.start_dyno(
         "attacker",
@@ -782,16 +783,15 @@ fn a_dyno_past_network_max_connections_is_refused_and_another_is_not() {
         &format!("exec /app/net hold {} {} 10 5000", lab.lab_ip, server.port()),
     );
     a.wait_state("attacker", "worker.1", "up");
-    trace.observe(&a);
+    trace.observe();
     let held = wait_log_value(&a, "attacker", "worker.1", "held");
     let extra = wait_log_value(&a, "attacker", "worker.1", "extra");
-    wait_log_value(&a, "attacker", "worker.1", "holding");
     assert_eq!(held, "10", "{:#?}", log_texts(&a, "attacker", "worker.1"));
     assert_eq!(extra, REFUSED.to_string(), "the 11th connection: {:#?}", log_texts(&a, "attacker", "worker.1"));
 
     let v = slug(&a, "victim");
     let r = connects(&a, "victim", &v, &[("internet", lab.lab_ip.to_string(), server.port())]);
-    trace.observe(&a);
+    trace.observe();
     assert_eq!(r["internet"].errno, 0, "the other app's dyno is refused too: {r:?}");
     assert!(r["internet"].got.starts_with("peer="), "{r:?}");
     trace.stop_all_and_assert_clean(&a, &own.name);
