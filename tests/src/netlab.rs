@@ -42,7 +42,10 @@ pub fn require_network_tools() {
             .map(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
             .unwrap_or(false)
             || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(tool).is_file());
-        assert!(found, "{tool} is missing: the network tests need iproute2 and iptables (scripts/test installs them)");
+        assert!(
+            found,
+            "{tool} is missing: the network tests need iproute2 and iptables (scripts/test installs them)"
+        );
     }
 }
 
@@ -81,8 +84,12 @@ pub fn host_ipv6() -> Vec<String> {
     let mut v = Vec::new();
     for line in out.lines() {
         let mut words = line.split_whitespace();
-        let (Some(_), Some(ifname)) = (words.next(), words.next()) else { continue };
-        let Some(cidr) = word_after(line, "inet6") else { continue };
+        let (Some(_), Some(ifname)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some(cidr) = word_after(line, "inet6") else {
+            continue;
+        };
         let addr = cidr.split('/').next().unwrap_or_default();
         if ifname == "lo" || addr == "::1" {
             continue;
@@ -110,7 +117,10 @@ pub fn word_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 /// The host interface a route to `addr` leaves by (a dyno's host-side veth).
 pub fn route_dev(addr: Ipv4Addr) -> Option<String> {
-    let out = Command::new("ip").args(["-4", "route", "get", &addr.to_string()]).output().ok()?;
+    let out = Command::new("ip")
+        .args(["-4", "route", "get", &addr.to_string()])
+        .output()
+        .ok()?;
     word_after(&String::from_utf8_lossy(&out.stdout), "dev").map(str::to_string)
 }
 
@@ -168,14 +178,34 @@ impl Lab {
         let ns = lab.name.as_str();
         sh(
             "ip",
-            &["link", "add", &lab.host_if, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            &[
+                "link",
+                "add",
+                &lab.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            ],
         );
-        sh("ip", &["addr", "add", &format!("{}/30", lab.host_ip), "dev", &lab.host_if]);
+        sh(
+            "ip",
+            &["addr", "add", &format!("{}/30", lab.host_ip), "dev", &lab.host_if],
+        );
         sh("ip", &["link", "set", &lab.host_if, "up"]);
-        sh("ip", &["-n", ns, "addr", "add", &format!("{}/30", lab.lab_ip), "dev", "eth0"]);
+        sh(
+            "ip",
+            &["-n", ns, "addr", "add", &format!("{}/30", lab.lab_ip), "dev", "eth0"],
+        );
         sh("ip", &["-n", ns, "link", "set", "eth0", "up"]);
         sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        sh("ip", &["-n", ns, "route", "add", "default", "via", &lab.host_ip.to_string()]);
+        sh(
+            "ip",
+            &["-n", ns, "route", "add", "default", "via", &lab.host_ip.to_string()],
+        );
         lab
     }
 
@@ -187,23 +217,38 @@ impl Lab {
     /// Adds `addr` to the lab (on its `lo`) with a host route to it through
     /// the lab's veth, e.g. a cloud's metadata address.
     pub fn add_address(&mut self, addr: Ipv4Addr) {
-        sh("ip", &["-n", &self.name, "addr", "add", &format!("{addr}/32"), "dev", "lo"]);
+        sh(
+            "ip",
+            &["-n", &self.name, "addr", "add", &format!("{addr}/32"), "dev", "lo"],
+        );
         let dst = format!("{addr}/32");
         sh(
             "ip",
-            &["route", "replace", &dst, "via", &self.lab_ip.to_string(), "dev", &self.host_if],
+            &[
+                "route",
+                "replace",
+                &dst,
+                "via",
+                &self.lab_ip.to_string(),
+                "dev",
+                &self.host_if,
+            ],
         );
         self.routes.push(dst);
     }
 
     /// A TCP listener on `addr:port` (0: any) inside the lab.
     pub fn listen(&self, addr: Ipv4Addr, port: u16) -> TcpListener {
-        in_netns(&self.ns_path(), move || TcpListener::bind((addr, port)).expect("bind in the lab"))
+        in_netns(&self.ns_path(), move || {
+            TcpListener::bind((addr, port)).expect("bind in the lab")
+        })
     }
 
     /// A UDP socket on `addr:port` inside the lab.
     pub fn udp(&self, addr: Ipv4Addr, port: u16) -> UdpSocket {
-        in_netns(&self.ns_path(), move || UdpSocket::bind((addr, port)).expect("bind udp in the lab"))
+        in_netns(&self.ns_path(), move || {
+            UdpSocket::bind((addr, port)).expect("bind udp in the lab")
+        })
     }
 
     /// Connects from the lab to `to` and returns the greeting of a
@@ -239,8 +284,10 @@ impl Drop for Lab {
 /// there is none.
 pub fn http_get_at(to: SocketAddr) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(|e| format!("{to}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| format!("{to}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("{to}: {e}"))?;
     let mut response = String::new();
     s.read_to_string(&mut response).map_err(|e| format!("{to}: {e}"))?;
     Ok(response)
@@ -304,7 +351,8 @@ impl TcpServer {
     /// Connects from here and returns the greeting (a positive control).
     pub fn greet_from(to: SocketAddr) -> Result<String, String> {
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(|e| format!("{to}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).map_err(|e| format!("{to}: {e}"))?;
         Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
@@ -342,7 +390,9 @@ impl DnsServer {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 1500];
                 while !stop.load(Ordering::SeqCst) {
-                    let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
                     peers.lock().unwrap().push(from.ip());
                     if let Some(reply) = dns_reply(&buf[..n], &name, answer) {
                         let _ = socket.send_to(&reply, from);
@@ -470,9 +520,7 @@ pub fn ipam_files_of(network: &str, id: &str) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            std::fs::read_to_string(p).is_ok_and(|t| t.lines().next().is_some_and(|l| l.trim() == id))
-        })
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().next().is_some_and(|l| l.trim() == id)))
         .collect()
 }
 

@@ -172,7 +172,7 @@ fn wait_log_value(a: &TestAgent, app: &str, dyno: &str, key: &str) -> String {
     })
 }
 
-/// 1. Each app's dyno reaches a server on the internet (the lab), and the
+/// (1) Each app's dyno reaches a server on the internet (the lab), and the
 /// server sees the host's address, not the dyno's 10.213.x.y: the dynos
 /// are NATed.
 #[test]
@@ -204,7 +204,7 @@ fn each_dyno_reaches_the_internet_through_nat() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 2. Neither app's dyno reaches the other's dyno (its address and port,
+/// (2) Neither app's dyno reaches the other's dyno (its address and port,
 /// nor its port published on the host's address), a server on the host's
 /// loopback, a server on the host's addresses (its own, and its address on
 /// the dyno's veth), nor a metadata server at 169.254.169.254 — each of
@@ -278,7 +278,11 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
             assert_eq!(r[label].errno, REFUSED, "{app} -> {label}: {:?}", r[label]);
         }
     }
-    assert!(meta.peers().iter().all(|p| !matches!(p, IpAddr::V4(v) if in_subnet(*v, SUBNET))));
+    assert!(
+        meta.peers()
+            .iter()
+            .all(|p| !matches!(p, IpAddr::V4(v) if in_subnet(*v, SUBNET)))
+    );
     assert!(loopback.peers().iter().chain(any.peers().iter()).all(|p| match p {
         IpAddr::V4(v) => !in_subnet(*v, SUBNET),
         IpAddr::V6(_) => true,
@@ -286,7 +290,7 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 3. A dyno of another app binding the victim's `$PORT` in its own
+/// (3) A dyno of another app binding the victim's `$PORT` in its own
 /// namespace changes nothing: the restarted victim keeps its port, comes
 /// up, and the host's `127.0.0.1:$PORT` (and host-ip:$PORT) reach the
 /// victim, not the attacker.
@@ -307,7 +311,11 @@ fn binding_the_victims_port_in_another_dyno_changes_nothing() {
     );
     let att = a.wait_state("attacker", "worker.1", "up");
     // The attacker did bind it (in its namespace): its address serves it.
-    assert_serves(sock(address(&att), vport), "attacker", "the host, at the attacker's address");
+    assert_serves(
+        sock(address(&att), vport),
+        "attacker",
+        "the host, at the attacker's address",
+    );
     trace.observe();
 
     a.ctl_ok(&["restart", "--app", "victim", "web.1"]);
@@ -329,7 +337,7 @@ fn hex_port(p: u16) -> String {
     format!(":{p:04X} ")
 }
 
-/// 4. `/proc/net/tcp` and `tcp6` inside a dyno list only its own sockets:
+/// (4) `/proc/net/tcp` and `tcp6` inside a dyno list only its own sockets:
 /// its own listener is there, the host's IPv4 and IPv6 listeners (which the
 /// host's own tables list) are not.
 #[test]
@@ -341,7 +349,10 @@ fn proc_net_tcp_inside_a_dyno_lists_only_its_own_sockets() {
     let host4 = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let host6 = std::fs::read_to_string("/proc/net/tcp6").unwrap();
     assert!(host4.contains(&hex_port(p4)), "the host's table lacks its own listener");
-    assert!(host6.contains(&hex_port(p6)), "the host's tcp6 table lacks its own listener");
+    assert!(
+        host6.contains(&hex_port(p6)),
+        "the host's tcp6 table lacks its own listener"
+    );
 
     let a = agent("");
     let trace = NetTrace::watch(&a);
@@ -356,20 +367,33 @@ fn proc_net_tcp_inside_a_dyno_lists_only_its_own_sockets() {
     trace.observe();
     let sec = sections(&out);
     let (tcp, tcp6) = (&sec["tcp"], &sec["tcp6"]);
-    assert!(tcp.contains(&hex_port(own)), "the dyno's own listener is missing:\n{tcp}");
-    assert!(!tcp.contains(&hex_port(p4)), "the host's listener :{p4} is visible:\n{tcp}");
-    assert!(!tcp6.contains(&hex_port(p6)), "the host's listener [::]:{p6} is visible:\n{tcp6}");
+    assert!(
+        tcp.contains(&hex_port(own)),
+        "the dyno's own listener is missing:\n{tcp}"
+    );
+    assert!(
+        !tcp.contains(&hex_port(p4)),
+        "the host's listener :{p4} is visible:\n{tcp}"
+    );
+    assert!(
+        !tcp6.contains(&hex_port(p6)),
+        "the host's listener [::]:{p6} is visible:\n{tcp6}"
+    );
     // Every socket listed is on the dyno's loopback (the only one it opened).
     for line in tcp.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let local = line.split_whitespace().nth(1).unwrap_or_default();
         assert!(local.starts_with("0100007F:"), "a socket not the dyno's: {line}\n{tcp}");
     }
-    assert_eq!(tcp6.lines().filter(|l| !l.trim().is_empty()).count(), 1, "tcp6:\n{tcp6}");
+    assert_eq!(
+        tcp6.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "tcp6:\n{tcp6}"
+    );
     drop((v4, v6));
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 5. The router's path: `host-ip:$PORT` (the host's non-loopback IPv4,
+/// (5) The router's path: `host-ip:$PORT` (the host's non-loopback IPv4,
 /// from the host and from the internet) and `127.0.0.1:$PORT` serve each
 /// app's own web dyno; each dyno has an address of its own.
 #[test]
@@ -397,7 +421,7 @@ fn host_ip_and_loopback_port_serve_each_apps_web_dyno() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 6. DNS: with `network_dns = [<lab ip>]` a dyno's `/etc/resolv.conf` lists
+/// (6) DNS: with `network_dns = [<lab ip>]` a dyno's `/etc/resolv.conf` lists
 /// exactly that nameserver, and `nslookup` inside resolves through it (port
 /// 53 passes), although `network_deny` lists the lab's range (a TCP connect
 /// to the same address is refused).
@@ -434,7 +458,12 @@ fn dns_resolves_through_the_configured_nameserver_only() {
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .map(str::trim)
         .collect();
-    assert_eq!(nameservers, vec![lab.lab_ip.to_string()], "resolv.conf:\n{}", sec["resolv"]);
+    assert_eq!(
+        nameservers,
+        vec![lab.lab_ip.to_string()],
+        "resolv.conf:\n{}",
+        sec["resolv"]
+    );
     assert!(
         sec["lookup"].contains(&answer.to_string()),
         "nslookup did not resolve through the lab's server:\n{out}"
@@ -445,12 +474,19 @@ fn dns_resolves_through_the_configured_nameserver_only() {
         "network_deny should refuse the lab's TCP port:\n{out}"
     );
     let peers = dns.peers.lock().unwrap().clone();
-    assert!(!peers.is_empty() && peers.iter().all(|p| *p == IpAddr::V4(lab.host_ip)), "{peers:?}");
-    assert!(tcp.peers().iter().all(|p| *p == IpAddr::V4(Ipv4Addr::LOCALHOST) || *p == IpAddr::V4(lab.host_ip)));
+    assert!(
+        !peers.is_empty() && peers.iter().all(|p| *p == IpAddr::V4(lab.host_ip)),
+        "{peers:?}"
+    );
+    assert!(
+        tcp.peers()
+            .iter()
+            .all(|p| *p == IpAddr::V4(Ipv4Addr::LOCALHOST) || *p == IpAddr::V4(lab.host_ip))
+    );
     trace.stop_all_and_assert_clean(&a, &own.name);
 }
 
-/// 7. IPv6 reaches nothing: inside a dyno only `::1` (on `lo`) exists, and
+/// (7) IPv6 reaches nothing: inside a dyno only `::1` (on `lo`) exists, and
 /// a host listener on `[::]:P`, which the host reaches at each of its IPv6
 /// addresses (the global one, link-local ones, the link-local of the
 /// dyno's own host veth), is reached at none of them from the dyno.
@@ -501,7 +537,11 @@ fn ipv6_reaches_nothing_from_a_dyno() {
     let refs: Vec<(&str, String, u16)> = probes.iter().map(|(l, a, p)| (l.as_str(), a.clone(), *p)).collect();
     let r = connects(&a, "attacker", &s, &refs);
     for (label, addr, _) in &probes {
-        assert_ne!(r[label].errno, 0, "the dyno reached the host at [{addr}]: {:?}", r[label]);
+        assert_ne!(
+            r[label].errno, 0,
+            "the dyno reached the host at [{addr}]: {:?}",
+            r[label]
+        );
     }
     let out = run_sh(&a, "attacker", &s, "cat /proc/net/if_inet6");
     trace.observe();
@@ -532,6 +572,9 @@ fn memory_cgroup(pid: u32) -> PathBuf {
     Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'))
 }
 
+/// Loopback connections the TCP-buffer probe fills.
+const PAIRS: u32 = 64;
+
 fn read_u64(p: &Path) -> u64 {
     std::fs::read_to_string(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -540,11 +583,12 @@ fn read_u64(p: &Path) -> u64 {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// 8. (cgroup v1) A dyno's TCP buffers count against its memory: its
+/// (8) (cgroup v1) A dyno's TCP buffers count against its memory: its
 /// cgroup's `memory.kmem.tcp.limit_in_bytes` is its memory limit, and
 /// loopback connections whose buffers it fills (far more than the limit
-/// would hold) are charged to `memory.kmem.tcp.usage_in_bytes`, which stays
-/// within the limit.
+/// would hold) are charged to `memory.kmem.tcp.usage_in_bytes`, and stop
+/// being queued near the limit (the kernel overshoots it by a per-socket
+/// allowance; with 128 sockets, within 1.5 times the limit).
 #[test]
 fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
     assert!(
@@ -561,28 +605,38 @@ fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
         "attacker",
         "worker.1",
         &show(&s),
-        &["--size", "tiny", "--command", "exec /app/net tcpfill 64"],
+        &["--size", "tiny", "--command", &format!("exec /app/net tcpfill {PAIRS}")],
     ));
     let d = a.wait_state("attacker", "worker.1", "up");
     trace.observe();
-    let filled: u64 = wait_log_value(&a, "attacker", "worker.1", "filled").parse().expect("filled=");
+    let filled: u64 = wait_log_value(&a, "attacker", "worker.1", "filled")
+        .parse()
+        .expect("filled=");
     let cg = memory_cgroup(pid_of(&d));
     assert_eq!(read_u64(&cg.join("memory.limit_in_bytes")), limit, "{}", cg.display());
     let tcp_limit = read_u64(&cg.join("memory.kmem.tcp.limit_in_bytes"));
     assert_eq!(tcp_limit, limit, "kmem.tcp limit of {}", cg.display());
     let usage = read_u64(&cg.join("memory.kmem.tcp.usage_in_bytes"));
     let max = read_u64(&cg.join("memory.kmem.tcp.max_usage_in_bytes"));
-    let failcnt = read_u64(&cg.join("memory.kmem.tcp.failcnt"));
-    assert!(usage > 0, "TCP buffers of {filled} bytes are not charged to {}", cg.display());
-    assert!(usage <= tcp_limit && max <= tcp_limit, "usage {usage}, max {max} > limit {tcp_limit}");
     assert!(
-        failcnt > 0,
-        "the dyno queued {filled} bytes without ever reaching its tcp limit (usage {usage}, max {max})"
+        usage > 0,
+        "TCP buffers of {filled} bytes are not charged to {}",
+        cg.display()
+    );
+    // v1 force-charges past the limit (a socket under its moderated sndbuf,
+    // the first skb of an empty receive queue): the bound is the limit plus
+    // a per-socket allowance, not the limit itself; 128 sockets stay well
+    // within half more. Unbounded, each pair would queue ~8 MB (buffer
+    // autotuning on this host: 15.6 MB for 2 pairs), 500 MB in all.
+    let bound = limit + limit / 2;
+    assert!(
+        usage <= bound && max <= bound && filled <= bound,
+        "TCP buffers past the limit: usage {usage}, max {max}, queued {filled}, limit {tcp_limit}"
     );
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 9. A dyno keeps its network across `kill -9` of the agent: while no
+/// (9) A dyno keeps its network across `kill -9` of the agent: while no
 /// agent runs, its namespace is still kept and its port still serves; the
 /// restarted agent shows it `up` with the same pid and address, and it
 /// still serves.
@@ -614,7 +668,7 @@ fn dynos_keep_their_network_across_kill_9_of_the_agent() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// 10. The pool's networks do not outlive a killed agent: with
+/// (10) The pool's networks do not outlive a killed agent: with
 /// `network_pool = 2` four prepared networks (records, `.ns` files, veths,
 /// IPAM files) exist; after `kill -9` and a restart they are all gone and
 /// four new ones (new ids) take their place; a SIGTERM then tears those
@@ -640,7 +694,11 @@ fn a_restarted_agent_tears_down_the_pool_a_killed_one_left() {
         full(&a).filter(|r| r.iter().all(|(id, _)| !old_ids.contains(&id)))
     });
     let left = old_trace.leftovers(&a, NETWORK);
-    assert!(left.is_empty(), "the killed agent's pool is left: {left:?}\n{}", a.agent_log());
+    assert!(
+        left.is_empty(),
+        "the killed agent's pool is left: {left:?}\n{}",
+        a.agent_log()
+    );
 
     let new_trace = NetTrace::snapshot(&a);
     assert_eq!(new_trace.seen().len(), 4, "{new:?}");
@@ -666,8 +724,12 @@ fn lease_ids(text: &str) -> Vec<String> {
         .filter(|w| {
             let mut parts = w.split('-');
             parts.next() == Some("dn")
-                && parts.next().is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
-                && parts.next().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                && parts
+                    .next()
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+                && parts
+                    .next()
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
                 && parts.next().is_none()
         })
         .map(str::to_string)
@@ -677,7 +739,7 @@ fn lease_ids(text: &str) -> Vec<String> {
     ids
 }
 
-/// 11. A network that cannot be set up (a plugin of the chain, after ptp,
+/// (11) A network that cannot be set up (a plugin of the chain, after ptp,
 /// fails with CNI error 11 "boom"): the run fails to start visibly (ps
 /// shows the run ended, the dyno's log says "boom"), and nothing of it is
 /// left (record, `.ns` file or mount, IPAM lease). And a
@@ -715,9 +777,15 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
     let d = a.wait_dyno("victim", "web.1", "a failed start", |d| !d["last_exit"].is_null());
     let logs = log_texts(&a, "victim", "web.1");
     let said: Vec<&String> = logs.iter().filter(|l| l.contains("boom")).collect();
-    assert!(!said.is_empty(), "the dyno's log does not say why it failed: {logs:#?}\n{d}");
+    assert!(
+        !said.is_empty(),
+        "the dyno's log does not say why it failed: {logs:#?}\n{d}"
+    );
     assert_ne!(d["state"], "up", "{d}");
-    eprintln!("a failed network setup shows as: state={} last_exit={}", d["state"], d["last_exit"]);
+    eprintln!(
+        "a failed network setup shows as: state={} last_exit={}",
+        d["state"], d["last_exit"]
+    );
     eprintln!("and logs: {said:?}");
     a.ctl_ok(&["stop", "--app", "victim"]);
     a.wait_state("victim", "web.1", "down");
@@ -753,7 +821,10 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
     a.set_config("cni_config", &format!("\"{}\"", missing.display()));
     let (status, log) = a.spawn_expect_exit();
     assert!(!status.success(), "{status}");
-    assert!(log.contains(&missing.display().to_string()), "the error does not name the file:\n{log}");
+    assert!(
+        log.contains(&missing.display().to_string()),
+        "the error does not name the file:\n{log}"
+    );
 
     // A chain whose plugin is not in cni_bin_dir.
     let nothere = dir.path().join("nothere.conflist");
@@ -762,10 +833,13 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
     a.set_config("cni_config", &format!("\"{}\"", nothere.display()));
     let (status, log) = a.spawn_expect_exit();
     assert!(!status.success(), "{status}");
-    assert!(log.contains("no-such-plugin"), "the error does not name the plugin:\n{log}");
+    assert!(
+        log.contains("no-such-plugin"),
+        "the error does not name the plugin:\n{log}"
+    );
 }
 
-/// 12. The conntrack bound: with `network_max_connections = 10`, a dyno
+/// (12) The conntrack bound: with `network_max_connections = 10`, a dyno
 /// holding 10 connections to the internet is refused an 11th, while
 /// another app's dyno still connects meanwhile.
 #[test]
@@ -787,7 +861,12 @@ fn a_dyno_past_network_max_connections_is_refused_and_another_is_not() {
     let held = wait_log_value(&a, "attacker", "worker.1", "held");
     let extra = wait_log_value(&a, "attacker", "worker.1", "extra");
     assert_eq!(held, "10", "{:#?}", log_texts(&a, "attacker", "worker.1"));
-    assert_eq!(extra, REFUSED.to_string(), "the 11th connection: {:#?}", log_texts(&a, "attacker", "worker.1"));
+    assert_eq!(
+        extra,
+        REFUSED.to_string(),
+        "the 11th connection: {:#?}",
+        log_texts(&a, "attacker", "worker.1")
+    );
 
     let v = slug(&a, "victim");
     let r = connects(&a, "victim", &v, &[("internet", lab.lab_ip.to_string(), server.port())]);
