@@ -290,6 +290,53 @@ fn a_dyno_reaches_no_other_dyno_nor_the_host_nor_link_local() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
+/// (2b) The agent's own TCP API (`listen` on every address, TLS) is out of
+/// a dyno's reach at the host's address, while the host and the internet
+/// connect to it.
+#[test]
+fn a_dyno_cannot_reach_the_agents_tcp_api() {
+    let host_ip = host_ipv4();
+    let lab = Lab::new();
+    let files = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
+    let (crt, key) = (files.path().join("agent.crt"), files.path().join("agent.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let port = {
+        let l = TcpListener::bind("0.0.0.0:0").expect("bind");
+        l.local_addr().unwrap().port()
+    };
+    let a = agent(&format!(
+        "listen = \"0.0.0.0:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nlisten_without_client_auth = true\n",
+        crt.display(),
+        key.display()
+    ));
+    let trace = NetTrace::watch(&a);
+    let api = sock(host_ip, port);
+    wait_ok("the agent's API from the host", || {
+        std::net::TcpStream::connect_timeout(&api, Duration::from_secs(5)).map_err(|e| e.to_string())
+    });
+    in_netns(&lab.ns_path(), move || {
+        std::net::TcpStream::connect_timeout(&api, Duration::from_secs(5))
+    })
+    .unwrap_or_else(|e| panic!("the agent's API from the internet: {e}"));
+    let s = slug(&a, "attacker");
+    web(&a, "attacker", &s);
+    let r = connects(
+        &a,
+        "attacker",
+        &s,
+        &[
+            ("api", host_ip.to_string(), port),
+            ("api_lab_side", lab.host_ip.to_string(), port),
+        ],
+    );
+    for (label, c) in &r {
+        assert_eq!(c.errno, REFUSED, "a dyno -> the agent's API ({label}): {c:?}");
+    }
+    trace.stop_all_and_assert_clean(&a, NETWORK);
+}
+
 /// (3) A dyno of another app binding the victim's `$PORT` in its own
 /// namespace changes nothing: the restarted victim keeps its port, comes
 /// up, and the host's `127.0.0.1:$PORT` (and host-ip:$PORT) reach the
@@ -741,7 +788,9 @@ fn lease_ids(text: &str) -> Vec<String> {
 
 /// (11) A network that cannot be set up (a plugin of the chain, after ptp,
 /// fails with CNI error 11 "boom"): the run fails to start visibly (ps
-/// shows the run ended, the dyno's log says "boom"), and nothing of it is
+/// shows the dyno `crashed` with `last_exit.reason = "lost"`, no pid, no
+/// address; its log says "Failed to start process: network: CNI plugin boom
+/// ADD (<lease>): exit status: 1: boom"), and nothing of it is
 /// left (record, `.ns` file or mount, IPAM lease). And a
 /// `cni_config` that does not exist, or names a plugin missing from
 /// `cni_bin_dir`, stops the agent at start with a message naming it.
@@ -774,19 +823,24 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
     ));
     let s = slug(&a, "victim");
     a.start_dyno("victim", "web.1", &s, WEB);
-    let d = a.wait_dyno("victim", "web.1", "a failed start", |d| !d["last_exit"].is_null());
+    // The failed setup is the run's end: `lost`, then the usual crash
+    // cool-off (and more failed attempts), each said in the dyno's log.
+    let d = a.wait_dyno("victim", "web.1", "crashed by a failed network setup", |d| {
+        d["state"] == "crashed" && d["last_exit"]["reason"] == "lost"
+    });
+    assert!(d["address"].is_null() && d["pid"].is_null(), "{d}");
     let logs = log_texts(&a, "victim", "web.1");
-    let said: Vec<&String> = logs.iter().filter(|l| l.contains("boom")).collect();
     assert!(
-        !said.is_empty(),
+        logs.iter().any(
+            |l| l.starts_with("Failed to start process: network: CNI plugin boom ADD (")
+                && l.ends_with("): exit status: 1: boom")
+        ),
         "the dyno's log does not say why it failed: {logs:#?}\n{d}"
     );
-    assert_ne!(d["state"], "up", "{d}");
-    eprintln!(
-        "a failed network setup shows as: state={} last_exit={}",
-        d["state"], d["last_exit"]
+    assert!(
+        !logs.iter().any(|l| l.contains("State changed from starting to up")),
+        "{logs:#?}"
     );
-    eprintln!("and logs: {said:?}");
     a.ctl_ok(&["stop", "--app", "victim"]);
     a.wait_state("victim", "web.1", "down");
     let ids = lease_ids(&a.agent_log());
