@@ -710,5 +710,17 @@ impl Drop for OwnNetwork {
             quietly("iptables", &["-w", "-F", c]);
             quietly("iptables", &["-w", "-X", c]);
         }
+        // host-local's directory, once it holds no lease (only its lock and
+        // its last reserved address).
+        let ipam = Path::new("/var/lib/cni/networks").join(&self.name);
+        let only_bookkeeping = std::fs::read_dir(&ipam).is_ok_and(|d| {
+            d.flatten().all(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n == "lock" || n.starts_with("last_reserved_ip")
+            })
+        });
+        if only_bookkeeping {
+            let _ = std::fs::remove_dir_all(&ipam);
+        }
     }
 }
