@@ -630,14 +630,16 @@ fn read_u64(p: &Path) -> u64 {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// (8) (cgroup v1) A dyno's TCP buffers count against its memory: its
-/// cgroup's `memory.kmem.tcp.limit_in_bytes` is its memory limit, and
-/// loopback connections whose buffers it fills (far more than the limit
-/// would hold) are charged to `memory.kmem.tcp.usage_in_bytes`, and stop
-/// being queued near the limit (the kernel overshoots it by a per-socket
-/// allowance; with 128 sockets, within 1.5 times the limit).
+/// (8) (cgroup v1) A dyno's TCP buffers are charged to its cgroup: its
+/// `memory.kmem.tcp.limit_in_bytes` is its memory limit, and 64 loopback
+/// connections whose buffers it fills from both ends (unbounded, ~500 MB
+/// here) are charged to `memory.kmem.tcp.usage_in_bytes` and stop being
+/// queued near that limit. Not exactly at it: v1's limit is soft (the
+/// kernel force-charges a socket below its moderated sndbuf, and the first
+/// skb of an empty receive queue), so the bound asserted is the limit plus
+/// half (128 sockets overshoot by ~10%; many more sockets overshoot more).
 #[test]
-fn a_dynos_tcp_buffers_are_charged_to_its_memory_limit() {
+fn a_dynos_tcp_buffers_are_charged_to_a_tcp_limit_of_its_memory_size() {
     assert!(
         Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists(),
         "this test needs cgroup v1's memory controller with kmem.tcp accounting"
