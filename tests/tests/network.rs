@@ -717,52 +717,122 @@ fn dynos_keep_their_network_across_kill_9_of_the_agent() {
     trace.stop_all_and_assert_clean(&a, NETWORK);
 }
 
-/// (10) The pool's networks do not outlive a killed agent: with
-/// `network_pool = 2` four prepared networks (records, `.ns` files, veths,
-/// IPAM files) exist; after `kill -9` and a restart they are all gone and
-/// four new ones (new ids) take their place; a SIGTERM then tears those
-/// down too.
+/// The lease records of an agent with their `port`: (id, address, port).
+fn lease_ports(a: &TestAgent) -> Vec<(String, Option<Ipv4Addr>, Option<u16>)> {
+    lease_records(a)
+        .into_iter()
+        .map(|(id, addr)| {
+            let port = std::fs::read_to_string(a.state.join("net").join(format!("{id}.json")))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| v["port"].as_u64())
+                .map(|p| p as u16);
+            (id, addr, port)
+        })
+        .collect()
+}
+
+/// (10) The pool's networks do not outlive a killed agent, and the networks
+/// runs took from it do: with `network_pool = 2`, four prepared networks
+/// (records, `.ns` files, veths, IPAM files; the two web ones with the top
+/// ports of `port_range`) exist; a web and a worker dyno take one each (the
+/// web dyno gets its port), the pool refills. After `kill -9` and a restart
+/// the four unclaimed ones are all gone, four new ones (new ids) take their
+/// place, and the dynos' two are kept (same address, still serving). Once
+/// the dynos stop theirs go; a SIGTERM then tears down the pool.
 #[test]
-fn a_restarted_agent_tears_down_the_pool_a_killed_one_left() {
+fn a_restarted_agent_tears_down_the_pool_a_killed_one_left_and_keeps_the_dynos() {
     let mut a = agent("network_pool = 2");
-    let full = |a: &TestAgent| {
-        let r = lease_records(a);
-        (r.len() == 4 && r.iter().all(|(_, addr)| addr.is_some()) && ns_files(a).len() == 4).then_some(r)
+    let ready = |a: &TestAgent, n: usize| {
+        let r = lease_ports(a);
+        (r.len() == n && r.iter().all(|(_, addr, _)| addr.is_some()) && ns_files(a).len() == n).then_some(r)
     };
-    let old = wait_for("a full pool (4 prepared networks)", || full(&a));
-    let old_trace = NetTrace::snapshot(&a);
-    for s in &old_trace.seen() {
+    let first = wait_for("a full pool (4 prepared networks)", || ready(&a, 4));
+    let mut pool_ports: Vec<u16> = first.iter().filter_map(|(_, _, p)| *p).collect();
+    pool_ports.sort();
+    let top = a.ports.1;
+    assert_eq!(pool_ports, vec![top - 1, top], "the pool's web ports: {first:?}");
+    let prepared: Vec<Ipv4Addr> = first.iter().filter_map(|(_, addr, _)| *addr).collect();
+
+    let s = slug(&a, "victim");
+    let web_dyno = web(&a, "victim", &s);
+    a.start_dyno("attacker", "worker.1", &slug(&a, "attacker"), SLEEPER);
+    let worker = a.wait_state("attacker", "worker.1", "up");
+    for d in [&web_dyno, &worker] {
+        assert!(prepared.contains(&address(d)), "not a prepared network: {d}\n{first:?}");
+    }
+    assert!(pool_ports.contains(&port(&web_dyno)), "{web_dyno}");
+    let all = wait_for("the pool refilled (4 prepared + 2 taken)", || ready(&a, 6));
+    let taken: Vec<Ipv4Addr> = vec![address(&web_dyno), address(&worker)];
+    let pool_ids: Vec<String> = all
+        .iter()
+        .filter(|(_, addr, _)| !addr.is_some_and(|x| taken.contains(&x)))
+        .map(|(id, ..)| id.clone())
+        .collect();
+    assert_eq!(pool_ids.len(), 4, "{all:?}");
+    let old = NetTrace::snapshot(&a);
+    for s in &old.seen() {
         assert!(s.veth.is_some(), "no host veth for {s:?}");
         assert_eq!(ipam_files_of(NETWORK, &s.id).len(), 1, "IPAM file of {s:?}");
     }
 
     a.kill9();
     a.spawn();
-    let old_ids: Vec<&String> = old.iter().map(|(id, _)| id).collect();
-    let new = wait_for("a new full pool without the old leases", || {
-        full(&a).filter(|r| r.iter().all(|(id, _)| !old_ids.contains(&id)))
+    let now = wait_for("a new pool next to the dynos' networks", || {
+        ready(&a, 6).filter(|r| r.iter().filter(|(id, ..)| !all.iter().any(|(o, ..)| o == id)).count() == 4)
     });
-    let left = old_trace.leftovers(&a, NETWORK);
+    let left: Vec<String> = old
+        .leftovers(&a, NETWORK)
+        .into_iter()
+        .filter(|l| pool_ids.iter().any(|id| l.contains(id.as_str())))
+        .collect();
     assert!(
         left.is_empty(),
         "the killed agent's pool is left: {left:?}\n{}",
         a.agent_log()
     );
-
-    let new_trace = NetTrace::snapshot(&a);
-    assert_eq!(new_trace.seen().len(), 4, "{new:?}");
-    for s in &new_trace.seen() {
-        assert!(s.veth.is_some(), "no host veth for {s:?}");
-        assert_eq!(ipam_files_of(NETWORK, &s.id).len(), 1, "IPAM file of {s:?}");
+    for d in [&web_dyno, &worker] {
+        let again = a.dyno(d["app"].as_str().unwrap(), d["name"].as_str().unwrap()).unwrap();
+        assert_eq!(again["state"], "up", "{again}");
+        assert_eq!(again["pid"], d["pid"], "{again}");
+        assert_eq!(address(&again), address(d), "{again}");
+        assert!(now.iter().any(|(_, addr, _)| *addr == Some(address(d))), "{now:?}");
     }
-    let status = a.sigterm();
-    assert!(status.success(), "{status}");
+    assert_serves(
+        sock(Ipv4Addr::LOCALHOST, port(&web_dyno)),
+        "victim",
+        "the host, after the restart",
+    );
+
+    // The dynos' networks go with them; the new pool stays until SIGTERM.
+    let dyno_ids: Vec<String> = now
+        .iter()
+        .filter(|(_, addr, _)| addr.is_some_and(|x| taken.contains(&x)))
+        .map(|(id, ..)| id.clone())
+        .collect();
+    assert_eq!(dyno_ids.len(), 2, "{now:?}");
+    let dynos = NetTrace::snapshot(&a);
+    a.ctl_ok(&["stop", "--all"]);
     let r = poll(DEADLINE, Duration::from_millis(100), || {
-        let left = new_trace.leftovers(&a, NETWORK);
+        let left: Vec<String> = dynos
+            .leftovers(&a, NETWORK)
+            .into_iter()
+            .filter(|l| dyno_ids.iter().any(|id| l.contains(id.as_str())))
+            .collect();
         if left.is_empty() { Ok(()) } else { Err(left) }
     });
     if let Err(left) = r {
-        panic!("a stopped agent left its pool: {left:?}\n{}", a.agent_log());
+        panic!("the stopped dynos' networks are left: {left:?}\n{}", a.agent_log());
+    }
+    let pool = wait_for("the pool alone (4 prepared)", || ready(&a, 4));
+    let status = a.sigterm();
+    assert!(status.success(), "{status}");
+    let r = poll(DEADLINE, Duration::from_millis(100), || {
+        let left = dynos.leftovers(&a, NETWORK);
+        if left.is_empty() { Ok(()) } else { Err(left) }
+    });
+    if let Err(left) = r {
+        panic!("a stopped agent left its pool {pool:?}: {left:?}\n{}", a.agent_log());
     }
 }
 
