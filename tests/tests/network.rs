@@ -963,6 +963,8 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
         log.contains("no-such-plugin"),
         "the error does not name the plugin:\n{log}"
     );
+    // A configuration the kit's clean-up (which reads it) can use again.
+    a.set_config("cni_config", &format!("\"{}\"", conflist.display()));
 }
 
 /// (12) The conntrack bound: with `network_max_connections = 10`, a dyno
