@@ -536,7 +536,9 @@ fn dns_resolves_through_the_configured_nameserver_only() {
 /// (7) IPv6 reaches nothing: inside a dyno only `::1` (on `lo`) exists, and
 /// a host listener on `[::]:P`, which the host reaches at each of its IPv6
 /// addresses (the global one, link-local ones, the link-local of the
-/// dyno's own host veth), is reached at none of them from the dyno.
+/// dyno's own host veth), is reached at none of them from the dyno; and
+/// the dyno cannot turn IPv6 on (sysctl), add an IPv6 or IPv4 address
+/// (spoofing), or a route.
 #[test]
 fn ipv6_reaches_nothing_from_a_dyno() {
     let listener = TcpServer::start(TcpListener::bind("[::]:0").expect("bind [::]"), "host-v6");
@@ -590,14 +592,33 @@ fn ipv6_reaches_nothing_from_a_dyno() {
             r[label]
         );
     }
-    let out = run_sh(&a, "attacker", &s, "cat /proc/net/if_inet6");
+    // The dyno cannot turn IPv6 on, nor give itself an address or a route.
+    let out = run_sh(
+        &a,
+        "attacker",
+        &s,
+        "echo 0 2>/dev/null > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; rc=$?; echo @sysctl; echo rc=$rc\n\
+         ip -6 addr add fd00::99/64 dev eth0 2>/dev/null; rc=$?; echo @addr6; echo rc=$rc\n\
+         ip addr add 10.213.250.250/32 dev eth0 2>/dev/null; rc=$?; echo @addr4; echo rc=$rc\n\
+         ip route add 198.51.100.0/24 dev eth0 2>/dev/null; rc=$?; echo @route; echo rc=$rc\n\
+         echo @if6; cat /proc/net/if_inet6; echo @v4; ip -4 -o addr show\n",
+    );
     trace.observe();
-    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    let sec = sections(&out);
+    for change in ["sysctl", "addr6", "addr4", "route"] {
+        let rc = sec[change].trim();
+        assert!(
+            rc.starts_with("rc=") && rc != "rc=0",
+            "the dyno could change its network ({change}):\n{out}"
+        );
+    }
+    let lines: Vec<&str> = sec["if6"].lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "IPv6 addresses inside a dyno:\n{out}");
     assert!(
         lines[0].starts_with("00000000000000000000000000000001 ") && lines[0].ends_with(" lo"),
         "{out}"
     );
+    assert!(!sec["v4"].contains("10.213.250.250"), "{out}");
     assert!(listener.peers().iter().all(|p| match p {
         IpAddr::V6(v) => v.to_ipv4_mapped().is_none_or(|m| !in_subnet(m, SUBNET)),
         IpAddr::V4(v) => !in_subnet(*v, SUBNET),
