@@ -174,8 +174,12 @@ fn main() {
     std::fs::write(&slug, tarball::slug_tgz(&files)).expect("write the slug");
     let slug = show(&slug);
 
-    let host_agent = TestAgent::start("network = \"host\"");
-    let iso_agent = TestAgent::start(&format!("network = \"isolated\"\nnetwork_pool = {pool}"));
+    // Every web dyno keeps its port while its record lives (down included):
+    // ranges wider than the kit's 20 ports.
+    let host_agent = TestAgent::start("network = \"host\"\nport_range = \"41000-41999\"");
+    let iso_agent = TestAgent::start(&format!(
+        "network = \"isolated\"\nnetwork_pool = {pool}\nport_range = \"42000-42999\""
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -16,6 +16,8 @@
 //!   agent's unit tests) and a GET client; [`tarball`]: the one tar.gz
 //!   builder;
 //! - [`probe`]: static C probe programs, for raw syscalls inside a dyno;
+//! - [`netlab`]: the network tests' stand-in for the internet, servers in it
+//!   and on the host, and the check that no dyno network is left;
 //! - [`bench`]: settings and statistics of the benchmarks.
 
 pub mod agent;
@@ -25,6 +27,7 @@ pub mod config;
 pub mod env;
 pub mod grpc;
 pub mod http;
+pub mod netlab;
 pub mod probe;
 pub mod procs;
 pub mod tarball;

@@ -12,6 +12,10 @@ use crate::env::target_tmp;
 /// The keyring test's probe (`probes/keyring.c`).
 pub const KEYRING: (&str, &str) = ("keyring", include_str!("probes/keyring.c"));
 
+/// The network test's probe (`probes/net.c`): connects, held connections,
+/// filled TCP buffers.
+pub const NET: (&str, &str) = ("net", include_str!("probes/net.c"));
+
 /// The static binary of `probe` (a name and its C source), compiled if this
 /// source text was never compiled before. Panics, naming gcc's complaint, when
 /// it cannot be built: a test never passes without its probe.

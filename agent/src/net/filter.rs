@@ -134,7 +134,11 @@ impl Rules {
         let mut out = Vec::new();
         let jump = |dir: &str, sub: &String, chain: String| vec![dir.into(), sub.clone(), "-j".into(), chain];
         for sub in &self.subnets {
-            out.push(("filter", "INPUT", jump("-s", sub, self.input_chain())));
+            // Not the host's own packets to its own addresses (those leave
+            // by `lo`, some with a dyno-side source: the veths' address).
+            let mut input = jump("-s", sub, self.input_chain());
+            input.splice(2..2, ["!".to_string(), "-i".into(), "lo".into()]);
+            out.push(("filter", "INPUT", input));
             out.push(("filter", "FORWARD", jump("-s", sub, self.forward_chain())));
             out.push(("filter", "FORWARD", jump("-d", sub, self.forward_chain())));
             out.push(("nat", "PREROUTING", jump("-s", sub, self.dns_chain())));
