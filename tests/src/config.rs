@@ -50,29 +50,29 @@ fn write_conflist(dir: &Path, n: u32) -> std::path::PathBuf {
 }
 
 /// Writes the first configuration of agent `n`: `FAST`, `slug_dir_root`
-/// (the agent's own directory, where [`TestAgent::slug`] writes) and
-/// `cni_config` (its own network), each overridden by the keys `extra`
-/// repeats, then `extra`.
+/// (the agent's own directory, where [`TestAgent::slug`] writes),
+/// `cni_config` (its own network), its port range, host id and parent
+/// cgroup, each overridden by the keys `extra` repeats, then `extra`.
 pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Path, extra: &str) {
     let extra_keys: Vec<String> = extra.lines().map(key).filter(|k| !k.is_empty()).collect();
     let dir = config.parent().expect("the agent's directory");
     let slug_root = format!("slug_dir_root = \"{}\"", dir.display());
     let cni = format!("cni_config = \"{}\"", write_conflist(dir, n).display());
+    let own = [
+        format!("port_range = \"{}-{}\"", ports.0, ports.1),
+        format!("host_id = \"e2e-{n}\""),
+        format!("cgroup_parent = \"{}\"", cgroup_parent(n)),
+    ];
     let fast: String = FAST
         .lines()
         .chain([slug_root.as_str(), cni.as_str()])
+        .chain(own.iter().map(String::as_str))
         .filter(|l| !extra_keys.contains(&key(l)))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(
         config,
-        format!(
-            "{fast}port_range = \"{}-{}\"\nhost_id = \"e2e-{n}\"\ncgroup_parent = \"{}\"\n{extra}\n[stacks]\ndefault = \"{}\"\n",
-            ports.0,
-            ports.1,
-            cgroup_parent(n),
-            stack.display()
-        ),
+        format!("{fast}{extra}\n[stacks]\ndefault = \"{}\"\n", stack.display()),
     )
     .expect("config");
 }

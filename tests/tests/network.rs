@@ -37,7 +37,10 @@ fn network(a: &TestAgent) -> String {
 fn subnet(a: &TestAgent) -> (Ipv4Addr, u8) {
     let (_, cidr) = dyno_tests::config::own_network(a.n);
     let (net, len) = cidr.split_once('/').expect("a CIDR");
-    (net.parse().expect("an IPv4 network"), len.parse().expect("a prefix length"))
+    (
+        net.parse().expect("an IPv4 network"),
+        len.parse().expect("a prefix length"),
+    )
 }
 /// ECONNREFUSED: what the filter's REJECT rules give a TCP connect.
 const REFUSED: i32 = 111;
@@ -934,7 +937,10 @@ fn a_network_that_cannot_be_set_up_fails_the_start_and_leaves_nothing() {
     assert_eq!(d["state"], "starting", "{d}");
     assert!(d["address"].is_null() && d["pid"].is_null(), "{d}");
     let message = d["last_exit"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("CNI plugin boom ADD") && message.ends_with("boom"), "{d}");
+    assert!(
+        message.contains("CNI plugin boom ADD") && message.ends_with("boom"),
+        "{d}"
+    );
     let logs = log_texts(&a, "victim", "web.1");
     assert!(
         logs.iter().any(

@@ -8,60 +8,14 @@
 //!   the host's loopback stays out of reach through the gateway (while the
 //!   host itself reaches it: the refusal is the filter's).
 
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 
+use dyno_tests::netlab::DnsServer;
 use dyno_tests::*;
 
-/// The answer of the test resolver for every A query.
-const ANSWER: &str = "203.0.113.7";
-
-/// A few lines of Python that answer every A query with [`ANSWER`] (and
-/// every other query with no answer) over UDP.
-const RESOLVER: &str = r#"
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 53))
-print("ready", flush=True)
-while True:
-    q, peer = s.recvfrom(512)
-    i = 12
-    while q[i] != 0:
-        i += q[i] + 1
-    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
-    answer = b""
-    if qtype == 1:
-        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(sys.argv[2])
-    head = struct.pack("!HHHHHH", struct.unpack("!H", q[:2])[0], 0x8180, 1, 1 if answer else 0, 0, 0)
-    s.sendto(head + q[12:i + 5] + answer, peer)
-"#;
-
-/// The test resolver, ended (by its pid) when dropped.
-struct Resolver(Child);
-
-impl Resolver {
-    fn start(addr: Ipv4Addr) -> Resolver {
-        let mut child = Command::new("python3")
-            .args(["-c", RESOLVER, &addr.to_string(), ANSWER])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the test resolver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped"))
-            .read_line(&mut line)
-            .expect("the resolver's first line");
-        assert_eq!(line.trim(), "ready", "the test resolver did not start on {addr}:53");
-        Resolver(child)
-    }
-}
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// The name the test resolver knows, and its answer.
+const NAME: &str = "dyno.example";
+const ANSWER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 
 #[test]
 fn a_resolver_on_the_hosts_loopback_answers_a_dyno_through_its_gateway_and_nothing_else_does() {
@@ -69,7 +23,11 @@ fn a_resolver_on_the_hosts_loopback_answers_a_dyno_through_its_gateway_and_nothi
     // A loopback address of this test's own (all of 127/8 is the host's loopback).
     let pid = std::process::id();
     let local = Ipv4Addr::new(127, 53, (pid / 250 % 250) as u8, (pid % 250 + 2) as u8);
-    let _resolver = Resolver::start(local);
+    let resolver = DnsServer::start(
+        UdpSocket::bind((local, 53)).expect("a resolver on the host's loopback, port 53"),
+        NAME,
+        ANSWER,
+    );
     let beside = TcpListener::bind((local, 0)).expect("a TCP service beside the resolver");
     let beside_port = beside.local_addr().expect("its port").port();
     // The host reaches it: a refusal from the dyno is the filter's doing.
@@ -78,7 +36,7 @@ fn a_resolver_on_the_hosts_loopback_answers_a_dyno_through_its_gateway_and_nothi
     let a = TestAgent::start(&format!("network_dns = [\"{local}\"]"));
     let slug = a.slug("dns", &[]);
     let command = format!(
-        "cat /etc/resolv.conf; nslookup dyno.example; \
+        "cat /etc/resolv.conf; nslookup {NAME}; \
          gw=$(awk '/^nameserver/ {{ print $2; exit }}' /etc/resolv.conf); \
          if nc -w 3 \"$gw\" {beside_port} </dev/null; then echo beside=reached; else echo beside=refused; fi; \
          exec sleep 600"
@@ -96,8 +54,16 @@ fn a_resolver_on_the_hosts_loopback_answers_a_dyno_through_its_gateway_and_nothi
     let servers: Vec<&String> = logs.iter().filter(|l| l.starts_with("nameserver")).collect();
     assert_eq!(servers, [&format!("nameserver {gateway}")], "{logs:#?}");
     assert!(
-        logs.iter().any(|l| l.contains(ANSWER)),
-        "dyno.example did not resolve to {ANSWER} through {gateway}: {logs:#?}"
+        logs.iter().any(|l| l.contains(&ANSWER.to_string())),
+        "{NAME} did not resolve to {ANSWER} through {gateway}: {logs:#?}"
+    );
+    // Asked by the dyno itself (its own address, not the host's).
+    let peers = resolver.peers.lock().expect("peers").clone();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.to_string().starts_with(&subnet.replace(".0/24", "."))),
+        "the resolver saw no query from the dyno's subnet {subnet}: {peers:?}"
     );
     assert!(
         logs.iter().any(|l| l == "beside=refused"),

@@ -121,6 +121,16 @@ fn fake_plugin(dir: &Path, name: &str, output: &str, status: i32) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// A worker's attachment (no port) of lease `id`, kept by `/x/<id>.ns`.
+fn worker_at(id: &'static str) -> Attachment<'static> {
+    let netns: &'static Path = Box::leak(PathBuf::from(format!("/x/{id}.ns")).into_boxed_path());
+    Attachment {
+        container_id: id,
+        netns,
+        port: None,
+    }
+}
+
 fn chain(names: &[&str]) -> Conflist {
     let plugins: Vec<Value> = names.iter().map(|n| json!({"type": n})).collect();
     Conflist::parse(
@@ -157,11 +167,7 @@ async fn add_runs_the_chain_in_order_passing_each_result_on_and_del_runs_it_back
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
     };
-    let at = Attachment {
-        container_id: "dn-7",
-        netns: Path::new("/x/dn-7.ns"),
-        port: None,
-    };
+    let at = worker_at("dn-7");
     let list = chain(&["first", "second"]);
     let result = runner.add(&list, &at).await.unwrap();
     assert_eq!(
@@ -200,11 +206,7 @@ async fn a_failing_plugin_is_named_with_its_message_and_what_was_added_is_delete
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
     };
-    let at = Attachment {
-        container_id: "dn-8",
-        netns: Path::new("/x/dn-8.ns"),
-        port: None,
-    };
+    let at = worker_at("dn-8");
     let err = runner.add(&chain(&["good", "bad"]), &at).await.unwrap_err();
     assert!(err.contains("CNI plugin bad ADD (dn-8)"), "{err}");
     assert!(err.contains("no addresses left: range full"), "{err}");
@@ -227,11 +229,7 @@ async fn a_missing_plugin_or_a_result_that_is_not_json_is_an_error() {
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
     };
-    let at = Attachment {
-        container_id: "dn-9",
-        netns: Path::new("/x/dn-9.ns"),
-        port: None,
-    };
+    let at = worker_at("dn-9");
     let err = runner.add(&chain(&["absent"]), &at).await.unwrap_err();
     assert!(err.contains("CNI plugin absent ADD") && err.contains("absent"), "{err}");
     let err = runner.add(&chain(&["garbled"]), &at).await.unwrap_err();

@@ -67,7 +67,10 @@ fn jumps_cover_both_directions_of_forwarding_and_chain_names_fit_iptables() {
     let jumps = r.jumps();
     assert_eq!(jumps.len(), 4);
     assert_eq!((jumps[0].0, jumps[0].1), ("filter", "INPUT"));
-    assert_eq!(jumps[0].2, ["-s", "10.213.0.0/16", "!", "-i", "lo", "-j", &r.input_chain()]);
+    assert_eq!(
+        jumps[0].2,
+        ["-s", "10.213.0.0/16", "!", "-i", "lo", "-j", &r.input_chain()]
+    );
     assert_eq!(jumps[1].2, ["-s", "10.213.0.0/16", "-j", &r.forward_chain()]);
     assert_eq!(jumps[2].2, ["-d", "10.213.0.0/16", "-j", &r.forward_chain()]);
     let s = r.restore_script();
