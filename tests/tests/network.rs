@@ -1044,3 +1044,46 @@ fn a_dyno_past_network_max_connections_is_refused_and_another_is_not() {
     assert!(r["internet"].got.starts_with("peer="), "{r:?}");
     trace.stop_all_and_assert_clean(&a, &network(&a));
 }
+
+/// (13) `network_allow` opens a range `network_deny` closes, and only it:
+/// with the lab's whole range denied and one lab address allowed, a dyno
+/// reaches the allowed server and is refused the denied one beside it,
+/// which the host reaches (the refusal is the filter's).
+#[test]
+fn network_allow_opens_what_network_deny_closes_and_nothing_more() {
+    let mut lab = Lab::new();
+    let pid = std::process::id();
+    let allowed = Ipv4Addr::new(198, 19, (pid % 250) as u8, 10);
+    let denied = Ipv4Addr::new(198, 19, (pid % 250) as u8, 20);
+    lab.add_address(allowed);
+    lab.add_address(denied);
+    let open = TcpServer::start(lab.listen(allowed, 0), "allowed");
+    let closed = TcpServer::start(lab.listen(denied, 0), "denied");
+    TcpServer::greet_from(closed.addr).expect("the host reaches the denied server: a refusal is the filter's");
+    let host_greetings = closed.peers().len();
+    let a = agent(&format!(
+        "network_deny = [\"198.18.0.0/15\"]\nnetwork_allow = [\"{allowed}/32\"]\n"
+    ));
+    let trace = NetTrace::watch(&a);
+    let s = slug(&a, "victim");
+    let r = connects(
+        &a,
+        "victim",
+        &s,
+        &[
+            ("allowed", allowed.to_string(), open.port()),
+            ("denied", denied.to_string(), closed.port()),
+        ],
+    );
+    trace.observe();
+    assert_eq!(r["allowed"].errno, 0, "the allowed address: {r:?}");
+    assert!(r["allowed"].got.ends_with(" allowed"), "{r:?}");
+    assert_eq!(r["denied"].errno, REFUSED, "the denied address beside it: {r:?}");
+    assert_eq!(
+        closed.peers().len(),
+        host_greetings,
+        "the denied server saw the dyno: {:?}",
+        closed.peers()
+    );
+    trace.stop_all_and_assert_clean(&a, &network(&a));
+}
