@@ -114,6 +114,9 @@ impl Network {
             return Ok(None);
         };
         rules.install().await.map_err(anyhow::Error::msg)?;
+        if net.nameservers.is_empty() {
+            warn!("no IPv4 nameserver in network_dns or the host's /etc/resolv.conf: dynos resolve no names");
+        }
         info!(
             chain = %net.list.origin,
             network = %net.list.name,
@@ -230,11 +233,14 @@ impl Network {
         use std::os::unix::fs::PermissionsExt;
         let gateway = lease.result.as_ref().and_then(cni::gateway_of);
         let mut text = String::from("# written by dynoagent (network_dns)\n");
+        let mut listed = Vec::new();
         for ns in &self.nameservers {
-            match (ns.is_loopback(), gateway) {
-                (true, Some(gw)) => text.push_str(&format!("nameserver {gw}\n")),
-                (true, None) => {}
-                (false, _) => text.push_str(&format!("nameserver {ns}\n")),
+            // Loopback resolvers are all reached at the gateway (the first
+            // one answers: see the filter's DNS chain).
+            let server = if ns.is_loopback() { gateway } else { Some(*ns) };
+            if let Some(server) = server.filter(|s| !listed.contains(s)) {
+                listed.push(server);
+                text.push_str(&format!("nameserver {server}\n"));
             }
         }
         let path = self.resolv_conf_of(&lease.id);
