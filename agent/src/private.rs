@@ -12,7 +12,8 @@
 //! - [`tighten`] makes an existing state directory private at start (one an
 //!   older agent or an operator left open): the directory itself, every file
 //!   at its top (the lock, `events.jsonl`, `ledger.db` and its `-wal` and
-//!   `-shm`), and the `dynos/` and `runs/` trees. The slug cache and any other
+//!   `-shm`), and the `dynos/`, `runs/` and `net/` trees (but for `net/`'s
+//!   namespace handles and dyno `resolv.conf`s). The slug cache and any other
 //!   directory (the sample's slug) keep their modes: dynos reach them through
 //!   mounts made by root, never through the state directory's path.
 
@@ -27,8 +28,21 @@ pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 
 /// The trees under the state directory that are made private at start, two
-/// levels deep (`dynos/<app>/<name>.json`, `runs/<run-id>/<file>`).
-const TREES: [&str; 2] = ["dynos", "runs"];
+/// levels deep (`dynos/<app>/<name>.json`, `runs/<run-id>/<file>`,
+/// `net/<lease>.json`).
+const TREES: [&str; 3] = ["dynos", "runs", "net"];
+
+/// Files of a private tree that keep their mode, by extension, in `net/`: a
+/// dyno's `resolv.conf` (nameservers only; the dyno reads it through its
+/// bind mount, so it is 0644) and the handle of its network namespace (an
+/// nsfs inode, 0444 by the kernel, whose mode cannot change). `net/` itself
+/// is 0700: nobody else reaches them by path.
+const NET_SHARED: [&str; 2] = ["resolv", "ns"];
+
+fn shared_by_design(path: &Path) -> bool {
+    path.parent().and_then(Path::file_name).is_some_and(|d| d == "net")
+        && path.extension().is_some_and(|e| NET_SHARED.iter().any(|s| e == *s))
+}
 
 /// Creates `path` and its missing parents, each 0700 (the parents are
 /// below the state directory).
@@ -96,7 +110,7 @@ impl Tightened {
         };
         let kind = meta.file_type();
         let mode = meta.permissions().mode() & 0o7777;
-        if !(kind.is_file() || kind.is_dir()) || mode & 0o7077 == 0 {
+        if !(kind.is_file() || kind.is_dir()) || mode & 0o7077 == 0 || shared_by_design(path) {
             return Ok(());
         }
         match fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700)) {

@@ -133,3 +133,32 @@ fn tighten_of_a_missing_directory_names_it() {
     let e = tighten(&missing).unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+#[test]
+fn tighten_makes_net_private_but_for_the_files_dynos_read_through_mounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    fs::create_dir_all(state.join("net")).unwrap();
+    chmod(&state.join("net"), 0o755);
+    for (file, m) in [("dn-1.json", 0o644), ("dn-1.resolv", 0o644), ("dn-1.ns", 0o444)] {
+        fs::write(state.join("net").join(file), "x").unwrap();
+        chmod(&state.join("net").join(file), m);
+    }
+    tighten(&state).unwrap();
+    assert_eq!(mode(&state.join("net")), 0o700);
+    assert_eq!(
+        mode(&state.join("net/dn-1.json")),
+        0o600,
+        "a lease record is root's alone"
+    );
+    assert_eq!(
+        mode(&state.join("net/dn-1.resolv")),
+        0o644,
+        "the dyno reads it through its bind mount"
+    );
+    assert_eq!(
+        mode(&state.join("net/dn-1.ns")),
+        0o444,
+        "an nsfs inode's mode is the kernel's"
+    );
+}

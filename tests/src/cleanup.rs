@@ -84,11 +84,16 @@ impl TestAgent {
         let Ok(cfg) = dyno_agent::config::Config::load(Some(&self.config), std::iter::empty(), &overrides) else {
             return;
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        if let Ok(rt) = runtime
-            && let Err(e) = rt.block_on(dyno_agent::net::Network::release_all(&cfg, true))
-        {
-            eprintln!("releasing the agent's networks: {e:#}");
+        // On a thread of its own: a test may drop its agent inside a runtime.
+        let released = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(dyno_agent::net::Network::release_all(&cfg, true))
+        })
+        .join();
+        match released {
+            Ok(Err(e)) => eprintln!("releasing the agent's networks: {e:#}"),
+            Err(_) => eprintln!("releasing the agent's networks panicked"),
+            Ok(Ok(())) => {}
         }
         // host-local's directory of the agent's own network, once it holds
         // no address any more (only its lock and its last reservation).

@@ -73,8 +73,8 @@ fn wait_hello(a: &TestAgent, n: usize) {
     });
 }
 
-/// Every path the agent keeps under the state directory (the slug cache
-/// apart), the directory itself first.
+/// Every path the agent keeps under the state directory (the slug cache and
+/// `net/`'s shared files apart), the directory itself first.
 fn private_paths(state: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
@@ -86,6 +86,13 @@ fn private_paths(state: &Path) -> Vec<PathBuf> {
         }
     }
     let mut out = vec![state.to_path_buf()];
+    // `net/` is 0700, but for what keeps its mode by design: a dyno's
+    // resolv.conf (nameservers, read by the dyno through its bind mount) and
+    // its network namespace's handle (an nsfs inode, 0444 by the kernel).
+    let shared = |p: &Path| {
+        p.parent().and_then(Path::file_name).is_some_and(|d| d == "net")
+            && p.extension().is_some_and(|e| e == "resolv" || e == "ns")
+    };
     for e in std::fs::read_dir(state).expect("read the state dir").flatten() {
         let p = e.path();
         if p.file_name().is_some_and(|n| n == "slugs") {
@@ -96,6 +103,7 @@ fn private_paths(state: &Path) -> Vec<PathBuf> {
             walk(&p, &mut out);
         }
     }
+    out.retain(|p| !shared(p));
     out
 }
 
