@@ -1087,3 +1087,30 @@ fn network_allow_opens_what_network_deny_closes_and_nothing_more() {
     );
     trace.stop_all_and_assert_clean(&a, &network(&a));
 }
+
+/// (14) An upgrade leaves no rule of the older version in front of the new
+/// ones: a jump into the agent's INPUT chain as an older agent made it
+/// (without `! -i lo`, so the host could not reach its own veth address) is
+/// gone once the agent restarts, and the current jump is there.
+#[test]
+fn a_restarted_agent_replaces_the_jumps_an_older_version_made() {
+    let mut a = agent("");
+    assert!(a.sigterm().success(), "the agent stops cleanly");
+    let (cidr, chain) = (
+        dyno_tests::config::own_network(a.n).1,
+        format!("DYNO-IN-{}", network(&a)),
+    );
+    let old = ["-s", cidr.as_str(), "-j", chain.as_str()];
+    sh("iptables", &[&["-w", "-I", "INPUT", "1"], &old[..]].concat());
+    let rules = || sh("iptables", &["-w", "-S", "INPUT"]);
+    let old_line = format!("-A INPUT -s {cidr} -j {chain}");
+    assert!(rules().lines().any(|l| l == old_line), "the older jump was not planted");
+    a.spawn();
+    let now = rules();
+    assert!(!now.lines().any(|l| l == old_line), "the older jump stayed:\n{now}");
+    assert!(
+        now.lines()
+            .any(|l| l == format!("-A INPUT -s {cidr} ! -i lo -j {chain}")),
+        "the current jump is missing:\n{now}"
+    );
+}

@@ -187,7 +187,35 @@ impl Rules {
             }
             iptables(&with(&["-w", "-I", hook, "1"])).await?;
         }
+        self.drop_stale_jumps().await;
         Ok(())
+    }
+
+    /// Deletes jumps into this network's chains that the current rules do
+    /// not make (an older agent's, say without `! -i lo`), so an upgrade
+    /// leaves no rule of the old version in front of the new ones.
+    async fn drop_stale_jumps(&self) {
+        let ours = [self.input_chain(), self.forward_chain(), self.dns_chain()];
+        let wanted: Vec<(&str, &str, Vec<String>)> = self.jumps();
+        for (table, hook) in [("filter", "INPUT"), ("filter", "FORWARD"), ("nat", "PREROUTING")] {
+            let Ok(listing) = iptables_output(&["-t", table, "-w", "-S", hook]).await else {
+                continue;
+            };
+            for line in listing.lines() {
+                let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                let [flag, chain, rule @ ..] = &words[..] else { continue };
+                let targets_ours = rule.windows(2).any(|w| w[0] == "-j" && ours.contains(&w[1]));
+                let is_wanted = wanted
+                    .iter()
+                    .any(|(t, h, r)| *t == table && *h == hook && r[..] == rule[..]);
+                if flag != "-A" || chain != hook || !targets_ours || is_wanted {
+                    continue;
+                }
+                let mut args: Vec<String> = ["-t", table, "-w", "-D", hook].iter().map(|s| s.to_string()).collect();
+                args.extend(rule.iter().cloned());
+                let _ = iptables(&args).await;
+            }
+        }
     }
 }
 
@@ -211,6 +239,20 @@ impl Rules {
             let _ = iptables(&["-t", table, "-w", "-F", &chain]).await;
             let _ = iptables(&["-t", table, "-w", "-X", &chain]).await;
         }
+    }
+}
+
+async fn iptables_output(args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new("iptables")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("iptables: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("iptables: {}", String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 

@@ -396,10 +396,24 @@ impl Network {
     /// CNI DEL, then the namespace and the record. A failed DEL keeps the
     /// record, so that the next start tries again.
     async fn release(&self, lease: Lease) {
-        let deleted = self
-            .runner
-            .del(&self.list, &self.attachment(&lease), lease.result.as_ref())
-            .await;
+        // Plugins' iptables calls can fail while other writers hold the
+        // ruleset (several agents, a busy host): DEL is idempotent, so it is
+        // tried again before the lease is left for the next start.
+        let mut deleted = Err(String::new());
+        for (attempt, pause) in DEL_RETRIES.iter().enumerate() {
+            deleted = self
+                .runner
+                .del(&self.list, &self.attachment(&lease), lease.result.as_ref())
+                .await;
+            match &deleted {
+                Ok(()) => break,
+                Err(e) if attempt + 1 < DEL_RETRIES.len() => {
+                    warn!(lease = %lease.id, error = %e, "CNI DEL failed; trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                Err(_) => {}
+            }
+        }
         if let Err(e) = netns::remove(&lease.netns) {
             error!(lease = %lease.id, error = %e, "cannot remove a network namespace");
         }
@@ -452,6 +466,14 @@ impl Network {
         }
     }
 }
+
+/// Pauses between the attempts of a CNI DEL (one attempt per entry).
+const DEL_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(300),
+    std::time::Duration::from_millis(1000),
+    std::time::Duration::ZERO,
+];
 
 /// Whether `s` is an IPv4 CIDR (`a.b.c.d/n`) or address.
 pub fn is_v4_cidr(s: &str) -> bool {
