@@ -246,6 +246,11 @@ impl Actor {
             return Ok(self.dynos[&key].rec.view());
         }
 
+        // Everything that can fail comes before the port: a web dyno's port
+        // may be a prepared network's, which is then kept for it.
+        let uid = self.allocate_uid()?;
+        crate::private::create_dir_all(&self.paths.dynos.join(&key.0))
+            .map_err(|e| Error::Internal(format!("state dir: {e}")))?;
         let mut spec = req.spec;
         if spec.ptype == "web" {
             spec.port = Some(self.allocate_port()?);
@@ -259,11 +264,9 @@ impl Actor {
             created_at: now,
             request_id: req.request_id,
             past_request_ids: VecDeque::new(),
-            uid: self.allocate_uid()?,
+            uid,
             address: None,
         };
-        crate::private::create_dir_all(&self.paths.dynos.join(&key.0))
-            .map_err(|e| Error::Internal(format!("state dir: {e}")))?;
         self.dynos.insert(key.clone(), Entry { rec, probe: None });
         self.step(&key, Input::Start);
         Ok(self.dynos[&key].rec.view())

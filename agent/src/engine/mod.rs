@@ -204,12 +204,15 @@ pub async fn start(
         tx: tx.clone(),
     };
     actor.recover()?;
+    if let Some(net) = &network {
+        net.dyno_ports_are(actor.dynos.values().filter_map(|e| e.rec.spec.port).collect());
+    }
     let task = match network {
         // The pool fills once re-adoption has settled the ports dynos hold,
         // and ends with the actor.
         Some(net) => {
             let (stop_pool, pool_stopped) = oneshot::channel::<()>();
-            let pool = tokio::spawn(net.run_pool(async {
+            let pool = tokio::spawn(net.background(async {
                 let _ = pool_stopped.await;
             }));
             tokio::spawn(async move {

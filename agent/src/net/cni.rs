@@ -165,19 +165,17 @@ impl Runner {
     }
 
     /// DEL through the chain in reverse order, each plugin given `result`
-    /// (the chain's ADD result, when known). Every plugin runs even when an
-    /// earlier one failed; the first failure is returned.
+    /// (the chain's ADD result, when known). Stops at the first failure: a
+    /// plugin before it (the IPAM's owner) must not give the address back
+    /// while a later one's rule for it (portmap's DNAT of `$PORT`) is still
+    /// there, or the next dyno given that address would receive this one's
+    /// traffic. DEL is idempotent: the caller tries the whole chain again.
     pub async fn del(&self, list: &Conflist, at: &Attachment<'_>, result: Option<&Value>) -> Result<(), String> {
-        let mut first = Ok(());
         for plugin in list.plugins.iter().rev() {
             let config = self.config(list, plugin, at, result);
-            if let Err(e) = self.exec("DEL", plugin, &config, at).await
-                && first.is_ok()
-            {
-                first = Err(e);
-            }
+            self.exec("DEL", plugin, &config, at).await?;
         }
-        first
+        Ok(())
     }
 
     /// The network configuration one plugin reads on stdin.

@@ -109,11 +109,12 @@ fn the_dynos_address_is_the_first_ipv4_of_the_result() {
 
 /// A fake plugin: appends `<name> <CNI_COMMAND> <CNI_CONTAINERID>
 /// <CNI_IFNAME>` and its stdin to `calls`, then prints `output` and exits
-/// with `status`.
-fn fake_plugin(dir: &Path, name: &str, output: &str, status: i32) {
+/// with 1 for the command `fails` names (0 otherwise).
+fn fake_plugin(dir: &Path, name: &str, output: &str, fails: Option<&str>) {
     let calls = dir.join("calls");
+    let fails = fails.unwrap_or("none");
     let script = format!(
-        "#!/bin/sh\necho \"{name} $CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS\" >> {calls}\ncat >> {calls}\necho >> {calls}\nprintf '%s' '{output}'\nexit {status}\n",
+        "#!/bin/sh\necho \"{name} $CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS\" >> {calls}\ncat >> {calls}\necho >> {calls}\nprintf '%s' '{output}'\n[ \"$CNI_COMMAND\" = {fails} ] && exit 1\nexit 0\n",
         calls = calls.display()
     );
     let path = dir.join(name);
@@ -156,13 +157,13 @@ async fn add_runs_the_chain_in_order_passing_each_result_on_and_del_runs_it_back
         dir.path(),
         "first",
         r#"{"cniVersion":"1.0.0","ips":[{"address":"10.7.0.2/24"}]}"#,
-        0,
+        None,
     );
     fake_plugin(
         dir.path(),
         "second",
         r#"{"cniVersion":"1.0.0","ips":[{"address":"10.7.0.3/24"}]}"#,
-        0,
+        None,
     );
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
@@ -196,12 +197,12 @@ async fn add_runs_the_chain_in_order_passing_each_result_on_and_del_runs_it_back
 #[tokio::test]
 async fn a_failing_plugin_is_named_with_its_message_and_what_was_added_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    fake_plugin(dir.path(), "good", r#"{"cniVersion":"1.0.0"}"#, 0);
+    fake_plugin(dir.path(), "good", r#"{"cniVersion":"1.0.0"}"#, None);
     fake_plugin(
         dir.path(),
         "bad",
         r#"{"cniVersion":"1.0.0","code":11,"msg":"no addresses left","details":"range full"}"#,
-        1,
+        Some("ADD"),
     );
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
@@ -225,7 +226,7 @@ async fn a_failing_plugin_is_named_with_its_message_and_what_was_added_is_delete
 #[tokio::test]
 async fn a_missing_plugin_or_a_result_that_is_not_json_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    fake_plugin(dir.path(), "garbled", "not json", 0);
+    fake_plugin(dir.path(), "garbled", "not json", None);
     let runner = Runner {
         bin_dir: dir.path().to_path_buf(),
     };
@@ -244,4 +245,33 @@ fn the_gateway_and_the_hosts_end_come_from_the_result() {
     });
     assert_eq!(gateway_of(&r), Some(Ipv4Addr::new(10, 213, 0, 1)));
     assert_eq!(host_interfaces(&r), ["veth1234"]);
+}
+
+#[tokio::test]
+async fn del_stops_at_a_failing_plugin_so_no_address_is_freed_under_a_live_port_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_plugin(dir.path(), "addresses", r#"{"cniVersion":"1.0.0"}"#, None);
+    fake_plugin(
+        dir.path(),
+        "ports",
+        r#"{"cniVersion":"1.0.0","code":11,"msg":"xtables lock"}"#,
+        Some("DEL"),
+    );
+    let runner = Runner {
+        bin_dir: dir.path().to_path_buf(),
+    };
+    let at = worker_at("dn-10");
+    let err = runner
+        .del(&chain(&["addresses", "ports"]), &at, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("CNI plugin ports DEL (dn-10)") && err.contains("xtables lock"),
+        "{err}"
+    );
+    assert_eq!(
+        calls(dir.path()),
+        ["ports DEL dn-10 eth0 /x/dn-10.ns"],
+        "the address plugin ran"
+    );
 }

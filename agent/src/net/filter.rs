@@ -40,6 +40,9 @@ pub struct Rules {
 const LINK_LOCAL: &str = "169.254.0.0/16";
 
 impl Rules {
+    /// The longest network name whose chains' names hold it whole.
+    pub const NAME_MAX: usize = 28 - "DYNO-FWD-".len();
+
     fn chain(&self, kind: &str) -> String {
         // iptables chain names are at most 28 characters.
         let name: String = self.network.chars().take(28 - "DYNO--".len() - kind.len()).collect();
@@ -66,7 +69,14 @@ impl Rules {
             s.push_str(&format!("-A {chain} {rule}\n"));
         };
         add(&input, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+        // The loopback resolver's path is the one way in: bound like the
+        // way out, or one dyno's queries fill the host's conntrack table.
+        let connlimit = format!(
+            "-m conntrack --ctstate NEW -m connlimit --connlimit-above {} --connlimit-mask 32 --connlimit-saddr {reject}",
+            self.max_conns
+        );
         if let Some(local) = &self.local_dns {
+            add(&input, connlimit.clone());
             for proto in ["udp", "tcp"] {
                 add(&input, format!("-d {local} -p {proto} --dport 53 -j ACCEPT"));
             }
@@ -74,6 +84,8 @@ impl Rules {
         add(&input, reset.into());
         add(&input, reject.into());
         add(&fwd, "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+        // What conntrack cannot place would leave un-NATed: never forwarded.
+        add(&fwd, "-m conntrack --ctstate INVALID -j DROP".into());
         for src in &self.subnets {
             for dst in &self.subnets {
                 add(&fwd, format!("-s {src} -d {dst} {reset}"));
@@ -85,14 +97,7 @@ impl Rules {
             add(&fwd, format!("-d {sub} {reject}"));
         }
         for sub in &self.subnets {
-            add(
-                &fwd,
-                format!(
-                    "-s {sub} -m conntrack --ctstate NEW -m connlimit --connlimit-above {} \
-                     --connlimit-mask 32 --connlimit-saddr {reject}",
-                    self.max_conns
-                ),
-            );
+            add(&fwd, format!("-s {sub} {connlimit}"));
             add(&fwd, format!("-s {sub} -d {LINK_LOCAL} {reject}"));
             for ns in &self.dns {
                 for proto in ["udp", "tcp"] {
@@ -147,8 +152,9 @@ impl Rules {
     }
 
     /// Fills the chains and adds the jumps that are missing (first in their
-    /// hook, so that no host rule lets a dyno's packet through before them).
-    pub async fn install(&self) -> Result<(), String> {
+    /// hook, so that no host rule lets a dyno's packet through before them);
+    /// returns how many jumps were missing.
+    pub async fn install(&self) -> Result<usize, String> {
         let mut child = tokio::process::Command::new("iptables-restore")
             .args(["--noflush", "-w"])
             .stdin(Stdio::piped())
@@ -173,6 +179,7 @@ impl Rules {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
+        let mut added = 0;
         for (table, hook, rule) in self.jumps() {
             let with = |head: &[&str]| -> Vec<String> {
                 ["-t", table]
@@ -186,9 +193,10 @@ impl Rules {
                 continue;
             }
             iptables(&with(&["-w", "-I", hook, "1"])).await?;
+            added += 1;
         }
         self.drop_stale_jumps().await;
-        Ok(())
+        Ok(added)
     }
 
     /// Deletes jumps into this network's chains that the current rules do
@@ -208,7 +216,10 @@ impl Rules {
                 let is_wanted = wanted
                     .iter()
                     .any(|(t, h, r)| *t == table && *h == hook && r[..] == rule[..]);
-                if flag != "-A" || chain != hook || !targets_ours || is_wanted {
+                // Another network's jump (a chain name shared by truncation)
+                // names its own subnet: left alone.
+                let for_our_subnet = rule.iter().any(|w| self.subnets.contains(w));
+                if flag != "-A" || chain != hook || !targets_ours || !for_our_subnet || is_wanted {
                     continue;
                 }
                 let mut args: Vec<String> = ["-t", table, "-w", "-D", hook].iter().map(|s| s.to_string()).collect();

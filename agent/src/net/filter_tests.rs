@@ -24,6 +24,7 @@ fn line_of(script: &str, parts: &[&str]) -> usize {
 fn forward_rules_come_in_the_order_that_makes_them_mean_what_the_design_says() {
     let s = rules().restore_script();
     let replies = line_of(&s, &["DYNO-FWD-dynoagent", "ESTABLISHED"]);
+    let invalid = line_of(&s, &["DYNO-FWD-dynoagent", "INVALID -j DROP"]);
     let dyno_to_dyno = line_of(&s, &["-s 10.213.0.0/16 -d 10.213.0.0/16"]);
     let published = line_of(&s, &["-d 10.213.0.0/16 -m conntrack --ctstate DNAT -j ACCEPT"]);
     let inbound = line_of(&s, &["-A DYNO-FWD-dynoagent -d 10.213.0.0/16 -j REJECT"]);
@@ -35,6 +36,7 @@ fn forward_rules_come_in_the_order_that_makes_them_mean_what_the_design_says() {
     let rest = line_of(&s, &["-A DYNO-FWD-dynoagent -s 10.213.0.0/16 -j ACCEPT"]);
     // A dyno reaching another through its published port is DNATed: the
     // dyno-to-dyno refusal must come before the published-port accept.
+    assert!(replies < invalid && invalid < dyno_to_dyno, "{s}");
     assert!(
         replies < dyno_to_dyno && dyno_to_dyno < published && published < inbound,
         "{s}"
@@ -49,7 +51,11 @@ fn forward_rules_come_in_the_order_that_makes_them_mean_what_the_design_says() {
 fn input_refuses_everything_new_from_a_dyno_to_the_host() {
     let s = rules().restore_script();
     let input: Vec<&str> = s.lines().filter(|l| l.starts_with("-A DYNO-IN-dynoagent")).collect();
-    assert_eq!(input.len(), 3, "{input:?}");
+    assert_eq!(
+        input.len(),
+        3,
+        "without a loopback resolver nothing new gets in: {input:?}"
+    );
     assert!(input[0].contains("ESTABLISHED") && input[0].ends_with("-j ACCEPT"));
     assert!(input[1].contains("tcp-reset") && input[2].contains("REJECT"));
     // Both chains are emptied first, so a changed configuration replaces the old rules.
@@ -99,9 +105,12 @@ fn a_loopback_resolver_is_reached_through_any_host_address_on_port_53_only() {
         );
     }
     // INPUT lets the forwarded query in before it refuses the rest.
+    // INPUT lets the forwarded query in before it refuses the rest, but no
+    // more of them than a dyno may have connections.
+    let bound = line_of(&s, &["-A DYNO-IN-dynoagent -m conntrack --ctstate NEW -m connlimit"]);
     let accept = line_of(&s, &["-A DYNO-IN-dynoagent -d 127.0.0.53 -p udp --dport 53 -j ACCEPT"]);
     let reject = line_of(&s, &["-A DYNO-IN-dynoagent -p tcp -j REJECT"]);
-    assert!(accept < reject, "{s}");
+    assert!(bound < accept && accept < reject, "{s}");
     let jumps = r.jumps();
     assert_eq!((jumps[3].0, jumps[3].1), ("nat", "PREROUTING"));
     assert_eq!(jumps[3].2, ["-s", "10.213.0.0/16", "-j", &r.dns_chain()]);

@@ -78,6 +78,9 @@ pub struct Network {
     list: Conflist,
     runner: Runner,
     dir: PathBuf,
+    /// The host's filter, installed at start and checked again every
+    /// [`FILTER_CHECK`] (a firewall reload on the host drops its jumps).
+    rules: filter::Rules,
     /// Nameservers written into each dyno's `/etc/resolv.conf` (a loopback
     /// one as the dyno's gateway).
     nameservers: Vec<Ipv4Addr>,
@@ -158,6 +161,14 @@ impl Network {
                 );
             }
         }
+        if list.name.len() > filter::Rules::NAME_MAX {
+            anyhow::bail!(
+                "{}: network name {:?} is longer than {} characters (the host's filter chains are named after it)",
+                list.origin,
+                list.name,
+                filter::Rules::NAME_MAX
+            );
+        }
         let subnets: Vec<String> = list.subnets().into_iter().filter(|s| is_v4_cidr(s)).collect();
         if subnets.is_empty() {
             anyhow::bail!(
@@ -190,6 +201,7 @@ impl Network {
             state.leases.insert(lease.id.clone(), lease);
         }
         let net = Arc::new(Network {
+            rules: rules.clone(),
             runner: Runner {
                 bin_dir: cfg.cni_bin_dir.clone(),
             },
@@ -414,13 +426,13 @@ impl Network {
                 Err(_) => {}
             }
         }
-        if let Err(e) = netns::remove(&lease.netns) {
-            error!(lease = %lease.id, error = %e, "cannot remove a network namespace");
-        }
-        let _ = std::fs::remove_file(self.resolv_conf_of(&lease.id));
         self.lock().leases.remove(&lease.id);
         match deleted {
             Ok(()) => {
+                if let Err(e) = netns::remove(&lease.netns) {
+                    error!(lease = %lease.id, error = %e, "cannot remove a network namespace");
+                }
+                let _ = std::fs::remove_file(self.resolv_conf_of(&lease.id));
                 if let Err(e) = std::fs::remove_file(self.record(&lease.id))
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
@@ -466,6 +478,10 @@ impl Network {
         }
     }
 }
+
+/// How often the host's filter is checked (and put back when something on
+/// the host removed it).
+pub const FILTER_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Pauses between the attempts of a CNI DEL (one attempt per entry).
 const DEL_RETRIES: [std::time::Duration; 4] = [

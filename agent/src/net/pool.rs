@@ -1,4 +1,5 @@
-//! Prepared networks: `network_pool` namespaces without a port (for worker
+//! The network's background work: the host filter's periodic check, and
+//! prepared networks: `network_pool` namespaces without a port (for worker
 //! and one-off runs) and as many with a published port (for new web dynos),
 //! made in the background so that a start only takes one.
 //!
@@ -46,6 +47,13 @@ impl Network {
         drop(state);
         self.refill.notify_one();
         Some(port)
+    }
+
+    /// Tells the pool which ports dynos hold before it prepares any (after
+    /// re-adoption: a re-adopted web dyno's port may be at the top of the
+    /// range, where the pool takes its own).
+    pub fn dyno_ports_are(&self, ports: HashSet<u16>) {
+        self.lock().dyno_ports = ports;
     }
 
     /// The highest port no dyno and no pool entry holds, now held by the pool.
@@ -106,9 +114,10 @@ impl Network {
         }
     }
 
-    /// Keeps the pool full until `stop` resolves, then tears down what it
+    /// Until `stop` resolves: keeps the pool full and checks the host's
+    /// filter every [`super::FILTER_CHECK`]; then tears down what the pool
     /// holds (prepared networks are not kept across agent restarts).
-    pub async fn run_pool(self: Arc<Self>, stop: impl Future<Output = ()>) {
+    pub async fn background(self: Arc<Self>, stop: impl Future<Output = ()>) {
         let fill = async {
             loop {
                 let (workers, web) = self.lacking();
@@ -125,8 +134,26 @@ impl Network {
                 }
             }
         };
+        // The filter too: a firewall reload on the host (ufw, firewalld,
+        // an iptables-restore without --noflush) drops its jumps.
+        let guard = async {
+            let mut every = tokio::time::interval(super::FILTER_CHECK);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match self.rules.install().await {
+                    Ok(0) => {}
+                    Ok(n) => warn!(
+                        jumps = n,
+                        "the host's dyno filter had lost jumps (a firewall reload?): put back"
+                    ),
+                    Err(e) => warn!(error = %e, "cannot check the host's dyno filter"),
+                }
+            }
+        };
         tokio::select! {
             _ = fill => {}
+            _ = guard => {}
             _ = stop => {}
         }
         let idle: Vec<_> = {
