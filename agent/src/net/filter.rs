@@ -253,7 +253,8 @@ impl Rules {
     }
 }
 
-async fn iptables_output(args: &[&str]) -> Result<String, String> {
+/// Runs `iptables` with `args`; its standard output, or its complaint.
+async fn iptables_output(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<String, String> {
     let out = tokio::process::Command::new("iptables")
         .args(args)
         .stdin(Stdio::null())
@@ -268,17 +269,7 @@ async fn iptables_output(args: &[&str]) -> Result<String, String> {
 }
 
 async fn iptables(args: &[impl AsRef<std::ffi::OsStr>]) -> Result<(), String> {
-    let out = tokio::process::Command::new("iptables")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("iptables: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("iptables: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    iptables_output(args).await.map(drop)
 }
 
 #[cfg(test)]
