@@ -72,7 +72,8 @@ impl TestAgent {
         a
     }
 
-    /// (Re)starts the agent process on the same state directory.
+    /// (Re)starts the agent process on the same state directory; returns once
+    /// it answers `dynoctl ps`.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "agent already running");
         let child = self.launch();
@@ -82,6 +83,14 @@ impl TestAgent {
                 panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
             }
             std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
+        });
+        // The socket is bound before the engine has re-adopted, reaped and
+        // set up the network: the agent is up once it answers.
+        wait_for("the agent to answer ps", || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("dynoagent exited early with {status}:\n{}", self.agent_log());
+            }
+            self.ctl(&["ps"]).status.success().then_some(())
         });
     }
 
