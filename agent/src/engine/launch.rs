@@ -109,10 +109,8 @@ impl Actor {
         let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
         if let Err(e) = runs::write_json_atomic(&dir.spec(), &spec) {
             self.drop_claim(run_id);
-            if let Some(cgroups) = &self.cgroups
-                && let Ok(Some(cg)) = cgroups.open(run_id)
-            {
-                let _ = cg.remove();
+            if let Some(cgroups) = &self.cgroups {
+                let _ = remove_run_cgroup(cgroups.as_ref(), run_id);
             }
             return Err(e);
         }
@@ -186,10 +184,7 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    let (input, usage) = watch_exit(shim_pid, dir, run_id.clone(), cgroups, clock).await;
-                    if let Some(net) = &net {
-                        net.release_run(&run_id).await;
-                    }
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, net, clock).await;
                     Msg::Ended(key, input, usage)
                 }
                 Err(error) => {
@@ -248,15 +243,19 @@ async fn discard(net: Option<&NetworkRef>, cgroups: Option<CgroupsRef>, run_id: 
     }
     if let Some(cgroups) = cgroups {
         let id = run_id.to_string();
-        let removed = tokio::task::spawn_blocking(move || match cgroups.open(&id) {
-            Ok(Some(cg)) => cg.remove().map_err(|e| e.to_string()),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        })
-        .await;
+        let removed = tokio::task::spawn_blocking(move || remove_run_cgroup(cgroups.as_ref(), &id)).await;
         if let Ok(Err(e)) = removed {
             warn!(run = %run_id, error = %e, "cannot remove the cgroup of a run that did not start");
         }
+    }
+}
+
+/// Removes a run's cgroup, if it has one (killing what is left in it). Blocking.
+fn remove_run_cgroup(cgroups: &dyn cgroup::Cgroups, run_id: &str) -> Result<(), String> {
+    match cgroups.open(run_id) {
+        Ok(Some(cg)) => cg.remove().map_err(|e| e.to_string()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -101,10 +101,7 @@ impl Actor {
                         },
                     ));
                 }
-                let (input, usage) = watch_exit(shim_pid, dir, run_id.clone(), cgroups, clock).await;
-                if let Some(net) = &network {
-                    net.release_run(&run_id).await;
-                }
+                let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, network, clock).await;
                 let _ = tx.send(Msg::Ended(k, input, usage));
             });
             let state = self.dynos[key].rec.sup.state;

@@ -13,6 +13,7 @@ use tracing::{debug, error, warn};
 
 use super::signal::kill_run;
 use crate::cgroup::{self, Cgroups, CgroupsRef};
+use crate::net::NetworkRef;
 use crate::os;
 use crate::runs::{ExitRecord, RunDir};
 use crate::supervisor::{Input, RunEnd};
@@ -94,12 +95,15 @@ pub(super) fn ended_input(
     (Input::Exited { run_id, end }, usage)
 }
 
-/// Waits (through a pidfd) until the shim has exited, then reads how the run ended.
+/// Waits (through a pidfd) until the shim has exited, then reads how the run
+/// ended and tears its network down (before the dyno counts as ended: a
+/// restart never meets the previous run's port rule).
 pub(super) async fn watch_exit(
     shim_pid: u32,
     dir: RunDir,
     run_id: String,
     cgroups: Option<CgroupsRef>,
+    network: Option<NetworkRef>,
     clock: Clock,
 ) -> (Input, Option<cgroup::Usage>) {
     match os::pidfd_open(shim_pid) {
@@ -122,6 +126,9 @@ pub(super) async fn watch_exit(
         Err(e) => debug!(shim_pid, error = %e, "shim already gone"),
     }
     let now = clock.now();
+    if let Some(net) = &network {
+        net.release_run(&run_id).await;
+    }
     let fallback = run_id.clone();
     tokio::task::spawn_blocking(move || ended_input(&dir, run_id, now, cgroups.as_deref()))
         .await

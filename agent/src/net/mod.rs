@@ -223,6 +223,11 @@ impl Network {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The file that keeps lease `id`'s namespace.
+    fn netns_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.ns"))
+    }
+
     fn record(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
@@ -284,7 +289,7 @@ impl Network {
             }),
             None => state.ready_workers.pop(),
         };
-        let claim = match prepared {
+        let id = match prepared {
             Some(id) => {
                 if let Some(p) = port {
                     state.pool_ports.remove(&p);
@@ -293,28 +298,18 @@ impl Network {
                 // after a restart, live runs' specs say which namespace is theirs.
                 let lease = state.leases.get_mut(&id).expect("pool entries are leases");
                 lease.run = Some(run.to_string());
-                let lease = lease.clone();
-                drop(state);
-                self.refill.notify_one();
-                return Claim {
-                    id: lease.id,
-                    netns: lease.netns,
-                    port,
-                    run: run.to_string(),
-                };
+                id
             }
-            None => {
-                let id = self.new_id(&mut state);
-                Claim {
-                    netns: self.dir.join(format!("{id}.ns")),
-                    id,
-                    port,
-                    run: run.to_string(),
-                }
-            }
+            None => self.new_id(&mut state),
         };
+        drop(state);
         self.refill.notify_one();
-        claim
+        Claim {
+            netns: self.netns_of(&id),
+            id,
+            port,
+            run: run.to_string(),
+        }
     }
 
     /// Sets up a claimed network (nothing to do for a prepared one). On a
@@ -332,7 +327,7 @@ impl Network {
     async fn create(&self, id: &str, port: Option<u16>, run: Option<String>) -> Result<Lease, String> {
         let mut lease = Lease {
             id: id.to_string(),
-            netns: self.dir.join(format!("{id}.ns")),
+            netns: self.netns_of(id),
             port,
             run,
             result: None,
