@@ -52,13 +52,20 @@ fn v1_kill_all_kills_double_forked_daemons() {
     let (mut child, mut stdin) = gated("(sleep 300 &); exec sleep 301");
     cg.add_process(child.id()).unwrap();
     go(&mut stdin);
-    wait_for("the daemon and the main process", || cg.procs().unwrap().len() == 2);
-    let daemon = *cg.procs().unwrap().iter().find(|&&p| p != child.id()).unwrap();
-    let parent_of_daemon = contents(format!("/proc/{daemon}/stat"));
-    assert!(
-        !parent_of_daemon.contains(&format!(") S {} ", child.id())),
-        "{parent_of_daemon}"
-    );
+    // Wait for the settled state, not for a count: for a moment the
+    // cgroup also holds the subshell (before or after it forks the
+    // daemon), and the main process may not have exec'd its sleep yet.
+    let main = child.id();
+    let mut daemon = 0;
+    wait_for("the daemon, reparented, and the main process", || {
+        let procs = cg.procs().unwrap();
+        let others: Vec<u32> = procs.iter().copied().filter(|&p| p != main).collect();
+        let [other] = others[..] else { return false };
+        daemon = other;
+        procs.len() == 2
+            && stat_of(main).is_some_and(|(comm, _)| comm == "sleep")
+            && stat_of(other).is_some_and(|(comm, ppid)| comm == "sleep" && ppid != main)
+    });
 
     cg.kill_all().unwrap();
     assert_eq!(cg.procs().unwrap(), Vec::<u32>::new());
@@ -70,4 +77,13 @@ fn v1_kill_all_kills_double_forked_daemons() {
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
     });
+}
+
+/// A process's command name and parent pid, if it is still there.
+fn stat_of(pid: u32) -> Option<(String, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some((comm, ppid))
 }
