@@ -163,6 +163,10 @@ pub struct LogWriter {
     rate: rate::Limiter,
     /// `<timestamp> app[<dyno>]: ` of the batch being formatted.
     prefix: String,
+    /// Lines dropped because the log could not be written (a full disk),
+    /// and the last error then: told in the log once it takes lines again.
+    unwritten: u64,
+    unwritten_error: String,
 }
 
 impl LogWriter {
@@ -178,6 +182,8 @@ impl LogWriter {
             out: Vec::new(),
             rate: rate::Limiter::new(bounds.rate_lines, bounds.burst, Instant::now()),
             prefix: String::new(),
+            unwritten: 0,
+            unwritten_error: String::new(),
         };
         // Create the log at once, as before the first line.
         w.write(&[])?;
@@ -293,15 +299,41 @@ impl LogWriter {
         self.partial[stream].clear();
     }
 
+    /// Writes the batch. When the log cannot take it (the state disk is
+    /// full) its lines are dropped and counted, as over the rate, and the
+    /// dyno goes on: its output is never worth the dyno. The count is
+    /// written first once the log takes lines again.
     fn flush(&mut self) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let out = std::mem::take(&mut self.out);
-        let result = self.write(&out);
+        let mut out = std::mem::take(&mut self.out);
+        if self.unwritten > 0 {
+            let note = format!(
+                "{} log lines were dropped: the log could not be written ({})",
+                self.unwritten, self.unwritten_error
+            );
+            let mut with_note = format_line(Utc::now(), Source::Dyno, &self.dyno, &note).into_bytes();
+            with_note.extend_from_slice(&out);
+            out = with_note;
+        }
+        match self.write(&out) {
+            Ok(()) => self.unwritten = 0,
+            Err(e) => {
+                // The note is not an app line: count the batch's own lines.
+                let lines = rate::count_lines(&out) - u64::from(self.unwritten > 0);
+                self.unwritten += lines;
+                self.unwritten_error = e.to_string();
+            }
+        }
         self.out = out;
         self.out.clear();
-        result
+        Ok(())
+    }
+
+    /// Lines dropped because the log could not be written, since it last could.
+    pub fn unwritten(&self) -> u64 {
+        self.unwritten
     }
 
     fn write(&mut self, lines: &[u8]) -> io::Result<()> {

@@ -92,7 +92,8 @@ async fn session(engine: &Engine, cfg: &Config, url: &str) -> anyhow::Result<()>
     let mut client = pb::scheduler_client::SchedulerClient::new(channel);
 
     let mut watch = engine.subscribe().await?;
-    let (seq, dynos, _) = watch.snapshot.take().context("the engine gave no snapshot")?;
+    let snapshot = watch.snapshot.take().context("the engine gave no snapshot")?;
+    let (seq, dynos) = (snapshot.seq, snapshot.dynos);
     let hello = pb::Hello {
         host_id: cfg.host_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -101,6 +102,7 @@ async fn session(engine: &Engine, cfg: &Config, url: &str) -> anyhow::Result<()>
             seq,
             dynos: dynos.iter().map(dyno_pb).collect(),
             gap: false,
+            series: watch.series.clone(),
         }),
     };
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -125,7 +127,7 @@ async fn session(engine: &Engine, cfg: &Config, url: &str) -> anyhow::Result<()>
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         anyhow::bail!("fell {n} events behind the engine; starting over with a snapshot")
                     }
-                    Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the engine stopped"),
+                    Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the event log started a new series, or the engine stopped"),
                 },
                 _ = heartbeat.tick() => pb::report_message::Kind::Heartbeat(pb::Heartbeat {
                     at: Some(timestamp(chrono::Utc::now())),

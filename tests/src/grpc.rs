@@ -56,8 +56,23 @@ pub async fn watch_events(
     after_seq: u64,
     follow: bool,
 ) -> Streaming<pb::WatchEventsResponse> {
+    watch_series(client, after_seq, "", follow).await
+}
+
+/// `WatchEvents` from after `after_seq` of `series`.
+pub async fn watch_series(
+    client: &mut pb::agent_client::AgentClient<Channel>,
+    after_seq: u64,
+    series: &str,
+    follow: bool,
+) -> Streaming<pb::WatchEventsResponse> {
+    let series = series.to_string();
     client
-        .watch_events(pb::WatchEventsRequest { after_seq, follow })
+        .watch_events(pb::WatchEventsRequest {
+            after_seq,
+            follow,
+            series,
+        })
         .await
         .unwrap_or_else(|s| panic!("WatchEvents({after_seq}): {s:?}"))
         .into_inner()

@@ -36,7 +36,7 @@ pub mod wait;
 pub use agent::{TestAgent, run_args, show, start_args, texts};
 pub use config::FAST;
 pub use env::{agent_bin, ctl_bin, require_root, stack};
-pub use grpc::{blocking, get_dyno, next_within, selector, start_req, summarize, watch_events};
+pub use grpc::{blocking, get_dyno, next_within, selector, start_req, summarize, watch_events, watch_series};
 pub use http::{Reply, TestServer, http_get};
 pub use procs::{alive, pid_namespace_members, pid_of, signal, wait_for_handler};
 pub use wait::{DEADLINE, nothing_happens_for, poll, wait_for, wait_ok};

@@ -680,6 +680,7 @@ async fn watch_events_from_a_seq_the_agent_never_reached_gets_a_snapshot() {
             .watch_events(pb::WatchEventsRequest {
                 after_seq,
                 follow: true,
+                series: String::new(),
             })
             .await;
         let mut s = match r {

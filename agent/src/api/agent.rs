@@ -88,7 +88,7 @@ impl pb::agent_server::Agent for AgentService {
         request: Request<pb::WatchEventsRequest>,
     ) -> std::result::Result<Response<Self::WatchEventsStream>, Status> {
         let req = request.into_inner();
-        let first = self.engine.watch(req.after_seq).await?;
+        let first = self.engine.watch(req.after_seq, &req.series).await?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(stream::pump_events(
             self.engine.clone(),
@@ -164,5 +164,9 @@ pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResp
         memory_allocatable_bytes: summary.memory_allocatable,
         memory_reserve_bytes: cfg.memory_reserve,
         memory_overcommit: cfg.memory_overcommit,
+        state_dir: cfg.state_dir.display().to_string(),
+        state_disk_free_bytes: summary.state_disk_free,
+        state_disk_full: summary.state_disk_full,
+        state_unwritten: summary.state_unwritten,
     })
 }

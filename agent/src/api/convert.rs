@@ -70,6 +70,7 @@ pub fn dyno_pb(v: &DynoView) -> pb::Dyno {
 pub fn event_pb(e: &Event) -> pb::Event {
     pb::Event {
         seq: e.seq,
+        series: e.series.clone(),
         at: Some(timestamp(e.at)),
         from: state_pb(e.from) as i32,
         to: state_pb(e.to) as i32,

@@ -31,11 +31,13 @@ pub(super) async fn pump_events(
     let mut watch = first;
     loop {
         let mut last = after;
-        if let Some((seq, dynos, gap)) = watch.snapshot.take() {
+        if let Some(snapshot) = watch.snapshot.take() {
+            let seq = snapshot.seq;
             let snap = pb::Snapshot {
                 seq,
-                dynos: dynos.iter().map(dyno_pb).collect(),
-                gap,
+                dynos: snapshot.dynos.iter().map(dyno_pb).collect(),
+                gap: snapshot.gap,
+                series: watch.series.clone(),
             };
             if tx
                 .send(Ok(watch_msg(pb::watch_events_response::Kind::Snapshot(snap))))
@@ -65,11 +67,13 @@ pub(super) async fn pump_events(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
+                // The engine stopped, or its log started a new series:
+                // the reader comes back with its series for a snapshot.
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
         // Fell behind: resume from the last event sent.
-        match engine.watch(last).await {
+        match engine.watch(last, &watch.series).await {
             Ok(w) => watch = w,
             Err(e) => {
                 let _ = tx.send(Err(e.into())).await;

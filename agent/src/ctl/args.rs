@@ -103,6 +103,10 @@ pub enum Command {
     Events {
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// The series `--after` belongs to: from another one, a snapshot
+        /// comes first.
+        #[arg(long, default_value = "")]
+        series: String,
         #[arg(short = 'f')]
         follow: bool,
     },

@@ -79,7 +79,7 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
             out.finish();
             Ok(0)
         }
-        Command::Events { after, follow } => events(&mut agent, after, follow, json).await,
+        Command::Events { after, series, follow } => events(&mut agent, after, series, follow, json).await,
         Command::Usage { after, csv } => usage(channel, after, csv, json).await,
         Command::Info => {
             let i = agent.host_info(pb::HostInfoRequest {}).await?.into_inner();
@@ -98,11 +98,12 @@ fn selector(app: String, target: Option<String>, all: bool) -> Option<pb::DynoSe
     })
 }
 
-async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json: bool) -> R<i32> {
+async fn events(agent: &mut AgentClient<Channel>, after: u64, series: String, follow: bool, json: bool) -> R<i32> {
     let mut stream = agent
         .watch_events(pb::WatchEventsRequest {
             after_seq: after,
             follow,
+            series,
         })
         .await?
         .into_inner();
@@ -110,7 +111,7 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
     while let Some(msg) = stream.message().await? {
         match msg.kind {
             Some(pb::watch_events_response::Kind::Snapshot(s)) => {
-                let v = json!({"snapshot": {"seq": s.seq, "gap": s.gap, "dynos": s.dynos.iter().map(dyno_json).collect::<Vec<_>>()}});
+                let v = json!({"snapshot": {"seq": s.seq, "series": s.series, "gap": s.gap, "dynos": s.dynos.iter().map(dyno_json).collect::<Vec<_>>()}});
                 out.item(v, || {
                     format!(
                         "snapshot at seq {} ({} dynos{})",
@@ -122,7 +123,7 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, follow: bool, json
             }
             Some(pb::watch_events_response::Kind::Event(e)) => {
                 let d = e.dyno.clone().unwrap_or_default();
-                let v = json!({"seq": e.seq, "at": e.at.map(ts), "app": d.app, "dyno": d.name,
+                let v = json!({"seq": e.seq, "series": e.series, "at": e.at.map(ts), "app": d.app, "dyno": d.name,
                     "from": state_name(e.from), "to": state_name(e.to), "reason": e.reason});
                 out.item(v, || {
                     format!(

@@ -240,6 +240,8 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             "usage": {"last_seq": i.usage_last_seq, "open_runs": i.usage_open_runs,
                 "pending_writes": i.usage_pending_writes,
                 "error": (!i.usage_error.is_empty()).then_some(&i.usage_error)},
+            "state": {"dir": i.state_dir, "disk_free_bytes": i.state_disk_free_bytes,
+                "disk_full": i.state_disk_full, "unwritten": i.state_unwritten},
         }));
     } else {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -277,6 +279,20 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             "usage:     last seq {}, {} runs metered",
             i.usage_last_seq, i.usage_open_runs
         );
+        println!(
+            "state:     {} ({:.2} GiB free)",
+            i.state_dir,
+            gib(i.state_disk_free_bytes)
+        );
+        if i.state_disk_full {
+            println!(
+                "STATE DISK FULL: {}: dynos keep running, their log lines are dropped and counted, new runs wait",
+                i.state_dir
+            );
+        }
+        for what in &i.state_unwritten {
+            println!("NOT WRITTEN YET: {what}");
+        }
         if i.usage_pending_writes > 0 || !i.usage_error.is_empty() {
             println!(
                 "USAGE NOT RECORDED: {} writes waiting for the ledger: {}",

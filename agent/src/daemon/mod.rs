@@ -6,12 +6,14 @@
 //! - [`entry`]: `main`, the command line, tracing, the signals;
 //! - `shutdown`: the one stop value every task started here waits on;
 //! - `listen`: the Unix socket and the TCP listener with TLS;
+//! - `socket`: accepting on the Unix socket, bound again if it is removed;
 //! - `sample`: the quick-start sample app.
 
 mod entry;
 mod listen;
 mod sample;
 mod shutdown;
+mod socket;
 
 use std::future::Future;
 use std::path::Path;
@@ -19,7 +21,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dyno_proto::v1 as pb;
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 
 pub use self::entry::main;
@@ -131,7 +132,7 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .map(|url| tokio::spawn(crate::report::run(engine.clone(), cfg.clone(), url, stop.wait())));
     let result = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(socket::incoming(cfg.socket.clone(), listener), async {
             // Stop the engine first: that ends the open log and event streams,
             // which the server waits for before it returns.
             shutdown.await;

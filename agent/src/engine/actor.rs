@@ -52,7 +52,19 @@ pub(super) struct Actor {
     /// Networks picked for prepared runs, until their spawn takes them.
     pub(super) claims: std::collections::HashMap<String, crate::net::Claim>,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
+    /// Dynos whose record could not be written, and why: written again by
+    /// the housekeeping tick.
+    pub(super) unsaved: BTreeMap<Key, String>,
+    /// Whether the state disk was full at the last housekeeping.
+    pub(super) state_disk_full: bool,
+    /// Live runs found at start that no record names and whose spec does
+    /// not say whose they are: left running, their cgroups and directories
+    /// kept.
+    pub(super) unaccounted: std::collections::HashSet<String>,
 }
+
+/// How often what could not be written (events, records) is tried again.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Actor {
     pub(super) async fn run(
@@ -64,6 +76,8 @@ impl Actor {
         let mut metrics = tokio::time::interval(self.cfg.metrics_interval);
         metrics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         metrics.tick().await;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.dynos.values().filter_map(|e| e.rec.sup.next_deadline()).min();
             let sleep_until = deadline.map(|d| self.clock.instant(d));
@@ -80,6 +94,7 @@ impl Actor {
                     }
                 } => self.tick(),
                 _ = metrics.tick() => self.sample_metrics(),
+                _ = housekeeping.tick() => self.housekeeping(),
             }
         }
         for e in self.dynos.values() {
@@ -88,6 +103,30 @@ impl Actor {
             }
         }
         info!("engine stopped; dynos keep running");
+    }
+
+    /// Writes what could not be written before: pending events, records;
+    /// says when the state disk fills up or has room again.
+    fn housekeeping(&mut self) {
+        let (free, full) = crate::os::disk_space(&self.cfg.state_dir);
+        if full != self.state_disk_full {
+            self.state_disk_full = full;
+            if full {
+                error!(state_dir = %self.cfg.state_dir.display(), free,
+                    "THE STATE DISK IS FULL: dynos keep running; their log lines are dropped and counted, runs that cannot be prepared are retried, events and records wait");
+            } else {
+                info!(state_dir = %self.cfg.state_dir.display(), free, "the state disk has room again");
+            }
+        }
+        self.events.flush();
+        let keys: Vec<Key> = self.unsaved.keys().cloned().collect();
+        for key in keys {
+            if self.dynos.contains_key(&key) {
+                let _ = self.persist(&key);
+            } else {
+                self.unsaved.remove(&key);
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -131,8 +170,8 @@ impl Actor {
                     .collect();
                 let _ = reply.send(views);
             }
-            Msg::Watch(after, reply) => {
-                let _ = reply.send(self.watch(after));
+            Msg::Watch(after, series, reply) => {
+                let _ = reply.send(self.watch(after, &series));
             }
             Msg::Logs(app, dyno, reply) => {
                 let _ = reply.send(self.log_sources(app, dyno));
@@ -142,6 +181,16 @@ impl Actor {
             }
             Msg::NextOneOff(app, reply) => {
                 let _ = reply.send(next_one_off(self.dynos.keys(), &app));
+            }
+            Msg::Run(key, Input::SpawnFailed { run_id, error }) => {
+                self.step(
+                    &key,
+                    Input::SpawnFailed {
+                        run_id: run_id.clone(),
+                        error,
+                    },
+                );
+                self.abandon_run(&run_id);
             }
             Msg::Run(key, input) => self.step(&key, input),
             Msg::Ended(key, input, usage) => {
@@ -159,9 +208,9 @@ impl Actor {
         }
     }
 
-    fn watch(&self, after: Option<u64>) -> Watch {
+    fn watch(&self, after: Option<u64>, series: &str) -> Watch {
         self.events
-            .watch(after, || self.dynos.values().map(|e| e.rec.view()).collect())
+            .watch(after, series, || self.dynos.values().map(|e| e.rec.view()).collect())
     }
 
     fn summary(&self) -> Summary {
@@ -171,6 +220,14 @@ impl Actor {
             memory_allocatable: self.allocatable,
             ..Summary::default()
         };
+        (s.state_disk_free, s.state_disk_full) = crate::os::disk_space(&self.cfg.state_dir);
+        if let Some((n, why)) = self.events.trouble() {
+            s.state_unwritten.push(format!("{n} events: {why}"));
+        }
+        if let Some(why) = self.unsaved.values().next() {
+            s.state_unwritten
+                .push(format!("{} dyno records: {why}", self.unsaved.len()));
+        }
         for e in self.dynos.values() {
             *s.by_state.entry(e.rec.sup.state.as_str()).or_default() += 1;
         }
@@ -224,24 +281,25 @@ impl Actor {
         if !same_and_running {
             self.admit(&key, &req.spec.size)?;
         }
-        if let Some(entry) = self.dynos.get_mut(&key) {
+        if let Some(entry) = self.dynos.get(&key) {
             let mut spec = req.spec;
             // A dyno keeps its port.
             spec.port = entry.rec.spec.port;
             if entry.rec.spec.same_run(&spec) {
                 if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
-                    self.step(&key, Input::Start);
+                    self.step_durably(&key, Input::Start, |_| {})?;
                 }
             } else {
                 info!(app = %key.0, dyno = %key.1, "new spec: restarting");
-                entry.rec.spec = spec;
-                if let Some(old) = std::mem::replace(&mut entry.rec.request_id, req.request_id) {
-                    entry.rec.past_request_ids.push_back(old);
-                    if entry.rec.past_request_ids.len() > REQUEST_IDS_KEPT {
-                        entry.rec.past_request_ids.pop_front();
+                self.step_durably(&key, Input::Restart, |rec| {
+                    rec.spec = spec;
+                    if let Some(old) = std::mem::replace(&mut rec.request_id, req.request_id) {
+                        rec.past_request_ids.push_back(old);
+                        if rec.past_request_ids.len() > REQUEST_IDS_KEPT {
+                            rec.past_request_ids.pop_front();
+                        }
                     }
-                }
-                self.step(&key, Input::Restart);
+                })?;
             }
             return Ok(self.dynos[&key].rec.view());
         }
@@ -267,9 +325,38 @@ impl Actor {
             uid,
             address: None,
         };
+        let port = rec.spec.port;
         self.dynos.insert(key.clone(), Entry { rec, probe: None });
-        self.step(&key, Input::Start);
+        if let Err(e) = self.step_durably(&key, Input::Start, |_| {}) {
+            self.dynos.remove(&key);
+            if let (Some(net), Some(port)) = (&self.network, port) {
+                net.unreserve(port);
+            }
+            return Err(e);
+        }
         Ok(self.dynos[&key].rec.view())
+    }
+
+    /// Feeds an API call's input to a dyno (after `change` to its record)
+    /// only if the record that results can be written: the caller is told
+    /// only what is durable. On a failure nothing has changed.
+    fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
+        let mut rec = self.dynos[key].rec.clone();
+        change(&mut rec);
+        let actions = decide(&self.policy, self.clock.now(), &mut rec, input);
+        if let Err(e) = self.paths.save_record(&key.0, &key.1, &rec) {
+            error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
+            let message = format!("cannot write the dyno record, nothing was changed: {e}");
+            return Err(if e.kind() == std::io::ErrorKind::StorageFull {
+                Error::ResourceExhausted(format!("the state disk is full: {message}"))
+            } else {
+                Error::Internal(message)
+            });
+        }
+        self.unsaved.remove(key);
+        self.dynos.get_mut(key).expect("present").rec = rec;
+        self.apply(key, actions);
+        Ok(())
     }
 
     fn each(&mut self, sel: &Selector, input: Input) -> Result<Vec<DynoView>> {
@@ -298,20 +385,12 @@ impl Actor {
         if let Input::Spawned { run_id, at, .. } = &input {
             self.meter_open(key, run_id, *at);
         }
+        let now = self.clock.now();
         let Some(entry) = self.dynos.get_mut(key) else {
             return;
         };
-        let profile = entry.rec.spec.profile();
-        let mut rng = rand::rng();
-        let mut jitter = || rng.random::<f64>();
-        let mut cx = Ctx {
-            profile: &profile,
-            policy: &self.policy,
-            now: self.clock.now(),
-            jitter: &mut jitter,
-        };
         debug!(app = %key.0, dyno = %key.1, ?input, "input");
-        let actions = entry.rec.sup.step(&mut cx, input);
+        let actions = decide(&self.policy, now, &mut entry.rec, input);
         self.apply(key, actions);
     }
 
@@ -328,8 +407,17 @@ impl Actor {
             }
         }
         // The record is durable before any shim exists: a restarted agent
-        // knows every run it may have started.
-        self.persist(key);
+        // knows every run it may have started. A run whose record could not
+        // be written is not spawned.
+        if let Err(e) = self.persist(key) {
+            for a in &actions {
+                if let Action::Spawn { run_id } = a
+                    && !unprepared.iter().any(|(id, _)| id == run_id)
+                {
+                    unprepared.push((run_id.clone(), e.clone()));
+                }
+            }
+        }
         let entry = &self.dynos[key];
         let log = entry
             .rec
@@ -409,9 +497,40 @@ impl Actor {
         }
     }
 
-    pub(super) fn persist(&self, key: &Key) {
-        self.paths.save_record(&key.0, &key.1, &self.dynos[key].rec);
+    /// Writes a dyno's record; a failure is logged (once until it passes)
+    /// and the record is written again by the housekeeping tick.
+    pub(super) fn persist(&mut self, key: &Key) -> std::result::Result<(), String> {
+        match self.paths.save_record(&key.0, &key.1, &self.dynos[key].rec) {
+            Ok(()) => {
+                if self.unsaved.remove(key).is_some() {
+                    info!(app = %key.0, dyno = %key.1, "dyno record written again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("cannot write the dyno record: {e}");
+                if self.unsaved.get(key) != Some(&why) {
+                    error!(app = %key.0, dyno = %key.1, error = %why, "the record waits for the disk");
+                }
+                self.unsaved.insert(key.clone(), why.clone());
+                Err(why)
+            }
+        }
     }
+}
+
+/// What a dyno's supervision makes of an input at `now`.
+fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec<Action> {
+    let profile = rec.spec.profile();
+    let mut rng = rand::rng();
+    let mut jitter = || rng.random::<f64>();
+    let mut cx = Ctx {
+        profile: &profile,
+        policy,
+        now,
+        jitter: &mut jitter,
+    };
+    rec.sup.step(&mut cx, input)
 }
 
 /// The next free `run.N` name of `app`, after the highest one its dynos have.

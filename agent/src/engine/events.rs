@@ -1,15 +1,28 @@
 //! The event log: every state change, numbered, appended to
 //! `<state-dir>/events.jsonl` (so that `seq` survives restarts), the last
 //! [`EVENTS_KEPT`] kept in memory for `WatchEvents`, and broadcast live.
+//!
+//! An event is published (kept, streamed) only once it is durable: appended
+//! and `fdatasync`ed. One whose append fails (a full disk) waits, in order,
+//! with its `seq`, and is tried again with the next event and every second;
+//! nobody has seen it, so if the agent dies meanwhile its `seq` may be handed
+//! out again without misleading anyone. A torn tail (a crash mid-append) is
+//! cut off when the log is opened, so the next append starts on a line of
+//! its own.
+//!
+//! Every event carries the log's **series**, an id chosen when the log
+//! starts empty: a reader that resumes with `after_seq` from another series
+//! (the state directory was reset, or events were given up, below) gets a
+//! snapshot marked as a gap, never someone else's events under its numbers.
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::model::DynoView;
 use crate::runs;
@@ -17,12 +30,17 @@ use crate::supervisor::State;
 use crate::time::Time;
 
 /// Events kept in memory for `WatchEvents`; older ones need a snapshot.
+/// Also the most events that may wait for the disk: past that they are
+/// given up and a new series starts.
 pub(super) const EVENTS_KEPT: usize = 10_000;
 
 /// A state change, numbered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
+    /// The log's series (empty in logs written before series existed).
+    #[serde(default)]
+    pub series: String,
     pub at: Time,
     pub from: State,
     pub to: State,
@@ -30,11 +48,24 @@ pub struct Event {
     pub dyno: DynoView,
 }
 
+/// Every dyno at the moment of an event.
+pub struct Snapshot {
+    /// The last durable event the snapshot includes.
+    pub seq: u64,
+    pub dynos: Vec<DynoView>,
+    /// The events the reader asked for are not available (too old, from a
+    /// future this log never reached, or from another series).
+    pub gap: bool,
+}
+
 /// The start of a `WatchEvents` stream.
 pub struct Watch {
-    /// Present when `after_seq` was 0 or older than the events kept.
-    pub snapshot: Option<(u64, Vec<DynoView>, bool)>,
+    /// The series the stream's events belong to.
+    pub series: String,
+    /// Present when `after_seq` was 0, is not kept, or is from another series.
+    pub snapshot: Option<Snapshot>,
     pub backlog: Vec<Event>,
+    /// Closed when the series changes: the reader starts over.
     pub live: broadcast::Receiver<Event>,
 }
 
@@ -42,28 +73,72 @@ pub struct Watch {
 pub(super) struct EventLog {
     path: PathBuf,
     file: fs::File,
+    /// Bytes of whole, durable lines: where a failed append is cut back to.
+    len: u64,
+    series: String,
     kept: VecDeque<Event>,
+    /// The last durable event's seq.
     last_seq: u64,
+    /// Numbered but not yet durable, oldest first.
+    pending: VecDeque<Event>,
+    /// Why the last append failed, while events are pending.
+    failing: Option<String>,
     live: broadcast::Sender<Event>,
+}
+
+fn new_series() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl EventLog {
     pub(super) fn open(path: PathBuf) -> std::io::Result<EventLog> {
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
         let mut kept = VecDeque::new();
         let mut last_seq = 0;
+        let mut series = None;
         let mut lines = 0usize;
-        if let Ok(f) = fs::File::open(&path) {
-            for line in std::io::BufReader::new(f).lines() {
-                lines += 1;
-                // A torn last line after a crash is skipped.
-                if let Ok(ev) = serde_json::from_str::<Event>(&line?) {
+        // The end of the last whole line that parses: a torn tail is cut there.
+        let mut good = 0usize;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let Some(nl) = bytes[at..].iter().position(|&b| b == b'\n') else {
+                warn!(path = %path.display(), bytes = bytes.len() - at, "cutting off a torn last event");
+                break;
+            };
+            let line = &bytes[at..at + nl];
+            at += nl + 1;
+            lines += 1;
+            match serde_json::from_slice::<Event>(line) {
+                Ok(ev) => {
+                    if !ev.series.is_empty() && series.as_ref() != Some(&ev.series) {
+                        // A new series starts: what came before is not its.
+                        series = Some(ev.series.clone());
+                        kept.clear();
+                    }
                     last_seq = last_seq.max(ev.seq);
                     kept.push_back(ev);
                     if kept.len() > EVENTS_KEPT {
                         kept.pop_front();
                     }
+                    good = at;
+                }
+                Err(e) if at >= bytes.len() => {
+                    warn!(path = %path.display(), error = %e, "cutting off a torn last event");
+                }
+                Err(e) => {
+                    error!(path = %path.display(), line = lines, error = %e, "skipping an unreadable event");
+                    good = at;
                 }
             }
+        }
+        // Events from before series existed are this log's first series.
+        let series = series.unwrap_or_else(new_series);
+        for ev in &mut kept {
+            ev.series.clone_from(&series);
         }
         if lines > 2 * EVENTS_KEPT {
             // Compact: keep what is kept in memory.
@@ -73,64 +148,141 @@ impl EventLog {
                 text.push('\n');
             }
             runs::write_atomic(&path, text.as_bytes())?;
+            good = text.len();
+        } else if good < bytes.len() {
+            let f = fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(good as u64)?;
+            f.sync_all()?;
         }
         let file = crate::private::append(&path)?;
         let (live, _) = broadcast::channel(4096);
         Ok(EventLog {
             path,
             file,
+            len: good as u64,
+            series,
             kept,
             last_seq,
+            pending: VecDeque::new(),
+            failing: None,
             live,
         })
     }
 
+    /// Numbers a state change and publishes it once it is durable (now, or
+    /// when the disk takes it: see [`EventLog::flush`]).
     pub(super) fn publish(&mut self, at: Time, from: State, to: State, reason: &str, dyno: DynoView) {
-        self.last_seq += 1;
-        let ev = Event {
-            seq: self.last_seq,
+        if self.pending.len() >= EVENTS_KEPT {
+            self.give_up_pending();
+        }
+        let seq = self.last_seq + self.pending.len() as u64 + 1;
+        self.pending.push_back(Event {
+            seq,
+            series: self.series.clone(),
             at,
             from,
             to,
             reason: reason.to_string(),
             dyno,
-        };
-        match serde_json::to_string(&ev) {
-            Ok(mut line) => {
-                line.push('\n');
-                if let Err(e) = self.file.write_all(line.as_bytes()) {
-                    error!(path = %self.path.display(), error = %e, "cannot append to the event log");
-                }
+        });
+        // While appends fail, the housekeeping tick tries again, not every
+        // event (each try writes everything pending).
+        if self.failing.is_none() {
+            self.flush();
+        }
+    }
+
+    /// Appends what is pending, makes it durable and publishes it; on a
+    /// failure cuts the log back to its last whole line and keeps the events
+    /// for the next try. True when nothing is pending.
+    pub(super) fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let mut text = String::new();
+        for ev in &self.pending {
+            match serde_json::to_string(ev) {
+                Ok(line) => text.push_str(&line),
+                // Cannot happen for these types; never worth an event's seq.
+                Err(e) => error!(seq = ev.seq, error = %e, "cannot encode an event"),
             }
-            Err(e) => error!(error = %e, "cannot encode event"),
+            text.push('\n');
         }
-        self.kept.push_back(ev.clone());
-        if self.kept.len() > EVENTS_KEPT {
-            self.kept.pop_front();
+        let written = self
+            .file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            if let Err(cut) = self.file.set_len(self.len) {
+                error!(path = %self.path.display(), error = %cut, "cannot cut a failed append back");
+            }
+            let why = e.to_string();
+            if self.failing.as_deref() != Some(why.as_str()) {
+                error!(path = %self.path.display(), error = %why, pending = self.pending.len(),
+                    "cannot append to the event log: events wait until it can");
+            }
+            self.failing = Some(why);
+            return false;
         }
-        let _ = self.live.send(ev);
+        self.len += text.len() as u64;
+        if self.failing.take().is_some() {
+            info!(path = %self.path.display(), events = self.pending.len(), "the event log takes appends again");
+        }
+        for ev in self.pending.drain(..) {
+            self.last_seq = ev.seq;
+            self.kept.push_back(ev.clone());
+            if self.kept.len() > EVENTS_KEPT {
+                self.kept.pop_front();
+            }
+            let _ = self.live.send(ev);
+        }
+        true
+    }
+
+    /// Too many events waited for the disk: they are dropped, and a new
+    /// series tells every reader to start over from a snapshot.
+    fn give_up_pending(&mut self) {
+        error!(path = %self.path.display(), events = self.pending.len(),
+            "the event log could not be written for too long: giving up the waiting events and starting a new series");
+        self.pending.clear();
+        self.kept.clear();
+        self.series = new_series();
+        // Live readers see their channel close and come back for a snapshot.
+        self.live = broadcast::channel(4096).0;
+    }
+
+    /// Why events are waiting for the disk, and how many.
+    pub(super) fn trouble(&self) -> Option<(usize, String)> {
+        self.failing.as_ref().map(|why| (self.pending.len(), why.clone()))
     }
 
     /// The start of a stream of the events after `after` (`None`: a snapshot
-    /// first); `views` gives every dyno's view when a snapshot is needed.
-    pub(super) fn watch(&self, after: Option<u64>, views: impl FnOnce() -> Vec<DynoView>) -> Watch {
+    /// first) of `series` (empty: whatever this log's series is); `views`
+    /// gives every dyno's view when a snapshot is needed.
+    pub(super) fn watch(&self, after: Option<u64>, series: &str, views: impl FnOnce() -> Vec<DynoView>) -> Watch {
         let live = self.live.subscribe();
         let oldest = self.kept.front().map_or(self.last_seq + 1, |e| e.seq);
-        // Events after `after` are no longer all kept, or `after` is from a
-        // future this agent never reached (its state was reset): snapshot.
-        let gap = after.is_some_and(|after| after.saturating_add(1) < oldest || after > self.last_seq);
-        if after.is_none() || gap {
-            Watch {
-                snapshot: Some((self.last_seq, views(), gap)),
-                backlog: Vec::new(),
-                live,
-            }
+        // Events after `after` are no longer all kept, `after` is from a
+        // future this log never reached, or from another series: snapshot.
+        let gap = after.is_some_and(|after| {
+            after.saturating_add(1) < oldest || after > self.last_seq || (!series.is_empty() && series != self.series)
+        });
+        let (snapshot, backlog) = if after.is_none() || gap {
+            let snapshot = Snapshot {
+                seq: self.last_seq,
+                dynos: views(),
+                gap,
+            };
+            (Some(snapshot), Vec::new())
         } else {
-            Watch {
-                snapshot: None,
-                backlog: self.kept.iter().filter(|e| Some(e.seq) > after).cloned().collect(),
-                live,
-            }
+            let backlog = self.kept.iter().filter(|e| Some(e.seq) > after).cloned().collect();
+            (None, backlog)
+        };
+        Watch {
+            series: self.series.clone(),
+            snapshot,
+            backlog,
+            live,
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::AsyncBufReadExt;
 use tracing::warn;
 
 use super::actor::Actor;
-use super::model::DynoSpec;
+use super::model::{DynoSpec, Owner};
 use super::settle::watch_exit;
 use super::{Key, Msg};
 use crate::cgroup::{self, CgroupsRef};
@@ -45,6 +45,7 @@ pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, lo
         log_rate_lines: log.rate_lines,
         log_rate_burst: log.burst,
         jail,
+        owner: None,
     }
 }
 
@@ -106,14 +107,10 @@ impl Actor {
                 )));
             }
         };
-        let spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
-        if let Err(e) = runs::write_json_atomic(&dir.spec(), &spec) {
-            self.drop_claim(run_id);
-            if let Some(cgroups) = &self.cgroups {
-                let _ = remove_run_cgroup(cgroups.as_ref(), run_id);
-            }
-            return Err(e);
-        }
+        let mut spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
+        spec.owner = serde_json::to_value(Owner::of(rec)).ok();
+        // A failure is settled as `spawn_failed`, which abandons the run.
+        runs::write_json_atomic(&dir.spec(), &spec)?;
         // Keep the previous run's directory for its logs; drop older ones.
         if let Some(old) = stale_run(&rec.sup.run_prefix, run_id) {
             self.remove_run_dir(&old);
@@ -134,6 +131,19 @@ impl Actor {
         {
             warn!(path = %dir.path.display(), error = %e, "cannot remove a run directory");
         }
+    }
+
+    /// Removes what a run that never exec'd has (it ended `spawn_failed`):
+    /// its network, cgroup and run directory, at once rather than at the
+    /// next agent start. Whatever of it is already gone is skipped.
+    pub(super) fn abandon_run(&mut self, run_id: &str) {
+        self.drop_claim(run_id);
+        if let Some(cgroups) = &self.cgroups
+            && let Err(e) = remove_run_cgroup(cgroups.as_ref(), run_id)
+        {
+            warn!(run = %run_id, error = %e, "cannot remove the cgroup of a run that did not start");
+        }
+        self.remove_run_dir(run_id);
     }
 
     /// Releases the network picked for a run that will not be spawned.

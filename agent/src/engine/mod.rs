@@ -54,7 +54,7 @@ use crate::error::{Error, Result};
 use crate::meter::{Meter, MeterConfig};
 use crate::supervisor::Input;
 
-pub use self::events::{Event, Watch};
+pub use self::events::{Event, Snapshot, Watch};
 pub use self::metrics::metrics_line;
 pub use self::model::{DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary};
 pub use self::store::Paths;
@@ -70,8 +70,8 @@ enum Msg {
     Restart(Selector, Reply<Result<Vec<DynoView>>>),
     Get(String, String, Reply<Result<DynoView>>),
     List(Option<String>, Reply<Vec<DynoView>>),
-    /// Events after a seq; `None`: a snapshot first.
-    Watch(Option<u64>, Reply<Watch>),
+    /// Events after a seq of a series; `None`: a snapshot first.
+    Watch(Option<u64>, String, Reply<Watch>),
     Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
     Summary(Reply<Summary>),
     NextOneOff(String, Reply<String>),
@@ -118,12 +118,13 @@ impl Engine {
     pub async fn list(&self, app: Option<String>) -> Result<Vec<DynoView>> {
         self.call(|r| Msg::List(app, r)).await
     }
-    pub async fn watch(&self, after_seq: u64) -> Result<Watch> {
-        self.call(|r| Msg::Watch(Some(after_seq), r)).await
+    /// The events after `after_seq` of `series` (empty: any series).
+    pub async fn watch(&self, after_seq: u64, series: &str) -> Result<Watch> {
+        self.call(|r| Msg::Watch(Some(after_seq), series.into(), r)).await
     }
     /// A snapshot of every dyno and the events after it (the scheduler's hello).
     pub async fn subscribe(&self) -> Result<Watch> {
-        self.call(|r| Msg::Watch(None, r)).await
+        self.call(|r| Msg::Watch(None, String::new(), r)).await
     }
     pub async fn log_sources(&self, app: Option<String>, dyno: Option<String>) -> Result<Vec<LogSource>> {
         self.call(|r| Msg::Logs(app, dyno, r)).await
@@ -201,6 +202,9 @@ pub async fn start(
         allocatable,
         network: network.clone(),
         claims: Default::default(),
+        unsaved: BTreeMap::new(),
+        state_disk_full: false,
+        unaccounted: Default::default(),
         tx: tx.clone(),
     };
     actor.recover()?;

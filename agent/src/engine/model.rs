@@ -75,6 +75,28 @@ impl DynoSpec {
     }
 }
 
+/// What a run's directory keeps of its dyno (in its `spec.json`), so that
+/// a live run whose dyno record cannot be read is kept, not killed: the dyno
+/// is rebuilt from it (with the supervision's history lost).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    pub id: String,
+    pub uid: u32,
+    pub created_at: Time,
+    pub spec: DynoSpec,
+}
+
+impl Owner {
+    pub(super) fn of(rec: &DynoRecord) -> Owner {
+        Owner {
+            id: rec.id.clone(),
+            uid: rec.uid,
+            created_at: rec.created_at,
+            spec: rec.spec.clone(),
+        }
+    }
+}
+
 /// A dyno as stored on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DynoRecord {
@@ -204,6 +226,12 @@ pub struct Summary {
     pub memory_allocatable: u64,
     /// `v1` or `v2`, when cgroups are in use.
     pub cgroup_version: Option<String>,
+    /// The state directory's file system: bytes free (to root), and whether
+    /// it is full.
+    pub state_disk_free: u64,
+    pub state_disk_full: bool,
+    /// What waits to be written to the state directory, and why.
+    pub state_unwritten: Vec<String>,
 }
 
 #[cfg(test)]

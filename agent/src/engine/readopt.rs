@@ -11,12 +11,13 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::actor::{Actor, Entry};
+use super::model::{DynoRecord, Owner};
 use super::settle::{ended_input, watch_exit};
 use super::signal::kill_run;
 use super::{Key, Msg};
 use crate::os;
 use crate::runs::{self, RunDir};
-use crate::supervisor::{Input, Run, State};
+use crate::supervisor::{Input, Run, State, Supervision};
 
 /// Live shims by run id.
 type LiveShims = HashMap<String, u32>;
@@ -41,14 +42,82 @@ impl Actor {
                 settle.push((key.clone(), run, rec.spec.port));
             }
             self.dynos.insert(key.clone(), Entry { rec, probe: None });
-            self.persist(&key);
+            let _ = self.persist(&key);
         }
+        settle.extend(self.rebuild_unrecorded(&live));
         info!(dynos = self.dynos.len(), live_runs = live.len(), "recovered state");
 
         for (key, run, port) in settle {
             self.readopt_or_settle(&key, &run, port.is_some(), &live);
         }
         self.clean_up(&live)
+    }
+
+    /// Dynos rebuilt from live runs that no record names (their record could
+    /// not be read), from what each run's spec says of its dyno; with the
+    /// runs to re-adopt. A run of an older agent, whose spec does not say,
+    /// is left alone: nothing is killed that cannot be accounted for.
+    fn rebuild_unrecorded(&mut self, live: &LiveShims) -> Vec<(Key, Run, Option<u16>)> {
+        let referenced = self.referenced_runs();
+        let mut rebuilt = Vec::new();
+        for run_id in live.keys().filter(|id| !referenced.contains(*id)) {
+            let dir = RunDir::new(&self.paths.runs, run_id);
+            let owner = dir
+                .read_spec()
+                .ok()
+                .flatten()
+                .and_then(|s| s.owner)
+                .and_then(|o| serde_json::from_value::<Owner>(o).ok());
+            let Some(owner) = owner else {
+                error!(run = %run_id, "A LIVE RUN NO RECORD NAMES, whose spec does not say whose it is: left running, untouched");
+                self.unaccounted.insert(run_id.clone());
+                continue;
+            };
+            let key = (owner.spec.app.clone(), owner.spec.name.clone());
+            if self.dynos.contains_key(&key) {
+                // An older run of a known dyno: clean_up ends it.
+                continue;
+            }
+            let now = self.clock.now();
+            let started = dir.read_exec().ok().flatten().map_or(now, |e| e.started_at);
+            let mut sup = Supervision::new(owner.id.clone(), now);
+            sup.state = State::Starting;
+            sup.runs = run_id.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(1);
+            let run = Run {
+                id: run_id.clone(),
+                spawned_at: started,
+                pid: None,
+                exec_at: None,
+            };
+            sup.run = Some(run.clone());
+            let rec = DynoRecord {
+                id: owner.id,
+                sup,
+                created_at: owner.created_at,
+                request_id: None,
+                past_request_ids: Default::default(),
+                uid: owner.uid,
+                address: None,
+                spec: owner.spec,
+            };
+            error!(app = %key.0, dyno = %key.1, run = %run_id,
+                "rebuilt a dyno whose record could not be read from its live run (its restart history is lost)");
+            let port = rec.spec.port;
+            self.dynos.insert(key.clone(), Entry { rec, probe: None });
+            let _ = self.persist(&key);
+            rebuilt.push((key, run, port));
+        }
+        rebuilt
+    }
+
+    /// The ids of every dyno's current and last run.
+    fn referenced_runs(&self) -> HashSet<String> {
+        self.dynos
+            .values()
+            .flat_map(|e| [&e.rec.sup.run, &e.rec.sup.last_run])
+            .flatten()
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// Re-adopts `run` of dyno `key` if its shim lives, else settles it.
@@ -119,23 +188,20 @@ impl Actor {
     /// Removes what no dyno owns once every known run is re-adopted or
     /// settled, and lets the meter bill again.
     fn clean_up(&mut self, live: &LiveShims) -> anyhow::Result<()> {
-        // Runs of a dyno (settling may have started new ones).
-        let referenced: HashSet<String> = self
-            .dynos
-            .values()
-            .flat_map(|e| [&e.rec.sup.run, &e.rec.sup.last_run])
-            .flatten()
-            .map(|r| r.id.clone())
-            .collect();
+        // Runs of a dyno (settling may have started new ones), and live runs
+        // nobody can account for (left alone).
+        let mut referenced = self.referenced_runs();
+        referenced.extend(self.unaccounted.iter().cloned());
         if let Some(cgroups) = &self.cgroups {
-            let active = self.current_runs();
+            let mut active = self.current_runs();
+            active.extend(self.unaccounted.iter().cloned());
             match cgroups.reap(&|name| active.contains(name)) {
                 Ok(reaped) if !reaped.is_empty() => warn!(?reaped, "removed cgroups of runs that no longer exist"),
                 Ok(_) => {}
                 Err(e) => error!(error = %e, "cannot reap leftover cgroups"),
             }
         }
-        // Shims nobody knows about (their record was lost): end them.
+        // Older runs of known dynos whose shims live on: end them.
         for (run_id, shim_pid) in live {
             if !referenced.contains(run_id) {
                 let dir = RunDir::new(&self.paths.runs, run_id);

@@ -83,7 +83,13 @@ pub(super) fn ended_input(
         Some(cgroups) => final_reading(cgroups, &run_id),
         None => (0, None),
     };
-    let exit = dir.read_exit().ok().flatten();
+    let exit = match dir.read_exit() {
+        Ok(exit) => exit,
+        Err(e) => {
+            error!(run = %run_id, error = %e, "cannot read the run's exit record: settled as lost");
+            None
+        }
+    };
     if exit.is_none() {
         // The shim vanished without a record; its command may still run
         // in its own session. End it, so that a restart never runs two.

@@ -32,16 +32,15 @@ impl Paths {
         self.dynos.join(app).join(format!("{name}.json"))
     }
 
-    /// Writes the record of dyno `name` of `app` (its app's directory
-    /// exists); a failure is logged, not returned.
-    pub(super) fn save_record(&self, app: &str, name: &str, rec: &DynoRecord) {
-        let path = self.record(app, name);
-        if let Err(e) = runs::write_json_atomic(&path, rec) {
-            error!(path = %path.display(), error = %e, "cannot persist dyno record");
-        }
+    /// Writes the record of dyno `name` of `app` durably (its app's
+    /// directory exists).
+    pub(super) fn save_record(&self, app: &str, name: &str, rec: &DynoRecord) -> std::io::Result<()> {
+        runs::write_json_atomic(&self.record(app, name), rec)
     }
 
-    /// Every readable dyno record; unreadable ones are logged and skipped.
+    /// Every readable dyno record. An unreadable one is logged, moved aside
+    /// (`<name>.json.unreadable`, for whoever investigates) and skipped: the
+    /// dyno is rebuilt from its live run, if it has one.
     pub(super) fn load_records(&self) -> std::io::Result<Vec<DynoRecord>> {
         let mut records = Vec::new();
         for app in fs::read_dir(&self.dynos)? {
@@ -55,7 +54,14 @@ impl Paths {
                     match runs::read_json::<DynoRecord>(&f) {
                         Ok(Some(rec)) => records.push(rec),
                         Ok(None) => {}
-                        Err(e) => error!(path = %f.display(), error = %e, "skipping unreadable dyno record"),
+                        Err(e) => {
+                            let aside = f.with_extension("json.unreadable");
+                            error!(path = %f.display(), error = %e, moved_to = %aside.display(),
+                                "CANNOT READ A DYNO RECORD: moved aside; its live run, if any, is kept and its dyno rebuilt");
+                            if let Err(e) = fs::rename(&f, &aside) {
+                                error!(path = %f.display(), error = %e, "cannot move an unreadable dyno record aside");
+                            }
+                        }
                     }
                 }
             }

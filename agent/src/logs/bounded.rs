@@ -121,7 +121,12 @@ pub(super) fn append(log: &Path, cur: &mut Option<Current>, mut lines: &[u8], ma
     while !lines.is_empty() {
         let fit = whole_lines_within(lines, max.saturating_sub(len));
         if fit > 0 {
-            c.file.write_all(&lines[..fit])?;
+            if let Err(e) = c.file.write_all(&lines[..fit]) {
+                // A full disk may take part of a write: cut it off, so that
+                // the log holds whole lines only.
+                let _ = c.file.set_len(len as u64);
+                return Err(e);
+            }
             len += fit;
             lines = &lines[fit..];
         } else if len > 0 {
@@ -134,7 +139,10 @@ pub(super) fn append(log: &Path, cur: &mut Option<Current>, mut lines: &[u8], ma
             // Longer than the bound on its own: cut.
             let n = first_line(lines);
             let short = cut(&lines[..n], max);
-            c.file.write_all(&short)?;
+            if let Err(e) = c.file.write_all(&short) {
+                let _ = c.file.set_len(0);
+                return Err(e);
+            }
             len = short.len();
             lines = &lines[n..];
         }

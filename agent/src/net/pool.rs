@@ -49,6 +49,17 @@ impl Network {
         Some(port)
     }
 
+    /// Gives back the port [`Network::allocate_port`] picked for a dyno
+    /// that was not created: a prepared network reserved for it waits for
+    /// the next web dyno again.
+    pub fn unreserve(&self, port: u16) {
+        let mut state = self.lock();
+        state.dyno_ports.remove(&port);
+        if let Some(id) = state.reserved.remove(&port) {
+            state.ready_web.push(id);
+        }
+    }
+
     /// Tells the pool which ports dynos hold before it prepares any (after
     /// re-adoption: a re-adopted web dyno's port may be at the top of the
     /// range, where the pool takes its own).

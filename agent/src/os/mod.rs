@@ -49,3 +49,19 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
         Ok(ret)
     }
 }
+
+/// Below this many free bytes a file system counts as full: a record or a
+/// run directory no longer fits.
+const DISK_LOW: u64 = 256 * 1024;
+
+/// The bytes free on `dir`'s file system (to root), and whether it is full
+/// (of bytes or of inodes); `(0, false)` when it cannot be asked.
+pub fn disk_space(dir: &std::path::Path) -> (u64, bool) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let free = s.blocks_free().saturating_mul(s.fragment_size());
+            (free, free < DISK_LOW || (s.files() > 0 && s.files_free() == 0))
+        }
+        Err(_) => (0, false),
+    }
+}

@@ -42,6 +42,10 @@ pub struct RunSpec {
     pub log_rate_burst: u32,
     /// How to jail the run; `None` runs it on the host (development mode).
     pub jail: Option<JailSpec>,
+    /// Whose run this is, in the engine's words (opaque here): what
+    /// rebuilds the dyno when its record cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<serde_json::Value>,
 }
 
 fn default_log_rate_lines() -> u32 {
