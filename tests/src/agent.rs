@@ -36,6 +36,8 @@ pub struct TestAgent {
     /// e.g. to start it in a session keyring the test controls; empty: none.
     pub launcher: Vec<OsString>,
     pub(crate) child: Option<Child>,
+    /// Whether `state` is a tmpfs of the test's own (unmounted on drop).
+    pub(crate) tmpfs: bool,
 }
 
 impl TestAgent {
@@ -49,6 +51,31 @@ impl TestAgent {
     /// execs its remaining arguments, the agent's command line; the agent
     /// keeps its pid).
     pub fn start_under(launcher: Vec<OsString>, extra: &str) -> TestAgent {
+        let mut a = TestAgent::prepare(launcher, extra);
+        a.spawn();
+        a
+    }
+
+    /// [`TestAgent::start`] with its state directory on a tmpfs of `bytes`
+    /// (to fill up), unmounted when the agent is dropped.
+    pub fn start_on_tmpfs(extra: &str, bytes: u64) -> TestAgent {
+        let mut a = TestAgent::prepare(Vec::new(), extra);
+        std::fs::create_dir_all(&a.state).expect("state dir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &a.state,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(format!("size={bytes},mode=0700").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mounting a tmpfs on {}: {e}", a.state.display()));
+        a.tmpfs = true;
+        a.spawn();
+        a
+    }
+
+    /// An agent's directory and configuration, not started yet.
+    fn prepare(launcher: Vec<OsString>, extra: &str) -> TestAgent {
         require_root();
         let stack = stack();
         let dir = tempfile::Builder::new().prefix("dyno-e2e-").tempdir().expect("tempdir");
@@ -58,7 +85,7 @@ impl TestAgent {
         let ports = (base, base + 19);
         let config = dir.path().join("agent.toml");
         crate::config::write_initial(&config, n, ports, stack, extra);
-        let mut a = TestAgent {
+        TestAgent {
             n,
             state: dir.path().join("state"),
             socket: dir.path().join("agent.sock"),
@@ -67,9 +94,8 @@ impl TestAgent {
             dir,
             launcher,
             child: None,
-        };
-        a.spawn();
-        a
+            tmpfs: false,
+        }
     }
 
     /// (Re)starts the agent process on the same state directory; returns once

@@ -122,6 +122,11 @@ impl Drop for TestAgent {
         for dir in self.cgroup_dirs() {
             remove_cgroup_tree(&dir, Duration::from_secs(2));
         }
+        if self.tmpfs
+            && let Err(e) = nix::mount::umount2(&self.state, nix::mount::MntFlags::MNT_DETACH)
+        {
+            eprintln!("cannot unmount the tmpfs at {}: {e}", self.state.display());
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- agent log ({}) ---\n{}",

@@ -374,10 +374,29 @@ impl Actor {
                 Selector::All => unreachable!(),
             }));
         }
+        // Each dyno's change is answered only once its record is written;
+        // one that cannot be changed stays as it was and is named.
+        let mut refused = Vec::new();
         for k in &keys {
-            self.step(k, input.clone());
+            if let Err(e) = self.step_durably(k, input.clone(), |_| {}) {
+                refused.push((k, e));
+            }
         }
-        Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect())
+        match refused.first() {
+            None => Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect()),
+            Some((k, e)) => {
+                let message = format!(
+                    "{} of {} dynos were not changed ({} first): {e}",
+                    refused.len(),
+                    keys.len(),
+                    k.1
+                );
+                Err(match e {
+                    Error::ResourceExhausted(_) => Error::ResourceExhausted(message),
+                    _ => Error::Internal(message),
+                })
+            }
+        }
     }
 
     /// Feeds one input to a dyno and carries out the actions.

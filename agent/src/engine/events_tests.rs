@@ -37,8 +37,16 @@ fn seq_goes_on_after_a_reopen_and_a_torn_line_is_skipped() {
     drop(log);
     // The torn tail was cut off: the next append got a line of its own.
     let log = EventLog::open(path.clone()).unwrap();
-    assert_eq!(seqs(log.kept.iter().cloned().collect::<Vec<_>>().as_slice()), [1, 2, 3, 4]);
-    assert!(fs::read_to_string(&path).unwrap().lines().all(|l| l.starts_with("{\"seq\":")));
+    assert_eq!(
+        seqs(log.kept.iter().cloned().collect::<Vec<_>>().as_slice()),
+        [1, 2, 3, 4]
+    );
+    assert!(
+        fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .all(|l| l.starts_with("{\"seq\":"))
+    );
 }
 
 #[test]
@@ -49,7 +57,10 @@ fn an_event_that_cannot_be_written_is_not_published_until_it_is_and_keeps_its_se
     publish(&mut log, 1);
     let mut w = log.watch(Some(1), "", Vec::new);
     // A full disk: every append fails.
-    let good = std::mem::replace(&mut log.file, fs::OpenOptions::new().append(true).open("/dev/full").unwrap());
+    let good = std::mem::replace(
+        &mut log.file,
+        fs::OpenOptions::new().append(true).open("/dev/full").unwrap(),
+    );
     publish(&mut log, 2);
     assert!(w.live.try_recv().is_err(), "nothing is streamed before it is durable");
     assert_eq!(log.last_seq, 1);
@@ -81,7 +92,10 @@ fn the_series_survives_a_reopen_and_a_reset_log_starts_another() {
     assert_eq!(log.series, series);
     // A reader of this series resumes without a snapshot.
     let w = log.watch(Some(2), &series, || panic!("no snapshot wanted"));
-    assert_eq!((w.series.as_str(), seqs(&w.backlog).as_slice()), (series.as_str(), &[3][..]));
+    assert_eq!(
+        (w.series.as_str(), seqs(&w.backlog).as_slice()),
+        (series.as_str(), &[3][..])
+    );
     drop(log);
     // The state directory is reset: seqs start over, in another series.
     fs::remove_file(&path).unwrap();
@@ -89,7 +103,11 @@ fn the_series_survives_a_reopen_and_a_reset_log_starts_another() {
     publish(&mut log, 3);
     assert_ne!(log.series, series);
     let w = log.watch(Some(2), &series, Vec::new);
-    assert_eq!(w.snapshot.map(|s| (s.seq, s.gap)), Some((3, true)), "not the old series' 3");
+    assert_eq!(
+        w.snapshot.map(|s| (s.seq, s.gap)),
+        Some((3, true)),
+        "not the old series' 3"
+    );
 }
 
 #[test]
