@@ -142,7 +142,12 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     // A dyno that logs all the time (lines longer than the slack of a
     // file's last page, so that the full disk takes none), one to restart,
     // some to crash.
-    a.start_dyno("shop", "worker.1", &slug, "while true; do printf '%5000s\\n' tick; sleep 0.05; done");
+    a.start_dyno(
+        "shop",
+        "worker.1",
+        &slug,
+        "while true; do printf '%5000s\\n' tick; sleep 0.05; done",
+    );
     a.start_dyno("shop", "clock.1", &slug, "exec sleep 600");
     let logger = a.wait_state("shop", "worker.1", "up");
     let clock = a.wait_state("shop", "clock.1", "up");
@@ -349,4 +354,43 @@ fn a_deleted_api_socket_is_bound_again() {
         a.ctl(&["ps"]).status.success().then_some(())
     });
     assert!(a.agent_log().contains("THE API SOCKET WAS REMOVED OR REPLACED"));
+}
+
+#[test]
+fn a_reader_of_a_reset_event_log_gets_a_snapshot_not_other_events_under_its_seqs() {
+    let mut a = TestAgent::start("");
+    let slug = a.slug("s", &[]);
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
+    a.wait_state("shop", "worker.1", "up");
+    let seen = events_after(&a, 0);
+    let (&last, ev) = seen.iter().next_back().expect("events");
+    let series = ev["series"].as_str().expect("series").to_string();
+    // The host's event log is lost (a new disk, a wiped state directory).
+    let status = a.sigterm();
+    assert!(status.success(), "{status}");
+    std::fs::remove_file(a.state.join("events.jsonl")).expect("remove the event log");
+    a.spawn();
+    // More events than the reader saw, under the same numbers.
+    for _ in 0..=last {
+        let before = a.wait_state("shop", "worker.1", "up");
+        a.ctl_ok(&["restart", "--app", "shop", "worker.1"]);
+        a.wait_dyno("shop", "worker.1", "a new run, up", |d| {
+            d["state"] == "up" && d["pid"] != before["pid"]
+        });
+    }
+    let fresh = events_after(&a, 0);
+    assert!(*fresh.keys().last().unwrap() > last);
+    assert!(fresh.values().all(|e| e["series"] != series.as_str()), "a new series");
+    // Resuming with the old series: a snapshot marked as a gap comes first.
+    let out = a.ctl_ok(&["--json", "events", "--after", &last.to_string(), "--series", &series]);
+    let items: Vec<Value> = serde_json::from_str(&out).expect("events json");
+    let snap = &items.first().expect("something")["snapshot"];
+    assert_eq!(snap["gap"], true, "{items:?}");
+    assert_eq!(snap["series"], fresh.values().next().unwrap()["series"]);
+    // Resuming within the current series: no snapshot.
+    let current = snap["series"].as_str().unwrap();
+    let out = a.ctl_ok(&["--json", "events", "--after", "1", "--series", current]);
+    let items: Vec<Value> = serde_json::from_str(&out).expect("events json");
+    assert!(items.iter().all(|i| i.get("snapshot").is_none()), "{items:?}");
+    assert_eq!(items.first().and_then(|i| i["seq"].as_u64()), Some(2));
 }

@@ -355,7 +355,7 @@ impl Actor {
         }
         self.unsaved.remove(key);
         self.dynos.get_mut(key).expect("present").rec = rec;
-        self.apply(key, actions);
+        self.apply(key, actions, true);
         Ok(())
     }
 
@@ -410,10 +410,12 @@ impl Actor {
         };
         debug!(app = %key.0, dyno = %key.1, ?input, "input");
         let actions = decide(&self.policy, now, &mut entry.rec, input);
-        self.apply(key, actions);
+        self.apply(key, actions, false);
     }
 
-    fn apply(&mut self, key: &Key, actions: Vec<Action>) {
+    /// Carries out a dyno's actions; its record is written first unless it
+    /// already was (`saved`).
+    fn apply(&mut self, key: &Key, actions: Vec<Action>, saved: bool) {
         // Spawns first prepare their run directory, so that the runtime lines
         // written below land in the new run's log.
         let mut unprepared = Vec::new();
@@ -428,7 +430,7 @@ impl Actor {
         // The record is durable before any shim exists: a restarted agent
         // knows every run it may have started. A run whose record could not
         // be written is not spawned.
-        if let Err(e) = self.persist(key) {
+        if !saved && let Err(e) = self.persist(key) {
             for a in &actions {
                 if let Action::Spawn { run_id } = a
                     && !unprepared.iter().any(|(id, _)| id == run_id)

@@ -115,9 +115,13 @@ impl EventLog {
             match serde_json::from_slice::<Event>(line) {
                 Ok(ev) => {
                     if !ev.series.is_empty() && series.as_ref() != Some(&ev.series) {
-                        // A new series starts: what came before is not its.
+                        // A new series starts: what came before is not its
+                        // (events from before series existed are the first
+                        // series').
+                        if series.is_some() {
+                            kept.clear();
+                        }
                         series = Some(ev.series.clone());
-                        kept.clear();
                     }
                     last_seq = last_seq.max(ev.seq);
                     kept.push_back(ev);

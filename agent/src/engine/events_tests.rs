@@ -128,10 +128,16 @@ fn events_from_before_series_existed_join_the_log_s_series() {
         })
         .collect();
     fs::write(&path, old).unwrap();
-    let mut log = EventLog::open(path).unwrap();
+    let mut log = EventLog::open(path.clone()).unwrap();
     publish(&mut log, 1);
     assert_eq!(log.last_seq, 3);
     assert!(!log.series.is_empty() && log.kept.iter().all(|e| e.series == log.series));
+    let series = log.series.clone();
+    drop(log);
+    // Still one log: the older lines stay in the series that followed them.
+    let log = EventLog::open(path).unwrap();
+    assert_eq!(log.series, series);
+    assert_eq!(seqs(log.kept.iter().cloned().collect::<Vec<_>>().as_slice()), [1, 2, 3]);
 }
 
 #[test]
