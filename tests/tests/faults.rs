@@ -20,22 +20,31 @@ struct Filler(Option<PathBuf>);
 
 impl Filler {
     fn fill(dir: &Path) -> Filler {
-        let path = dir.join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling {}: {e}", path.display()),
+        let filler = Filler(Some(dir.join("filler")));
+        filler.top_up();
+        filler
+    }
+
+    /// Takes whatever room the file system has again (the agent frees a
+    /// page now and then: a failed run's directory, a temp file).
+    fn top_up(&self) {
+        let path = self.0.as_ref().expect("not freed");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("filler");
+        for size in [64 * 1024, 4096, 512, 1] {
+            let chunk = vec![0u8; size];
+            loop {
+                match f.write(&chunk) {
+                    Ok(n) if n > 0 => {}
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
             }
         }
-        // Whatever is left below a chunk.
-        while matches!(f.write(&[0u8; 512]), Ok(n) if n > 0) {}
-        while matches!(f.write(&[0u8; 1]), Ok(n) if n > 0) {}
-        let _ = f.sync_all();
-        Filler(Some(path))
     }
 
     fn free(&mut self) {
@@ -121,11 +130,12 @@ fn sleepers(a: &TestAgent, slug: &Path, n: usize) -> Vec<Value> {
 
 /// Kills the sleepers' processes: each crash is a state change (several
 /// events, more than a full disk's last page can take).
-fn crash(a: &TestAgent, sleepers: &[Value]) {
+fn crash(a: &TestAgent, sleepers: &[Value], filler: &Filler) {
     for d in sleepers {
         signal(pid_of(d), nix::sys::signal::Signal::SIGKILL);
     }
     wait_for("info to tell the events waiting for the disk", || {
+        filler.top_up();
         let info = a.info();
         info["state"]["unwritten"]
             .as_array()?
@@ -152,7 +162,9 @@ fn run_cgroups(a: &TestAgent) -> Vec<String> {
 
 #[test]
 fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
-    let mut a = TestAgent::start_on_tmpfs("", STATE_BYTES);
+    // A crash after the first waits an hour: a spawn failure counted as a
+    // crash would keep the sleepers down past every deadline below.
+    let mut a = TestAgent::start_on_tmpfs("restart_cooloffs = [\"1h\"]", STATE_BYTES);
     let slug = a.slug("s", &[]);
     // A dyno that logs all the time (lines longer than the slack of a
     // file's last page, so that the full disk takes none), one to restart,
@@ -186,9 +198,12 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     // Crashes are restarted, but their runs cannot be prepared: they wait
     // as spawn_failed, not as the app's crash, leaving no run directory or
     // cgroup per attempt.
-    crash(&a, &sleeping);
-    let failed = a.wait_dyno("shop", "sleeper.1", "a spawn failure", |d| {
-        d["last_exit"]["reason"] == "spawn_failed"
+    crash(&a, &sleeping, &filler);
+    let failed = wait_for("a sleeper's spawn failure", || {
+        filler.top_up();
+        a.ps()
+            .into_iter()
+            .find(|d| d["type"] == "sleeper" && d["last_exit"]["reason"] == "spawn_failed")
     });
     assert_eq!(failed["state"], "starting", "{failed}");
     assert!(
@@ -202,7 +217,8 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     assert_no_event_reused_or_lost(&before, &events_after(&a, 0));
     // The logging dyno keeps running while its lines cannot be written.
     wait_for("a few more failed tries", || {
-        (a.agent_log().matches("SpawnFailed").count() >= 12).then_some(())
+        filler.top_up();
+        (a.agent_log().matches("SpawnFailed").count() >= 6).then_some(())
     });
     let now = a.dyno("shop", "worker.1").expect("worker");
     assert_eq!(
@@ -213,12 +229,13 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     // Runs that never started leave nothing: every run directory is of a
     // run that exec'd, and only live runs have cgroups.
     wait_for("the failed runs' leftovers to go", || {
+        filler.top_up();
         let unstarted: Vec<String> = run_dirs(&a)
             .into_iter()
             .filter(|r| !a.state.join("runs").join(r).join("exec.json").exists())
             .collect();
-        let cgroups = run_cgroups(&a);
-        (unstarted.is_empty() && cgroups.len() == 2).then_some(())
+        let live = a.ps().iter().filter(|d| d["pid"].is_u64()).count();
+        (unstarted.is_empty() && run_cgroups(&a).len() == live).then_some(())
     });
 
     // kill -9 with events waiting: they were never seen, so their seqs may
@@ -255,7 +272,7 @@ fn events_that_waited_for_the_disk_keep_their_seqs_across_a_clean_restart() {
     let last = *events_after(&a, 0).keys().last().unwrap();
 
     let mut filler = Filler::fill(&a.state);
-    crash(&a, &sleeping);
+    crash(&a, &sleeping, &filler);
     let streamed = events_after(&a, last);
     filler.free();
     // Written by the next housekeeping, then streamed, with the seqs they

@@ -129,6 +129,7 @@ impl Actor {
         if let Some(exec) = &exec {
             self.meter_open(key, &run.id, exec.started_at);
         }
+        let never_started = run.pid.is_none() && exec.is_none();
         if run.pid.is_none()
             && let Some(exec) = exec
         {
@@ -177,6 +178,18 @@ impl Actor {
             if state == State::Starting && has_port {
                 self.watch_port(key, run.id.clone());
             }
+        } else if never_started && dir.read_exit().ok().flatten().is_none() {
+            // Prepared (perhaps half) but never exec'd: the host's failure,
+            // not the app's crash. Retried on the spawn backoff.
+            info!(app = %key.0, dyno = %key.1, run = %run.id, "settling a run that never started");
+            self.step(
+                key,
+                Input::SpawnFailed {
+                    run_id: run.id.clone(),
+                    error: "the run never started: the agent stopped before it was spawned".into(),
+                },
+            );
+            self.abandon_run(&run.id);
         } else {
             let (input, usage) = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
             info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");
