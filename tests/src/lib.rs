@@ -15,6 +15,8 @@
 //! - [`http`]: the one loopback HTTP server ([`TestServer`], shared with the
 //!   agent's unit tests) and a GET client; [`tarball`]: the one tar.gz
 //!   builder;
+//! - [`ledger`]: the usage ledger's records, the runs' lives, and the
+//!   billing check of the fault tests;
 //! - [`probe`]: static C probe programs, for raw syscalls inside a dyno;
 //! - [`netlab`]: the network tests' stand-in for the internet, servers in it
 //!   and on the host, and the check that no dyno network is left;
@@ -27,6 +29,7 @@ pub mod config;
 pub mod env;
 pub mod grpc;
 pub mod http;
+pub mod ledger;
 pub mod netlab;
 pub mod probe;
 pub mod procs;

@@ -612,6 +612,7 @@ fn same_record(p: &pb::UsageRecord, r: &Rec) -> bool {
         && p.seconds as i64 == r.seconds
         && p.cpu_ms as i64 == r.cpu_ms
         && p.mem_peak_bytes as i64 == r.mem_peak_bytes
+        && p.run_id == r.run_id
 }
 
 fn downtimes_text(down: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
@@ -1230,6 +1231,8 @@ fn check_dynoctl_usage(a: &TestAgent, all: &[pb::UsageRecord]) {
         "seconds",
         "cpu_ms",
         "mem_peak_bytes",
+        "run_id",
+        "final",
     ];
     let whole_seconds = |v: &Value, t: Option<i64>| {
         let s = v.as_str().unwrap_or_else(|| panic!("time {v}"));
@@ -1265,11 +1268,25 @@ fn check_dynoctl_usage(a: &TestAgent, all: &[pb::UsageRecord]) {
         assert_eq!(v["seconds"], r.seconds);
         assert_eq!(v["cpu_ms"], r.cpu_ms);
         assert_eq!(v["mem_peak_bytes"], r.mem_peak_bytes);
+        assert_eq!(v["run_id"], r.run_id.as_str());
+        assert_eq!(v["final"], r.r#final);
         let start = whole_seconds(&v["start"], r.start.map(|t| t.seconds));
         let end = whole_seconds(&v["end"], r.end.map(|t| t.seconds));
         csv_expected.push(format!(
-            "{},{},{},{},{},{},{},{},{start},{end},{},{},{}",
-            r.seq, r.id, r.app, r.dyno, r.dyno_id, r.r#type, r.size, r.release, r.seconds, r.cpu_ms, r.mem_peak_bytes
+            "{},{},{},{},{},{},{},{},{start},{end},{},{},{},{},{}",
+            r.seq,
+            r.id,
+            r.app,
+            r.dyno,
+            r.dyno_id,
+            r.r#type,
+            r.size,
+            r.release,
+            r.seconds,
+            r.cpu_ms,
+            r.mem_peak_bytes,
+            r.run_id,
+            r.r#final
         ));
     }
 

@@ -161,6 +161,8 @@ pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResp
         usage_open_runs: meter.open_runs as u32,
         usage_pending_writes: meter.pending_writes as u32,
         usage_error: meter.last_error.unwrap_or_default(),
+        usage_ledger: meter.ledger.as_str().into(),
+        usage_failing_since: meter.failing_since.map(super::convert::timestamp),
         memory_allocatable_bytes: summary.memory_allocatable,
         memory_reserve_bytes: cfg.memory_reserve,
         memory_overcommit: cfg.memory_overcommit,

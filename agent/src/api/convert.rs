@@ -119,5 +119,7 @@ pub(super) fn usage_pb(r: crate::ledger::Record) -> pb::UsageRecord {
         seconds: r.seconds,
         cpu_ms: r.cpu_ms,
         mem_peak_bytes: r.mem_peak_bytes,
+        run_id: r.run_id,
+        r#final: r.is_final,
     }
 }

@@ -170,16 +170,17 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
         .map(|u| {
             json!({"seq": u.seq, "id": u.id, "app": u.app, "dyno": u.dyno, "dyno_id": u.dyno_id, "type": u.r#type,
                 "size": u.size, "release": u.release, "start": u.start.map(ts_secs), "end": u.end.map(ts_secs),
-                "seconds": u.seconds, "cpu_ms": u.cpu_ms, "mem_peak_bytes": u.mem_peak_bytes})
+                "seconds": u.seconds, "cpu_ms": u.cpu_ms, "mem_peak_bytes": u.mem_peak_bytes,
+                "run_id": u.run_id, "final": u.r#final})
         })
         .collect();
     if json {
         print_json(&Value::Array(rows));
     } else if csv {
-        println!("seq,id,app,dyno,dyno_id,type,size,release,start,end,seconds,cpu_ms,mem_peak_bytes");
+        println!("seq,id,app,dyno,dyno_id,type,size,release,start,end,seconds,cpu_ms,mem_peak_bytes,run_id,final");
         for u in &records {
             println!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 u.seq,
                 u.id,
                 u.app,
@@ -192,7 +193,9 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
                 u.end.map(ts_secs).unwrap_or_default(),
                 u.seconds,
                 u.cpu_ms,
-                u.mem_peak_bytes
+                u.mem_peak_bytes,
+                u.run_id,
+                u.r#final
             );
         }
     } else {

@@ -239,7 +239,8 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             "cgroup_version": i.cgroup_version, "stacks": i.stacks,
             "usage": {"last_seq": i.usage_last_seq, "open_runs": i.usage_open_runs,
                 "pending_writes": i.usage_pending_writes,
-                "error": (!i.usage_error.is_empty()).then_some(&i.usage_error)},
+                "error": (!i.usage_error.is_empty()).then_some(&i.usage_error),
+                "ledger": i.usage_ledger, "failing_since": i.usage_failing_since.map(ts)},
             "state": {"dir": i.state_dir, "disk_free_bytes": i.state_disk_free_bytes,
                 "disk_full": i.state_disk_full, "unwritten": i.state_unwritten},
         }));
@@ -293,10 +294,19 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
         for what in &i.state_unwritten {
             println!("NOT WRITTEN YET: {what}");
         }
-        if i.usage_pending_writes > 0 || !i.usage_error.is_empty() {
+        if i.usage_pending_writes > 0
+            || !i.usage_error.is_empty()
+            || (i.usage_ledger != "ok" && !i.usage_ledger.is_empty())
+        {
             println!(
-                "USAGE NOT RECORDED: {} writes waiting for the ledger: {}",
-                i.usage_pending_writes, i.usage_error
+                "USAGE NOT RECORDED YET: ledger {}{}; {} writes and {} runs' usage kept in memory: {}",
+                i.usage_ledger,
+                i.usage_failing_since
+                    .map(|t| format!(" since {}", ts(t)))
+                    .unwrap_or_default(),
+                i.usage_pending_writes,
+                i.usage_open_runs,
+                i.usage_error
             );
         }
     }

@@ -511,10 +511,17 @@ impl Actor {
         );
     }
 
-    /// Bills a run that ended up to its end.
+    /// Bills a run that ended up to its end: its exit time, or for a run
+    /// that vanished without an exit record, the last second it was seen
+    /// alive.
     pub(super) fn meter_close(&self, input: &Input, usage: Option<cgroup::Usage>) {
         if let Input::Exited { run_id, end } = input {
-            self.meter.close(run_id.clone(), end.at, usage);
+            let end = if end.lost {
+                crate::meter::End::Lost(end.at)
+            } else {
+                crate::meter::End::Exited(end.at)
+            };
+            self.meter.close(run_id.clone(), end, usage);
         }
     }
 

@@ -124,7 +124,8 @@ impl Actor {
     pub(super) fn remove_run_dir(&self, run_id: &str) {
         let dir = RunDir::new(&self.paths.runs, run_id);
         if let Ok(Some(exit)) = dir.read_exit() {
-            self.meter.close(run_id.to_string(), exit.exited_at, None);
+            self.meter
+                .close(run_id.to_string(), crate::meter::End::Exited(exit.exited_at), None);
         }
         if let Err(e) = fs::remove_dir_all(&dir.path)
             && e.kind() != std::io::ErrorKind::NotFound

@@ -176,7 +176,7 @@ pub async fn start(
         },
         cgroups.clone(),
         clock,
-    )?;
+    );
     let allocatable = crate::host::allocatable(
         crate::host::stats().memory_total,
         cfg.memory_reserve,

@@ -18,6 +18,14 @@
 //! `billed_until` (the wall clock stepped back) is clamped: never a negative
 //! or doubled second.
 //!
+//! A run is billed only as far as it was *seen alive*: the meter checks
+//! every open run each second and moves its `seen_alive` (one statement for
+//! all of them), and a slice is written once the run was seen alive at least
+//! a second into the next one. So a run's records never pass its exit,
+//! however late the meter hears of it, and its close (at the exit record's
+//! time, or at `seen_alive` for a run that vanished without one) always
+//! writes its last record, marked `final`.
+//!
 //! `seq` is assigned here from `ledger_meta.next_seq`, in the same
 //! transaction as the record, so it is strictly increasing with no holes and
 //! is never reused, even after collected records are pruned. `id` is
@@ -27,59 +35,25 @@
 //! returns, so a record that Collect has handed out survives even a power
 //! loss (with NORMAL, a lost commit would give its `seq` and `id` to a
 //! different record).
+//!
+//! Files: this one (the [`Ledger`] and its operations), `schema` (tables,
+//! migrations, connection setup), `bill` (slices, CPU shares, writing a
+//! run's records).
+
+mod bill;
+mod schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, params};
 
+use self::bill::{Writer, next_seq, set_next_seq};
+pub use self::bill::{pieces, slice_start};
 use crate::cgroup::Usage;
 
 /// Unix seconds, UTC.
 pub type Secs = i64;
-
-/// The schema this agent writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE usage (
-    seq            INTEGER PRIMARY KEY,
-    id             TEXT    NOT NULL,
-    run_id         TEXT    NOT NULL,
-    app            TEXT    NOT NULL,
-    dyno           TEXT    NOT NULL,
-    dyno_id        TEXT    NOT NULL,
-    type           TEXT    NOT NULL,
-    size           TEXT    NOT NULL,
-    release        TEXT    NOT NULL,
-    start          INTEGER NOT NULL,
-    end            INTEGER NOT NULL,
-    seconds        INTEGER NOT NULL,
-    cpu_ms         INTEGER NOT NULL,
-    mem_peak_bytes INTEGER NOT NULL,
-    collected_at   INTEGER
-);
-CREATE INDEX usage_uncollected ON usage (seq) WHERE collected_at IS NULL;
-CREATE INDEX usage_collected ON usage (collected_at) WHERE collected_at IS NOT NULL;
-CREATE TABLE meters (
-    run_id       TEXT    PRIMARY KEY,
-    app          TEXT    NOT NULL,
-    dyno         TEXT    NOT NULL,
-    dyno_id      TEXT    NOT NULL,
-    type         TEXT    NOT NULL,
-    size         TEXT    NOT NULL,
-    release      TEXT    NOT NULL,
-    start        INTEGER NOT NULL,
-    billed_until INTEGER NOT NULL,
-    cpu_ns       INTEGER NOT NULL,
-    closed_at    INTEGER
-);
-CREATE TABLE ledger_meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT INTO ledger_meta (key, value) VALUES ('next_seq', 1);
-";
 
 /// What went wrong with the ledger; every variant names the database.
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +70,27 @@ pub enum LedgerError {
         #[source]
         error: std::io::Error,
     },
-    #[error("ledger {path}: schema version {found} is newer than this agent's ({SCHEMA_VERSION})")]
+    #[error(
+        "ledger {path}: schema version {found} is newer than this agent's ({})",
+        schema::SCHEMA_VERSION
+    )]
     NewerSchema { path: PathBuf, found: i64 },
     #[error("seq {seq} was never written (the last record is {last})")]
     AckBeyondEnd { seq: u64, last: u64 },
+}
+
+impl LedgerError {
+    /// Another connection holds a lock SQLite waited for in vain
+    /// (`SQLITE_BUSY`, `SQLITE_LOCKED`): it may pass.
+    pub fn is_locked(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Sqlite {
+                error: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -127,9 +118,12 @@ pub struct OpenRun {
     pub billed_until: Secs,
     /// CPU time billed so far (the cgroup's cumulative counter at `billed_until`).
     pub cpu_ns: u64,
+    /// The last second the run was seen running (as committed).
+    pub seen_alive: Secs,
 }
 
-/// One usage record (the contract fields, plus the run it belongs to).
+/// One usage record (the contract fields, plus the run it belongs to and
+/// whether it is the run's last).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub seq: u64,
@@ -146,49 +140,8 @@ pub struct Record {
     pub seconds: u64,
     pub cpu_ms: u64,
     pub mem_peak_bytes: u64,
-}
-
-/// The start of the slice holding `t` (slices are aligned to the Unix
-/// epoch, so 3600 s slices are UTC hours).
-pub fn slice_start(t: Secs, slice: u64) -> Secs {
-    let slice = slice as i64;
-    t.div_euclid(slice) * slice
-}
-
-/// `[from, to)` cut at every slice boundary; empty when `to <= from`.
-pub fn pieces(from: Secs, to: Secs, slice: u64) -> Vec<(Secs, Secs)> {
-    let mut out = Vec::new();
-    let mut at = from;
-    while at < to {
-        let next = (slice_start(at, slice) + slice as i64).min(to);
-        out.push((at, next));
-        at = next;
-    }
-    out
-}
-
-/// Shares `total_ns` of CPU among `pieces` in proportion to their length, as
-/// whole milliseconds that add up to what the cumulative counter crossed:
-/// with `billed_ns` already billed, piece `i` gets
-/// `ms(billed + share(0..=i)) - ms(billed + share(0..i))`.
-fn cpu_shares(billed_ns: u64, total_ns: u64, pieces: &[(Secs, Secs)]) -> Vec<u64> {
-    let secs: u64 = pieces.iter().map(|(a, b)| (b - a) as u64).sum();
-    let mut done = 0u64;
-    let mut given = 0u64;
-    pieces
-        .iter()
-        .map(|(a, b)| {
-            done += (b - a) as u64;
-            let upto = if done == secs {
-                total_ns
-            } else {
-                (total_ns as u128 * done as u128 / secs as u128) as u64
-            };
-            let ms = (billed_ns + upto) / 1_000_000 - (billed_ns + given) / 1_000_000;
-            given = upto;
-            ms
-        })
-        .collect()
+    /// The run's last record (`final` in the API).
+    pub is_final: bool,
 }
 
 /// The ledger database.
@@ -199,49 +152,24 @@ pub struct Ledger {
     slice: u64,
     /// Open runs, as committed (reloaded after a failed transaction).
     open: HashMap<String, OpenRun>,
+    /// The next `seq`, as committed.
+    next_seq: u64,
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger at `path`. `slice` is in
-    /// seconds (at least 1).
+    /// Opens (creating or migrating if needed) the ledger at `path`. `slice`
+    /// is in seconds (at least 1). A statement waits at most a quarter of a
+    /// second for another process's lock.
     pub fn open(path: &Path, host_id: &str, slice: u64) -> Result<Ledger> {
         assert!(slice >= 1, "the usage slice is at least one second");
-        let sql = |error| LedgerError::Sqlite {
-            path: path.to_owned(),
-            error,
-        };
-        // Created 0600 before SQLite opens it (an empty file is an empty
-        // database): SQLite gives the `-wal` and `-shm` files the database
-        // file's mode, so none of them is ever readable by other users.
-        crate::private::append(path).map_err(|error| LedgerError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
-        if version > SCHEMA_VERSION {
-            return Err(LedgerError::NewerSchema {
-                path: path.to_owned(),
-                found: version,
-            });
-        }
-        if version == 0 {
-            let tx = conn.unchecked_transaction().map_err(sql)?;
-            tx.execute_batch(SCHEMA).map_err(sql)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql)?;
-            tx.commit().map_err(sql)?;
-        }
+        let conn = schema::connect(path)?;
         let mut ledger = Ledger {
             conn,
             path: path.to_owned(),
             host_id: host_id.to_owned(),
             slice,
             open: HashMap::new(),
+            next_seq: 1,
         };
         ledger.reload()?;
         Ok(ledger)
@@ -258,13 +186,13 @@ impl Ledger {
         }
     }
 
-    /// Reloads the open runs from the database (after a failed write, the
-    /// in-memory copy may be ahead of what was committed).
+    /// Reloads the open runs and the next seq from the database (after a
+    /// failed write, the in-memory copy may be ahead of what was committed).
     fn reload(&mut self) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT run_id, app, dyno, dyno_id, type, size, release, start, billed_until, cpu_ns
+                "SELECT run_id, app, dyno, dyno_id, type, size, release, start, billed_until, cpu_ns, seen_alive
                  FROM meters WHERE closed_at IS NULL",
             )
             .map_err(|e| self.sql(e))?;
@@ -283,11 +211,13 @@ impl Ledger {
                     start: r.get(7)?,
                     billed_until: r.get(8)?,
                     cpu_ns: r.get::<_, i64>(9)? as u64,
+                    seen_alive: r.get(10)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.sql(e))?;
         drop(stmt);
+        self.next_seq = next_seq(&self.conn).map_err(|e| self.sql(e))?;
         self.open = open.into_iter().map(|m| (m.run.run_id.clone(), m)).collect();
         Ok(())
     }
@@ -295,6 +225,11 @@ impl Ledger {
     /// The runs metered and not closed yet.
     pub fn open_runs(&self) -> impl Iterator<Item = &OpenRun> {
         self.open.values()
+    }
+
+    /// The open meter of `run_id`.
+    pub fn open_run_of(&self, run_id: &str) -> Option<&OpenRun> {
+        self.open.get(run_id)
     }
 
     /// Whether `run_id` has an open meter.
@@ -309,8 +244,8 @@ impl Ledger {
             .conn
             .execute(
                 "INSERT OR IGNORE INTO meters
-                 (run_id, app, dyno, dyno_id, type, size, release, start, billed_until, cpu_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 0)",
+                 (run_id, app, dyno, dyno_id, type, size, release, start, billed_until, cpu_ns, seen_alive)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 0, ?8)",
                 params![
                     run.run_id,
                     run.app,
@@ -332,63 +267,104 @@ impl Ledger {
                     start,
                     billed_until: start,
                     cpu_ns: 0,
+                    seen_alive: start,
                 },
             );
         }
         Ok(added)
     }
 
-    /// The open runs with a whole slice not yet billed at `now`.
-    pub fn due(&self, now: Secs) -> Vec<String> {
-        let boundary = slice_start(now, self.slice);
+    /// How far a run last seen alive at `seen_alive` may be billed: to the
+    /// last slice boundary at least one second before it. The second after
+    /// stays for the close, which therefore always writes the run's final
+    /// record (the run exited after it was seen alive, so its exit rounded
+    /// down is at least `seen_alive` rounded down).
+    pub fn billable_to(&self, seen_alive: Secs) -> Secs {
+        slice_start(seen_alive - 1, self.slice)
+    }
+
+    /// The open runs with a slice to bill, given the last second each was
+    /// seen alive (`seen`; the committed value when it says nothing).
+    pub fn due(&self, seen: impl Fn(&str) -> Option<Secs>) -> Vec<String> {
         self.open
             .values()
-            .filter(|m| m.billed_until < boundary)
+            .filter(|m| {
+                let at = seen(&m.run.run_id).unwrap_or(m.seen_alive).max(m.seen_alive);
+                self.billable_to(at) > m.billed_until
+            })
             .map(|m| m.run.run_id.clone())
             .collect()
     }
 
-    /// Bills every listed open run up to the start of the slice holding
-    /// `now`, with its `usage` reading (None: not readable, bill no CPU and
-    /// no memory for it). One transaction; returns the records written.
-    pub fn advance(&mut self, now: Secs, readings: &[(String, Option<Usage>)]) -> Result<usize> {
-        let boundary = slice_start(now, self.slice);
-        let mut updates = Vec::new();
+    /// One tick of the meter, in one transaction:
+    /// - every open run was seen alive at `now`, except those of `gone`,
+    ///   each with the last second it was seen alive (runs whose command has
+    ///   exited and whose close has not come yet): `seen_alive` moves
+    ///   forward, never back (one statement for all the live ones);
+    /// - every run of `bills` is billed up to [`Ledger::billable_to`] its
+    ///   `seen_alive`, with its `usage` reading (None: not readable, bill no
+    ///   CPU and no memory for it).
+    ///
+    /// Returns the records written.
+    pub fn tick(
+        &mut self,
+        now: Secs,
+        gone: &HashMap<String, Secs>,
+        bills: &[(String, Option<Usage>)],
+    ) -> Result<usize> {
+        let seen_of = |m: &OpenRun| gone.get(&m.run.run_id).copied().unwrap_or(now).max(m.seen_alive);
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
+        let mut updates = Vec::new();
         let result = (|| {
-            let mut seq = next_seq(&tx)?;
-            let mut written = 0;
-            for (run_id, usage) in readings {
+            let gone_ids = serde_json::to_string(&gone.keys().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "UPDATE meters SET seen_alive = ?1
+                 WHERE closed_at IS NULL AND seen_alive < ?1 AND run_id NOT IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute(params![now, gone_ids])?;
+            for (run_id, at) in gone {
+                tx.prepare_cached(
+                    "UPDATE meters SET seen_alive = ?2 WHERE run_id = ?1 AND closed_at IS NULL AND seen_alive < ?2",
+                )?
+                .execute(params![run_id, at])?;
+            }
+            let mut w = Writer {
+                tx: &tx,
+                host_id: &self.host_id,
+                slice: self.slice,
+                seq: self.next_seq,
+                written: 0,
+            };
+            for (run_id, usage) in bills {
                 let Some(m) = self.open.get(run_id) else { continue };
-                if m.billed_until >= boundary {
+                let to = self.billable_to(seen_of(m));
+                if to <= m.billed_until {
                     continue;
                 }
-                let m = bill(
-                    &tx,
-                    &self.host_id,
-                    self.slice,
-                    &mut seq,
-                    m,
-                    boundary,
-                    *usage,
-                    &mut written,
-                )?;
+                let m = w.bill(m, to, *usage, false)?;
                 tx.prepare_cached("UPDATE meters SET billed_until = ?2, cpu_ns = ?3 WHERE run_id = ?1")?
                     .execute(params![m.run.run_id, m.billed_until, m.cpu_ns as i64])?;
                 updates.push(m);
             }
-            set_next_seq(&tx, seq)?;
-            Ok::<_, rusqlite::Error>(written)
+            set_next_seq(&tx, w.seq)?;
+            Ok::<_, rusqlite::Error>((w.written, w.seq))
         })();
-        let written = result.and_then(|w| tx.commit().map(|()| w)).map_err(|e| self.sql(e))?;
+        let (written, seq) = result.and_then(|w| tx.commit().map(|()| w)).map_err(|e| self.sql(e))?;
+        self.next_seq = seq;
+        for m in self.open.values_mut() {
+            m.seen_alive = seen_of(m);
+        }
         for m in updates {
-            self.open.insert(m.run.run_id.clone(), m);
+            let seen = self.open.get(&m.run.run_id).map_or(m.seen_alive, |o| o.seen_alive);
+            self.open
+                .insert(m.run.run_id.clone(), OpenRun { seen_alive: seen, ..m });
         }
         Ok(written)
     }
 
-    /// Bills a run up to its end and closes its meter. A run without an
-    /// open meter is left alone (returns 0), so closing twice is harmless.
+    /// Bills a run up to its end and closes its meter; its last record is
+    /// marked final. A run without an open meter is left alone (returns 0),
+    /// so closing twice is harmless.
     pub fn close(&mut self, run_id: &str, end: Secs, usage: Option<Usage>) -> Result<usize> {
         let Some(m) = self.open.get(run_id) else { return Ok(0) };
         if end < m.billed_until {
@@ -402,17 +378,23 @@ impl Ledger {
         let end = end.max(m.billed_until);
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         let result = (|| {
-            let mut seq = next_seq(&tx)?;
-            let mut written = 0;
-            let m = bill(&tx, &self.host_id, self.slice, &mut seq, m, end, usage, &mut written)?;
+            let mut w = Writer {
+                tx: &tx,
+                host_id: &self.host_id,
+                slice: self.slice,
+                seq: self.next_seq,
+                written: 0,
+            };
+            let m = w.bill(m, end, usage, true)?;
             tx.execute(
                 "UPDATE meters SET billed_until = ?2, cpu_ns = ?3, closed_at = ?2 WHERE run_id = ?1",
                 params![m.run.run_id, m.billed_until, m.cpu_ns as i64],
             )?;
-            set_next_seq(&tx, seq)?;
-            Ok::<_, rusqlite::Error>(written)
+            set_next_seq(&tx, w.seq)?;
+            Ok::<_, rusqlite::Error>((w.written, w.seq))
         })();
-        let written = result.and_then(|w| tx.commit().map(|()| w)).map_err(|e| self.sql(e))?;
+        let (written, seq) = result.and_then(|w| tx.commit().map(|()| w)).map_err(|e| self.sql(e))?;
+        self.next_seq = seq;
         self.open.remove(run_id);
         Ok(written)
     }
@@ -421,9 +403,14 @@ impl Ledger {
     /// whether more follow. Only uncollected ones unless `include_collected`.
     pub fn collect(&self, after_seq: u64, limit: u32, include_collected: bool) -> Result<(Vec<Record>, bool)> {
         let sql = format!(
-            "SELECT seq, id, run_id, app, dyno, dyno_id, type, size, release, start, end, seconds, cpu_ms, mem_peak_bytes
+            "SELECT seq, id, run_id, app, dyno, dyno_id, type, size, release, start, end, seconds, cpu_ms,
+                    mem_peak_bytes, final
              FROM usage WHERE seq > ?1 {} ORDER BY seq LIMIT ?2",
-            if include_collected { "" } else { "AND collected_at IS NULL" }
+            if include_collected {
+                ""
+            } else {
+                "AND collected_at IS NULL"
+            }
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
         let mut records = stmt
@@ -443,6 +430,7 @@ impl Ledger {
                     seconds: r.get::<_, i64>(11)? as u64,
                     cpu_ms: r.get::<_, i64>(12)? as u64,
                     mem_peak_bytes: r.get::<_, i64>(13)? as u64,
+                    is_final: r.get(14)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -452,16 +440,17 @@ impl Ledger {
         Ok((records, more))
     }
 
-    /// The last `seq` written (0 before the first record).
-    pub fn last_seq(&self) -> Result<u64> {
-        next_seq(&self.conn).map(|n| n - 1).map_err(|e| self.sql(e))
+    /// The last `seq` written (0 before the first record), as committed by
+    /// this connection (no query: answers while the database is locked).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// Marks every record with `seq <= seq` collected at `now`; returns how
     /// many were newly marked. Acking a `seq` not written yet is an error (a
     /// collector must never confirm records it has not seen).
     pub fn ack(&mut self, seq: u64, now: Secs) -> Result<u64> {
-        let last = self.last_seq()?;
+        let last = self.last_seq();
         if seq > last {
             return Err(LedgerError::AckBeyondEnd { seq, last });
         }
@@ -497,75 +486,6 @@ impl Ledger {
             .map_err(|e| self.sql(e))?;
         Ok(n)
     }
-}
-
-fn next_seq(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT value FROM ledger_meta WHERE key = 'next_seq'", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .optional()
-    .map(|v| v.unwrap_or(1) as u64)
-}
-
-fn set_next_seq(tx: &Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE ledger_meta SET value = ?1 WHERE key = 'next_seq'",
-        params![seq as i64],
-    )
-    .map(|_| ())
-}
-
-/// Writes the records of `m` from its `billed_until` to `to`, one per slice,
-/// and returns it billed up to `to`.
-#[allow(clippy::too_many_arguments)]
-fn bill(
-    tx: &Transaction<'_>,
-    host_id: &str,
-    slice: u64,
-    seq: &mut u64,
-    m: &OpenRun,
-    to: Secs,
-    usage: Option<Usage>,
-    written: &mut usize,
-) -> rusqlite::Result<OpenRun> {
-    let spans = pieces(m.billed_until, to, slice);
-    let mut next = m.clone();
-    if spans.is_empty() {
-        return Ok(next);
-    }
-    // A counter that went backwards (a new cgroup?) bills no CPU.
-    let cpu_total = usage.map_or(0, |u| u.cpu_ns.saturating_sub(m.cpu_ns));
-    let peak = usage.map_or(0, |u| u.mem_peak_bytes);
-    let shares = cpu_shares(m.cpu_ns, cpu_total, &spans);
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO usage (seq, id, run_id, app, dyno, dyno_id, type, size, release, start, end, seconds, cpu_ms,
-                            mem_peak_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?;
-    let r = &m.run;
-    for ((start, end), cpu_ms) in spans.into_iter().zip(shares) {
-        stmt.execute(params![
-            *seq as i64,
-            format!("{host_id}:{seq}"),
-            r.run_id,
-            r.app,
-            r.dyno,
-            r.dyno_id,
-            r.ptype,
-            r.size,
-            r.release,
-            start,
-            end,
-            end - start,
-            cpu_ms as i64,
-            peak as i64
-        ])?;
-        *seq += 1;
-        *written += 1;
-    }
-    next.billed_until = to;
-    next.cpu_ns = m.cpu_ns + cpu_total;
-    Ok(next)
 }
 
 #[cfg(test)]
