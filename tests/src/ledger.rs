@@ -217,5 +217,54 @@ pub fn check_billing(
             b.worst_run = run.to_string();
         }
     }
+    // A run that ran whole seconds has records: none is forgotten.
+    for (run, life) in lives {
+        let end = life.exited.or_else(|| vanished.get(run).copied());
+        if let Some(end) = end
+            && end.timestamp() > life.started.timestamp() + 1
+            && !by_run.contains_key(run.as_str())
+        {
+            b.bad.push(format!(
+                "{run}: ran from {} to {end} and was never billed",
+                life.started
+            ));
+        }
+    }
     b
+}
+
+/// Stops every dyno, waits until every meter is closed, then checks the
+/// whole ledger; prints and returns the worst billing error.
+pub fn stop_and_check(
+    a: &crate::TestAgent,
+    what: &str,
+    lives: &mut BTreeMap<String, Life>,
+    vanished: &BTreeMap<String, DateTime<Utc>>,
+) -> f64 {
+    a.ctl_ok(&["stop", "--all"]);
+    crate::wait_ok("every dyno down and every meter closed", || {
+        let down = a.ps().iter().all(|d| d["state"] == "down");
+        let info = a.info();
+        let settled = info["usage"]["open_runs"] == 0 && info["usage"]["pending_writes"] == 0;
+        if down && settled && open_meters(&a.state) == 0 {
+            Ok(())
+        } else {
+            Err(format!("down {down}, info {}", info["usage"]))
+        }
+    });
+    read_lives(&a.state, lives);
+    let recs = records(&a.state);
+    let b = check_billing(&recs, lives, vanished, 2.5);
+    println!(
+        "{what}: {} runs, worst billing error {:+.3} s (run {})",
+        b.runs, b.worst_error, b.worst_run
+    );
+    assert!(
+        b.bad.is_empty(),
+        "{what}: {} violations:\n  {}\nrecords: {recs:?}\nlives: {lives:#?}\n--- agent log ---\n{}",
+        b.bad.len(),
+        b.bad.join("\n  "),
+        a.agent_log()
+    );
+    b.worst_error
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use dyno_tests::ledger::{read_lives, records, stop_and_check};
 use dyno_tests::*;
 use serde_json::Value;
 
@@ -123,15 +124,27 @@ fn sleepers(a: &TestAgent, slug: &Path, n: usize) -> Vec<Value> {
     for i in 1..=n {
         a.start_dyno("shop", &format!("sleeper.{i}"), slug, "exec sleep 600");
     }
-    (1..=n)
+    let up: Vec<Value> = (1..=n)
         .map(|i| a.wait_state("shop", &format!("sleeper.{i}"), "up"))
-        .collect()
+        .collect();
+    // Billed for a second at least, so that the ledger has something to
+    // lose when they crash on a full disk.
+    wait_for("every sleeper billed", || {
+        let billed = records(&a.state);
+        up.iter()
+            .all(|d| billed.iter().any(|r| d["run_id"] == r.run_id.as_str()))
+            .then_some(())
+    });
+    up
 }
 
 /// Kills the sleepers' processes: each crash is a state change (several
-/// events, more than a full disk's last page can take).
-fn crash(a: &TestAgent, sleepers: &[Value], filler: &Filler) {
+/// events, more than a full disk's last page can take). Returns when each
+/// run vanished, by run id (their shims cannot record the exit).
+fn crash(a: &TestAgent, sleepers: &[Value], filler: &Filler) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+    let mut vanished = BTreeMap::new();
     for d in sleepers {
+        vanished.insert(d["run_id"].as_str().expect("run id").to_string(), chrono::Utc::now());
         signal(pid_of(d), nix::sys::signal::Signal::SIGKILL);
     }
     wait_for("info to tell the events waiting for the disk", || {
@@ -143,6 +156,7 @@ fn crash(a: &TestAgent, sleepers: &[Value], filler: &Filler) {
             .any(|s| s.as_str().is_some_and(|s| s.contains("events")))
             .then_some(())
     });
+    vanished
 }
 
 /// The run cgroups of the agent (in the memory hierarchy).
@@ -164,7 +178,7 @@ fn run_cgroups(a: &TestAgent) -> Vec<String> {
 fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     // A crash after the first waits an hour: a spawn failure counted as a
     // crash would keep the sleepers down past every deadline below.
-    let mut a = TestAgent::start_on_tmpfs("restart_cooloffs = [\"1h\"]", STATE_BYTES);
+    let mut a = TestAgent::start_on_tmpfs("restart_cooloffs = [\"1h\"]\nusage_slice = \"1s\"", STATE_BYTES);
     let slug = a.slug("s", &[]);
     // A dyno that logs all the time (lines longer than the slack of a
     // file's last page, so that the full disk takes none), one to restart,
@@ -181,6 +195,8 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     let sleeping = sleepers(&a, &slug, 6);
     let before = events_after(&a, 0);
     let last = *before.keys().last().expect("events so far");
+    let mut lives = BTreeMap::new();
+    read_lives(&a.state, &mut lives);
 
     let mut filler = Filler::fill(&a.state);
     wait_for("info to say the state disk is full", || {
@@ -198,7 +214,7 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     // Crashes are restarted, but their runs cannot be prepared: they wait
     // as spawn_failed, not as the app's crash, leaving no run directory or
     // cgroup per attempt.
-    crash(&a, &sleeping, &filler);
+    let mut vanished = crash(&a, &sleeping, &filler);
     let failed = wait_for("a sleeper's spawn failure", || {
         filler.top_up();
         a.ps()
@@ -262,17 +278,24 @@ fn a_full_state_disk_degrades_and_events_wait_for_it_without_reusing_a_seq() {
     let info = a.info();
     assert_eq!(info["state"]["disk_full"], false, "{info}");
     assert_eq!(info["state"]["unwritten"], serde_json::json!([]), "{info}");
+    // Billing lost nothing and billed nothing past an end: a sleeper whose
+    // shim could write its exit record is held to it, not to the kill.
+    read_lives(&a.state, &mut lives);
+    vanished.retain(|run, _| lives.get(run).is_some_and(|l| l.exited.is_none()));
+    stop_and_check(&a, "a full state disk", &mut lives, &vanished);
 }
 
 #[test]
 fn events_that_waited_for_the_disk_keep_their_seqs_across_a_clean_restart() {
-    let mut a = TestAgent::start_on_tmpfs("", STATE_BYTES);
+    let mut a = TestAgent::start_on_tmpfs("usage_slice = \"1s\"", STATE_BYTES);
     let slug = a.slug("s", &[]);
     let sleeping = sleepers(&a, &slug, 6);
     let last = *events_after(&a, 0).keys().last().unwrap();
+    let mut lives = BTreeMap::new();
+    read_lives(&a.state, &mut lives);
 
     let mut filler = Filler::fill(&a.state);
-    crash(&a, &sleeping, &filler);
+    let mut vanished = crash(&a, &sleeping, &filler);
     let streamed = events_after(&a, last);
     filler.free();
     // Written by the next housekeeping, then streamed, with the seqs they
@@ -296,6 +319,9 @@ fn events_that_waited_for_the_disk_keep_their_seqs_across_a_clean_restart() {
     assert!(status.success(), "{status}");
     a.spawn();
     assert_no_event_reused_or_lost(&written, &events_after(&a, last));
+    read_lives(&a.state, &mut lives);
+    vanished.retain(|run, _| lives.get(run).is_some_and(|l| l.exited.is_none()));
+    stop_and_check(&a, "events waiting for the disk", &mut lives, &vanished);
 }
 
 #[test]

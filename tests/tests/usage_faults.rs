@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use dyno_agent::runs::{ExecRecord, read_json};
 use dyno_proto::v1 as pb;
-use dyno_tests::ledger::{Life, check_billing, open_meters, read_lives, records};
+use dyno_tests::ledger::{read_lives, records, stop_and_check};
 use dyno_tests::*;
 use nix::sys::signal::Signal;
 
@@ -55,42 +55,6 @@ fn kill_command(a: &TestAgent, run_id: &str) -> DateTime<Utc> {
     let at = Utc::now();
     signal(exec.pid, Signal::SIGKILL);
     at
-}
-
-/// Stops every dyno, waits until every meter is closed, then checks the
-/// whole ledger; prints and returns the worst billing error.
-fn stop_and_check(
-    a: &TestAgent,
-    what: &str,
-    lives: &mut BTreeMap<String, Life>,
-    vanished: &BTreeMap<String, DateTime<Utc>>,
-) -> f64 {
-    a.ctl_ok(&["stop", "--all"]);
-    wait_ok("every dyno down and every meter closed", || {
-        let down = a.ps().iter().all(|d| d["state"] == "down");
-        let info = a.info();
-        let settled = info["usage"]["open_runs"] == 0 && info["usage"]["pending_writes"] == 0;
-        if down && settled && open_meters(&a.state) == 0 {
-            Ok(())
-        } else {
-            Err(format!("down {down}, info {}", info["usage"]))
-        }
-    });
-    read_lives(&a.state, lives);
-    let recs = records(&a.state);
-    let b = check_billing(&recs, lives, vanished, 2.5);
-    println!(
-        "{what}: {} runs, worst billing error {:+.3} s (run {})",
-        b.runs, b.worst_error, b.worst_run
-    );
-    assert!(
-        b.bad.is_empty(),
-        "{what}: {} violations:\n  {}\nrecords: {recs:?}\nlives: {lives:#?}\n--- agent log ---\n{}",
-        b.bad.len(),
-        b.bad.join("\n  "),
-        a.agent_log()
-    );
-    b.worst_error
 }
 
 // ---------------------------------------------------------------------------
