@@ -10,6 +10,10 @@ pub enum Error {
     /// An unknown dyno.
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts what the agent already holds (a request id
+    /// reused for another request).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// No room on the host.
     #[error("{0}")]
     ResourceExhausted(String),

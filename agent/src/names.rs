@@ -7,6 +7,34 @@ pub const MAX_ENV_VALUE: usize = 32 * 1024;
 pub const MAX_ENV_VARS: usize = 500;
 /// Longest command line accepted.
 pub const MAX_COMMAND: usize = 16 * 1024;
+/// Most bytes of a request's value that an error message quotes (DESIGN §9:
+/// a value quoted whole, 8 KB or more, makes C-core clients reject the reply).
+pub const QUOTE_MAX: usize = 100;
+
+/// `s` quoted for an error message, escaped as `{:?}` does; past
+/// [`QUOTE_MAX`] bytes it is cut, and its length said.
+pub fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        let start = out.len();
+        out.extend(c.escape_debug());
+        if out.len() > QUOTE_MAX + 1 {
+            out.truncate(start);
+            return format!("{out}\"… ({} bytes)", s.len());
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The longest start of `s` of at most `max` bytes that ends between two characters.
+pub fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 fn lower_start(s: &str) -> bool {
     s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
@@ -28,6 +56,9 @@ pub fn valid_type(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// The highest `n` of a dyno name `<type>.<n>`.
+pub const MAX_DYNO_NUMBER: u32 = 999_999;
+
 /// `<type>.<n>` with n a positive integer without leading zeros; returns the
 /// type and number.
 pub fn parse_dyno_name(s: &str) -> Option<(&str, u32)> {
@@ -35,7 +66,7 @@ pub fn parse_dyno_name(s: &str) -> Option<(&str, u32)> {
     if !valid_type(ty) || n.is_empty() || n.len() > 6 || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((ty, n.parse().ok()?))
+    Some((ty, n.parse().ok().filter(|n| *n <= MAX_DYNO_NUMBER)?))
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]*$`, at most 255 bytes.

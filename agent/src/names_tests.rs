@@ -66,3 +66,24 @@ fn stacks_and_releases() {
     assert!(valid_stack("heroku-24") && valid_stack("cedar.14") && !valid_stack("../x") && !valid_stack(""));
     assert!(valid_release("v42") && valid_release("") && !valid_release("v 4") && !valid_release("v\n"));
 }
+
+#[test]
+fn quotes_are_cut_at_about_a_hundred_bytes() {
+    assert_eq!(quote("web.1"), "\"web.1\"");
+    assert_eq!(quote("a\nb"), "\"a\\nb\"");
+    let long = "x".repeat(8192);
+    let q = quote(&long);
+    assert!(q.len() <= QUOTE_MAX + 30, "{} bytes: {q}", q.len());
+    assert!(q.ends_with("… (8192 bytes)"), "{q}");
+    // Escapes count as what they become; a character is never split.
+    let q = quote(&"\u{1b}é".repeat(1000));
+    assert!(q.len() <= QUOTE_MAX + 30, "{} bytes: {q}", q.len());
+    assert_eq!(cut("aé", 2), "a");
+    assert_eq!(cut("abc", 10), "abc");
+}
+
+#[test]
+fn dyno_numbers_stop_at_999999() {
+    assert_eq!(parse_dyno_name("run.999999"), Some(("run", MAX_DYNO_NUMBER)));
+    assert_eq!(parse_dyno_name("run.1000000"), None);
+}

@@ -10,8 +10,9 @@
 //! - [`wait`]: [`wait_for`] and [`wait_ok`] poll a condition up to
 //!   [`DEADLINE`]; [`nothing_happens_for`] is the bounded wait that proves
 //!   nothing happens;
-//! - [`procs`]: processes seen from the host; [`grpc`]: request builders
-//!   and the `WatchEvents` stream;
+//! - [`procs`]: processes seen from the host; [`grpc`]: request builders,
+//!   the `WatchEvents` stream and raw calls; [`stock`]: clients nobody here
+//!   wrote (grpcio, grpcurl);
 //! - [`http`]: the one loopback HTTP server ([`TestServer`], shared with the
 //!   agent's unit tests) and a GET client; [`tarball`]: the one tar.gz
 //!   builder;
@@ -33,15 +34,19 @@ pub mod ledger;
 pub mod netlab;
 pub mod probe;
 pub mod procs;
+pub mod stock;
 pub mod tarball;
 pub mod wait;
 
 pub use agent::{TestAgent, run_args, show, start_args, texts};
 pub use config::FAST;
 pub use env::{agent_bin, ctl_bin, require_root, stack};
-pub use grpc::{blocking, get_dyno, next_within, selector, start_req, summarize, watch_events, watch_series};
+pub use grpc::{
+    blocking, get_dyno, next_within, raw_unary, selector, start_req, summarize, watch_events, watch_series,
+};
 pub use http::{Reply, TestServer, http_get};
 pub use procs::{alive, pid_namespace_members, pid_of, signal, wait_for_handler};
+pub use stock::{grpcurl, python_with_grpcio, stock_script};
 pub use wait::{DEADLINE, nothing_happens_for, poll, wait_for, wait_ok};
 
 /// A worker's command: sleeps, never exits on its own.

@@ -1137,3 +1137,32 @@ fn unreadable_tls_material_is_refused_naming_the_key() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_naming_both_files() {
+    let (pki, other) = (Pki::generate(), Pki::generate());
+    let (files, other_files) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (cert, key, _) = pki.write(files.path());
+    let (_, other_key, _) = other.write(other_files.path());
+    let port = free_port();
+    let mut a = TestAgent::start(&tls_config(port, &cert, &key, None));
+    wait_listening(port);
+    assert!(a.sigterm().success());
+    a.set_config("tls_key", &format!("\"{}\"", other_key.display()));
+    let (status, log) = a.spawn_expect_exit();
+    assert!(
+        !status.success(),
+        "a key of another certificate: the agent must not run ({status})"
+    );
+    let error = log
+        .lines()
+        .filter(|l| l.starts_with("dynoagent: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for word in ["tls_key", "tls_cert", &show(&other_key), &show(&cert)] {
+        assert!(error.contains(word), "the error names {word}: {error:?}");
+    }
+}

@@ -30,7 +30,12 @@ pub(crate) async fn start(
     };
     let ptype = names::parse_dyno_name(&name)
         .map(|(t, _)| t.to_string())
-        .ok_or_else(|| Error::invalid("name", format!("{name:?} must be <type>.<n>, like web.1")))?;
+        .ok_or_else(|| {
+            Error::invalid(
+                "name",
+                format!("{} must be <type>.<n>, like web.1", names::quote(&name)),
+            )
+        })?;
     let one_off = req.one_off || ptype == "run";
     let slug = slugs
         .resolve(&req.slug, opt(&req.sha256).as_deref())
@@ -72,6 +77,7 @@ pub(crate) async fn start(
         .start(StartRequest {
             spec,
             request_id: opt(&req.request_id),
+            picked_name: req.name.is_empty(),
         })
         .await
 }

@@ -8,7 +8,9 @@
 //! - [`validate`]: request validation, field by field;
 //! - [`stream`]: the event and log stream pumps;
 //! - [`convert`]: engine types ↔ protobuf;
-//! - [`status`]: the one `From<Error> for tonic::Status`.
+//! - [`status`]: the one `From<Error> for tonic::Status`;
+//! - [`wire`]: the codes of what tonic answers before a handler runs
+//!   (requests that do not decode, or are too large).
 //!
 //! Every error leaves through [`crate::error::Error`]'s one mapping to a gRPC
 //! code: bad input is `INVALID_ARGUMENT` naming the field, an unknown dyno
@@ -21,8 +23,10 @@ mod status;
 mod stream;
 mod usage;
 mod validate;
+mod wire;
 
 pub use self::agent::{AgentService, host_info};
 pub use self::convert::{dyno_pb, event_pb, state_pb, timestamp};
 pub use self::usage::UsageService;
 pub use self::validate::validate_start;
+pub use self::wire::{Codes, MAX_MESSAGE, remap};

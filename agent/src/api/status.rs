@@ -1,6 +1,7 @@
 //! The one mapping of the agent's [`Error`] to gRPC status codes: bad input
 //! is `INVALID_ARGUMENT`, an unknown dyno `NOT_FOUND`, no room
-//! `RESOURCE_EXHAUSTED`, never `UNKNOWN`.
+//! `RESOURCE_EXHAUSTED`, a request id reused for another request
+//! `FAILED_PRECONDITION`, never `UNKNOWN`.
 
 use crate::error::Error;
 
@@ -10,6 +11,7 @@ impl From<Error> for tonic::Status {
         match e {
             Error::InvalidArgument { .. } => tonic::Status::invalid_argument(msg),
             Error::NotFound(_) => tonic::Status::not_found(msg),
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             Error::Unavailable(_) | Error::Upstream(_) => tonic::Status::unavailable(msg),
             Error::Internal(_) => tonic::Status::internal(msg),

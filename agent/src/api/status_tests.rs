@@ -10,6 +10,7 @@ fn every_variant_maps_to_a_specific_code() {
         (Error::invalid("app", "bad"), Code::InvalidArgument),
         (Error::NotFound("x".into()), Code::NotFound),
         (Error::ResourceExhausted("x".into()), Code::ResourceExhausted),
+        (Error::FailedPrecondition("x".into()), Code::FailedPrecondition),
         (Error::Unavailable("x".into()), Code::Unavailable),
         (Error::Upstream("x".into()), Code::Unavailable),
         (Error::Internal("x".into()), Code::Internal),

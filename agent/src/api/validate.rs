@@ -8,11 +8,21 @@ use dyno_proto::v1 as pb;
 use crate::config::Config;
 use crate::engine::Selector;
 use crate::error::{Error, Result};
-use crate::names;
+use crate::names::{self, quote};
 
 /// The names of a table's entries, comma separated.
 fn keys<V>(table: &BTreeMap<String, V>) -> String {
     table.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// The field of env key `k`: `env.K`, or when the key is long or not
+/// printable `env["…"]`, quoted and cut.
+fn env_field(k: &str) -> String {
+    if k.len() <= names::QUOTE_MAX && k.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("env.{k}")
+    } else {
+        format!("env[{}]", quote(k))
+    }
 }
 
 /// Checks a start request field by field; the slug is resolved separately.
@@ -20,7 +30,7 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     if !names::valid_app(&req.app) {
         return Err(Error::invalid(
             "app",
-            format!("{:?} must match ^[a-z][a-z0-9-]{{2,29}}$", req.app),
+            format!("{} must match ^[a-z][a-z0-9-]{{2,29}}$", quote(&req.app)),
         ));
     }
     if req.name.is_empty() {
@@ -34,13 +44,13 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
         let Some((ptype, _)) = names::parse_dyno_name(&req.name) else {
             return Err(Error::invalid(
                 "name",
-                format!("{:?} must be <type>.<n>, like web.1", req.name),
+                format!("{} must be <type>.<n>, like web.1", quote(&req.name)),
             ));
         };
         if req.one_off && ptype != "run" {
             return Err(Error::invalid(
                 "name",
-                format!("{:?}: a one-off dyno is named run.N", req.name),
+                format!("{}: a one-off dyno is named run.N", quote(&req.name)),
             ));
         }
     }
@@ -56,15 +66,15 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     if !req.size.is_empty() && !cfg.sizes.contains_key(&req.size) {
         return Err(Error::invalid(
             "size",
-            format!("unknown size {:?}; known: {}", req.size, keys(&cfg.sizes)),
+            format!("unknown size {}; known: {}", quote(&req.size), keys(&cfg.sizes)),
         ));
     }
     if !names::valid_release(&req.release) {
         return Err(Error::invalid(
             "release",
             format!(
-                "{:?} must be printable ASCII without spaces, at most 64 bytes",
-                req.release
+                "{} must be printable ASCII without spaces, at most 64 bytes",
+                quote(&req.release)
             ),
         ));
     }
@@ -76,14 +86,11 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     }
     for (k, v) in &req.env {
         if !names::valid_env_key(k) {
-            return Err(Error::invalid(
-                format!("env.{k}"),
-                "keys must match ^[A-Za-z_][A-Za-z0-9_]*$",
-            ));
+            return Err(Error::invalid(env_field(k), "keys must match ^[A-Za-z_][A-Za-z0-9_]*$"));
         }
         if v.len() > names::MAX_ENV_VALUE || v.contains('\0') {
             return Err(Error::invalid(
-                format!("env.{k}"),
+                env_field(k),
                 format!("values have at most {} bytes and no NUL", names::MAX_ENV_VALUE),
             ));
         }
@@ -94,7 +101,11 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     if !req.stack.is_empty() && !cfg.stacks.contains_key(&req.stack) {
         return Err(Error::invalid(
             "stack",
-            format!("unknown stack {:?}; configured: [{}]", req.stack, keys(&cfg.stacks)),
+            format!(
+                "unknown stack {}; configured: [{}]",
+                quote(&req.stack),
+                keys(&cfg.stacks)
+            ),
         ));
     }
     if req.stack.is_empty() && cfg.default_stack().is_none() && !cfg.allow_unjailed {
@@ -107,8 +118,18 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
         if !req.one_off {
             return Err(Error::invalid("time_to_live", "only one-off dynos have a time to live"));
         }
+        // google.protobuf.Duration: nanos in [0, 10^9) for a positive duration.
+        if !(0..1_000_000_000).contains(&ttl.nanos) {
+            return Err(Error::invalid(
+                "time_to_live.nanos",
+                format!(
+                    "{} is not a Duration's nanos: 0 to 999999999 for a positive duration",
+                    ttl.nanos
+                ),
+            ));
+        }
         let max = cfg.oneoff_ttl.as_secs() as i64;
-        if ttl.seconds <= 0 || ttl.seconds > max || ttl.nanos < 0 {
+        if ttl.seconds <= 0 || ttl.seconds > max {
             return Err(Error::invalid("time_to_live", format!("must be between 1s and {max}s")));
         }
     }
@@ -123,7 +144,7 @@ pub(super) fn app(field: &str, app: &str) -> Result<()> {
     if names::valid_app(app) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{app:?} is not a valid app name")))
+        Err(Error::invalid(field, format!("{} is not a valid app name", quote(app))))
     }
 }
 
@@ -131,7 +152,10 @@ pub(super) fn app(field: &str, app: &str) -> Result<()> {
 pub(super) fn get_request(req: &pb::GetDynoRequest) -> Result<()> {
     app("app", &req.app)?;
     if names::parse_dyno_name(&req.name).is_none() {
-        return Err(Error::invalid("name", format!("{:?} must be <type>.<n>", req.name)));
+        return Err(Error::invalid(
+            "name",
+            format!("{} must be <type>.<n>", quote(&req.name)),
+        ));
     }
     Ok(())
 }
@@ -151,7 +175,7 @@ pub(super) fn logs_request(app_name: &Option<String>, dyno: &Option<String>) -> 
         if names::parse_dyno_name(d).is_none() && !names::valid_type(d) {
             return Err(Error::invalid(
                 "dyno",
-                format!("{d:?} is neither a dyno name nor a process type"),
+                format!("{} is neither a dyno name nor a process type", quote(d)),
             ));
         }
         if app_name.is_none() {
@@ -180,7 +204,7 @@ pub(super) fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
     } else {
         Err(Error::invalid(
             "selector.target",
-            format!("{:?} is neither a dyno name nor a process type", sel.target),
+            format!("{} is neither a dyno name nor a process type", quote(&sel.target)),
         ))
     }
 }

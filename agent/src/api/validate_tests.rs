@@ -119,3 +119,55 @@ fn selectors() {
     assert!(s("", "", false).is_err());
     assert!(selector(None).is_err());
 }
+
+#[test]
+fn a_duration_with_nanos_out_of_range_is_invalid() {
+    for nanos in [1_000_000_000, -1, i32::MAX, i32::MIN] {
+        let req = pb::StartDynoRequest {
+            name: "run.1".into(),
+            one_off: true,
+            time_to_live: Some(prost_types::Duration { seconds: 60, nanos }),
+            ..good()
+        };
+        assert_eq!(field_of(req), "time_to_live.nanos", "nanos {nanos}");
+    }
+    let fine = pb::StartDynoRequest {
+        name: "run.1".into(),
+        one_off: true,
+        time_to_live: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 999_999_999,
+        }),
+        ..good()
+    };
+    validate_start(&fine, &cfg()).expect("nanos below 10^9");
+}
+
+#[test]
+fn error_messages_quote_at_most_about_a_hundred_bytes_of_a_value() {
+    type Mutation = Box<dyn Fn(&mut pb::StartDynoRequest, String)>;
+    let big = "Z\n".repeat(4096);
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("app", Box::new(|r, v| r.app = v)),
+        ("name", Box::new(|r, v| r.name = v)),
+        ("size", Box::new(|r, v| r.size = v)),
+        ("release", Box::new(|r, v| r.release = v)),
+        ("stack", Box::new(|r, v| r.stack = v)),
+        ("env key", Box::new(|r, v| _ = r.env.insert(v, "x".into()))),
+    ];
+    for (what, set) in cases {
+        let mut req = good();
+        set(&mut req, big.clone());
+        let err = validate_start(&req, &cfg()).expect_err(what);
+        let msg = err.to_string();
+        assert!(msg.len() < 300, "{what}: {} bytes: {msg}", msg.len());
+        assert!(msg.contains("(8192 bytes)"), "{what}: {msg}");
+    }
+    let sel = pb::DynoSelector {
+        app: "shop".into(),
+        target: big.clone(),
+        all: false,
+    };
+    let msg = selector(Some(sel)).expect_err("target").to_string();
+    assert!(msg.len() < 300, "{msg}");
+}

@@ -7,7 +7,16 @@ use clap::{Args, Parser, Subcommand};
 
 /// Ops command line of dynoagent.
 #[derive(Debug, Parser)]
-#[command(name = "dynoctl", version, about)]
+#[command(
+    name = "dynoctl",
+    version,
+    about,
+    after_help = "The same API serves stock gRPC clients over the socket by its path \
+(reflection v1 and v1alpha, health):\n  \
+grpcurl -plaintext -unix /run/dynoagent/dynoagent.sock list\n  \
+grpcurl -plaintext -unix -d '{}' /run/dynoagent/dynoagent.sock dyno.v1.Agent/HostInfo\n  \
+python3: grpc.insecure_channel(\"unix:///run/dynoagent/dynoagent.sock\")"
+)]
 pub struct Cli {
     /// The agent's socket.
     #[arg(

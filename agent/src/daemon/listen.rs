@@ -36,12 +36,35 @@ pub(super) fn server_tls(cfg: &Config) -> anyhow::Result<tonic::transport::Serve
         }
         Ok(pem)
     };
-    let identity = Identity::from_pem(read("tls_cert", &cfg.tls_cert)?, read("tls_key", &cfg.tls_key)?);
+    let (cert, key) = (read("tls_cert", &cfg.tls_cert)?, read("tls_key", &cfg.tls_key)?);
+    key_matches_cert(&cert, &key, cfg)?;
+    let identity = Identity::from_pem(cert, key);
     let mut tls = ServerTlsConfig::new().identity(identity);
     if cfg.tls_client_ca.is_some() {
         tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", &cfg.tls_client_ca)?));
     }
     Ok(tls)
+}
+
+/// A key that is not the certificate's is refused now, naming both files
+/// (rustls would only say "key mismatch" when the first client connects).
+fn key_matches_cert(cert: &[u8], key: &[u8], cfg: &Config) -> anyhow::Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let (cert_file, key_file) = (show(&cfg.tls_cert), show(&cfg.tls_key));
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls_cert: {cert_file}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).with_context(|| format!("tls_key: {key_file}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => bail!(
+            "tls_key {key_file} does not match tls_cert {cert_file}: the key is not the one of the certificate's public key"
+        ),
+        Err(e) => bail!("tls_key {key_file} with tls_cert {cert_file}: {e}"),
+    }
 }
 
 /// A server builder for the TCP listener, with the TLS [`server_tls`] read.

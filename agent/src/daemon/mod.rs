@@ -7,8 +7,10 @@
 //! - `shutdown`: the one stop value every task started here waits on;
 //! - `listen`: the Unix socket and the TCP listener with TLS;
 //! - `socket`: accepting on the Unix socket, bound again if it is removed;
+//! - [`authority`]: stock clients' `:authority` on the Unix socket, made valid;
 //! - `sample`: the quick-start sample app.
 
+mod authority;
 mod entry;
 mod listen;
 mod sample;
@@ -21,10 +23,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dyno_proto::v1 as pb;
+use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
+pub use self::authority::FixAuthority;
 pub use self::entry::main;
-use crate::api::{AgentService, UsageService};
+use crate::api::{AgentService, Codes, UsageService};
 use crate::config::Config;
 use crate::engine::{self, Clock};
 use crate::slug::SlugCache;
@@ -101,24 +105,22 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     health_reporter
         .set_serving::<pb::usage_server::UsageServer<UsageService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(dyno_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
-
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
     info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), host_id = %cfg.host_id, "serving");
     let agent = AgentService {
         engine: engine.clone(),
         cfg: cfg.clone(),
         slugs,
     };
-    let routes = tonic::service::Routes::new(health)
-        .add_service(reflection)
-        .add_service(pb::agent_server::AgentServer::new(agent))
-        .add_service(pb::usage_server::UsageServer::new(UsageService {
+    // Each service answers early failures (a request that does not decode,
+    // one over the size limit) with the codes DESIGN §9 promises.
+    let routes = tonic::service::Routes::new(Codes(health))
+        .add_service(Codes(reflection_v1))
+        .add_service(Codes(reflection_v1alpha))
+        .add_service(Codes(pb::agent_server::AgentServer::new(agent)))
+        .add_service(Codes(pb::usage_server::UsageServer::new(UsageService {
             meter: engine.meter().clone(),
-        }));
+        })));
     let tcp = match tcp {
         Some((addr, mut builder)) => {
             let router = builder.add_routes(routes.clone());
@@ -132,12 +134,15 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .map(|url| tokio::spawn(crate::report::run(engine.clone(), cfg.clone(), url, stop.wait())));
     let result = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(socket::incoming(cfg.socket.clone(), listener), async {
-            // Stop the engine first: that ends the open log and event streams,
-            // which the server waits for before it returns.
-            shutdown.await;
-            trigger.fire();
-        })
+        .serve_with_incoming_shutdown(
+            socket::incoming(cfg.socket.clone(), listener).map(|c| c.map(FixAuthority::new)),
+            async {
+                // Stop the engine first: that ends the open log and event streams,
+                // which the server waits for before it returns.
+                shutdown.await;
+                trigger.fire();
+            },
+        )
         .await;
     trigger.fire();
     let _ = engine_task.await;
@@ -157,6 +162,42 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     let _ = std::fs::remove_file(&cfg.socket);
     info!("agent stopped; dynos keep running");
     result.context("serving the API")
+}
+
+/// The services reflection lists: the ones served. `dyno.v1.Scheduler`,
+/// which the agent calls but does not serve, is left out.
+const ADVERTISED: [&str; 5] = [
+    "dyno.v1.Agent",
+    "dyno.v1.Usage",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Reflection, v1 and v1alpha (which grpcurl 1.8 and grpcio-reflection
+/// speak), each describing every served service, both reflections included.
+#[allow(clippy::type_complexity)]
+fn reflection() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let builder = || {
+        let mut b = tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(dyno_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+        for name in ADVERTISED {
+            b = b.with_service_name(name);
+        }
+        b
+    };
+    let v1 = builder().build_v1().context("building the reflection service (v1)")?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
+    Ok((v1, v1alpha))
 }
 
 /// Makes a state directory that an older agent or an operator left readable

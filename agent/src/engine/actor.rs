@@ -271,7 +271,7 @@ impl Actor {
                 .values()
                 .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
         {
-            return Ok(e.rec.view());
+            return repeated_request(&e.rec, &req, rid);
         }
         // A running dyno asked for the same run again commits nothing new.
         let same_and_running = self
@@ -561,17 +561,54 @@ fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec
     rec.sup.step(&mut cx, input)
 }
 
-/// The next free `run.N` name of `app`, after the highest one its dynos have.
-pub(super) fn next_one_off<'a>(keys: impl IntoIterator<Item = &'a Key>, app: &str) -> String {
-    let n = keys
+/// The answer to a start whose request id `rid` dyno `rec` already holds:
+/// the dyno, unchanged, when the request is the one the id came with (a
+/// retry); `FAILED_PRECONDITION` naming the id when it is for another app,
+/// dyno or spec. An earlier id of the dyno (its spec replaced since) is
+/// checked against the app and dyno only: a late retry changes nothing.
+pub(super) fn repeated_request(rec: &DynoRecord, req: &StartRequest, rid: &str) -> Result<DynoView> {
+    let (held, asked) = (&rec.spec, &req.spec);
+    let same_dyno = held.app == asked.app
+        && if req.picked_name {
+            held.one_off
+        } else {
+            held.name == asked.name
+        };
+    let current = rec.request_id.as_deref() == Some(rid);
+    if same_dyno && (!current || held.same_run(asked)) {
+        return Ok(rec.view());
+    }
+    let what = if same_dyno { "another spec" } else { "another dyno" };
+    Err(Error::FailedPrecondition(format!(
+        "request_id {} already started {} of app {}: this request asks for {what}; a new request needs a new id",
+        crate::names::quote(rid),
+        held.name,
+        held.app
+    )))
+}
+
+/// The next free `run.N` name of `app`, after the highest one its dynos have;
+/// past `run.999999`, the lowest number free; none free: `RESOURCE_EXHAUSTED`.
+pub(super) fn next_one_off<'a>(keys: impl IntoIterator<Item = &'a Key>, app: &str) -> Result<String> {
+    let taken: std::collections::BTreeSet<u32> = keys
         .into_iter()
         .filter(|(a, _)| a == app)
         .filter_map(|(_, name)| crate::names::parse_dyno_name(name))
         .filter(|(t, _)| *t == "run")
         .map(|(_, n)| n)
-        .max()
-        .unwrap_or(0);
-    format!("run.{}", n + 1)
+        .collect();
+    let after_highest = taken.last().map_or(1, |n| n + 1);
+    let n = if after_highest <= crate::names::MAX_DYNO_NUMBER {
+        Some(after_highest)
+    } else {
+        (1..=crate::names::MAX_DYNO_NUMBER).find(|n| !taken.contains(n))
+    };
+    n.map(|n| format!("run.{n}")).ok_or_else(|| {
+        Error::ResourceExhausted(format!(
+            "app {app} has used every one-off number (run.1 to run.{}): remove finished one-offs first",
+            crate::names::MAX_DYNO_NUMBER
+        ))
+    })
 }
 
 #[cfg(test)]

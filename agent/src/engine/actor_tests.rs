@@ -5,7 +5,8 @@ use crate::engine::testkit::key;
 
 #[test]
 fn the_next_one_off_follows_the_highest_run_of_the_app() {
-    assert_eq!(next_one_off(&[], "shop"), "run.1");
+    let next = |keys: &[Key], app: &str| next_one_off(keys, app).expect("a free number");
+    assert_eq!(next(&[], "shop"), "run.1");
     let keys = [
         key("web.1"),
         key("run.2"),
@@ -13,7 +14,69 @@ fn the_next_one_off_follows_the_highest_run_of_the_app() {
         key("run.x"),
         ("blog".to_string(), "run.9".to_string()),
     ];
-    assert_eq!(next_one_off(&keys, "shop"), "run.8");
-    assert_eq!(next_one_off(&keys, "blog"), "run.10");
-    assert_eq!(next_one_off(&keys, "other"), "run.1");
+    assert_eq!(next(&keys, "shop"), "run.8");
+    assert_eq!(next(&keys, "blog"), "run.10");
+    assert_eq!(next(&keys, "other"), "run.1");
+}
+
+#[test]
+fn past_the_last_one_off_number_the_lowest_free_one_is_taken_then_none() {
+    let keys = [key("run.999999"), key("run.1"), key("run.2")];
+    assert_eq!(next_one_off(&keys, "shop").expect("run.3 is free"), "run.3");
+    let all: Vec<Key> = (1..=crate::names::MAX_DYNO_NUMBER)
+        .map(|n| key(&format!("run.{n}")))
+        .collect();
+    let err = next_one_off(&all, "shop").expect_err("every number is taken");
+    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert!(err.to_string().contains("one-off"), "{err}");
+}
+
+#[test]
+fn a_request_id_belongs_to_one_app_dyno_and_spec() {
+    use crate::engine::testkit::{record, spec};
+    let mut rec = record("worker.1", "standard-1x", State::Up, 1);
+    rec.request_id = Some("req-1".into());
+    rec.past_request_ids.push_back("req-0".into());
+    let ask = |spec: crate::engine::DynoSpec, picked_name: bool| StartRequest {
+        spec,
+        request_id: Some("req-1".into()),
+        picked_name,
+    };
+    let same = ask(spec("worker.1", "standard-1x"), false);
+    assert_eq!(repeated_request(&rec, &same, "req-1").expect("a retry").id, rec.id);
+
+    let mut other_app = spec("worker.1", "standard-1x");
+    other_app.app = "blog".into();
+    let mut other_spec = spec("worker.1", "standard-1x");
+    other_spec.command = "bin/other".into();
+    for (what, req) in [
+        ("another app", ask(other_app, false)),
+        ("another dyno", ask(spec("worker.2", "standard-1x"), false)),
+        ("another spec", ask(other_spec.clone(), false)),
+        ("a picked one-off name", ask(spec("run.1", "standard-1x"), true)),
+    ] {
+        let err = repeated_request(&rec, &req, "req-1").expect_err(what);
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{what}: {err:?}");
+        assert!(err.to_string().contains("request_id \"req-1\""), "{what}: {err}");
+    }
+    // An earlier id of the dyno: its spec was replaced since; a late retry
+    // gets the dyno unchanged.
+    assert_eq!(
+        repeated_request(&rec, &ask(other_spec, false), "req-0")
+            .expect("late retry")
+            .id,
+        rec.id
+    );
+    // A one-off whose name the agent picked: the retry names none.
+    let mut one_off = record("run.3", "standard-1x", State::Up, 2);
+    one_off.spec.one_off = true;
+    one_off.request_id = Some("req-1".into());
+    let mut retry = spec("run.4", "standard-1x");
+    retry.one_off = true;
+    assert_eq!(
+        repeated_request(&one_off, &ask(retry, true), "req-1")
+            .expect("retry")
+            .id,
+        one_off.id
+    );
 }

@@ -74,7 +74,7 @@ enum Msg {
     Watch(Option<u64>, String, Reply<Watch>),
     Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
     Summary(Reply<Summary>),
-    NextOneOff(String, Reply<String>),
+    NextOneOff(String, Reply<Result<String>>),
     Run(Key, Input),
     /// A run's shim is gone: how it ended, and its cgroup's last usage.
     Ended(Key, Input, Option<cgroup::Usage>),
@@ -134,7 +134,7 @@ impl Engine {
     }
     /// The next free `run.N` name of an app.
     pub async fn next_one_off(&self, app: &str) -> Result<String> {
-        self.call(|r| Msg::NextOneOff(app.into(), r)).await
+        self.call(|r| Msg::NextOneOff(app.into(), r)).await?
     }
 }
 

@@ -181,6 +181,9 @@ impl DynoRecord {
 pub struct StartRequest {
     pub spec: DynoSpec,
     pub request_id: Option<String>,
+    /// The agent picked the one-off's name (the request named none): a retry
+    /// with the same request id is for the one-off the id holds.
+    pub picked_name: bool,
 }
 
 /// Which dynos a stop or restart applies to.

@@ -237,8 +237,15 @@ impl SlugCache {
         let started = Instant::now();
         let file = File::open(path).map_err(|e| invalid(format!("{shown}: {e}")))?;
         let staging = self.staging_path();
-        let unpacked =
-            crate::unpack::unpack(file, &staging, Some(&digest), &self.limits).map_err(|e| unpack_error(&shown, e))?;
+        let unpacked = crate::unpack::unpack(file, &staging, Some(&digest), &self.limits).map_err(|e| match e {
+            // The caller sent no digest: the one computed a moment ago no
+            // longer holds, the file changed in between.
+            crate::unpack::UnpackError::Digest { .. } if expected.is_none() => invalid(format!(
+                "{shown}: changed while the agent read it (its content differs from a moment before): \
+                 try again once it is written"
+            )),
+            e => unpack_error(&shown, e),
+        })?;
         let unpacked_in = started.elapsed();
         let slug = self.commit(&staging, &unpacked.sha256)?;
         info!(
