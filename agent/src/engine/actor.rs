@@ -3,7 +3,7 @@
 //! goes through the dyno's [`Supervision`] and the actions that come back
 //! are carried out here, after the record is persisted.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
 use super::events::{EventLog, Watch};
-use super::model::{DynoRecord, DynoView, LogSource, REQUEST_IDS_KEPT, Selector, StartRequest, Summary};
+use super::model::{DynoRecord, DynoView, LogSource, Selector, Summary};
+use super::start::next_one_off;
 use super::store::Paths;
 use super::{Key, Msg};
 use crate::cgroup::{self, CgroupsRef};
@@ -24,7 +25,7 @@ use crate::logs;
 use crate::meter::Meter;
 use crate::net::NetworkRef;
 use crate::runs::RunDir;
-use crate::supervisor::{Action, Ctx, Input, Policy, State, Supervision};
+use crate::supervisor::{Action, Ctx, Input, Policy};
 use crate::time::{Clock, Time};
 
 /// A dyno and what the actor holds for its current run.
@@ -263,102 +264,6 @@ impl Actor {
         sources
     }
 
-    fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
-        let key = (req.spec.app.clone(), req.spec.name.clone());
-        if let Some(rid) = &req.request_id
-            && let Some(e) = self
-                .dynos
-                .values()
-                .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
-        {
-            return repeated_request(&e.rec, &req, rid);
-        }
-        // A running dyno asked for the same run again commits nothing new.
-        let same_and_running = self
-            .dynos
-            .get(&key)
-            .is_some_and(|e| e.rec.sup.state != State::Down && e.rec.spec.same_run(&req.spec));
-        if !same_and_running {
-            self.admit(&key, &req.spec.size)?;
-        }
-        if let Some(entry) = self.dynos.get(&key) {
-            let mut spec = req.spec;
-            // A dyno keeps its port.
-            spec.port = entry.rec.spec.port;
-            if entry.rec.spec.same_run(&spec) {
-                if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
-                    self.step_durably(&key, Input::Start, |_| {})?;
-                }
-            } else {
-                info!(app = %key.0, dyno = %key.1, "new spec: restarting");
-                self.step_durably(&key, Input::Restart, |rec| {
-                    rec.spec = spec;
-                    if let Some(old) = std::mem::replace(&mut rec.request_id, req.request_id) {
-                        rec.past_request_ids.push_back(old);
-                        if rec.past_request_ids.len() > REQUEST_IDS_KEPT {
-                            rec.past_request_ids.pop_front();
-                        }
-                    }
-                })?;
-            }
-            return Ok(self.dynos[&key].rec.view());
-        }
-
-        // Everything that can fail comes before the port: a web dyno's port
-        // may be a prepared network's, which is then kept for it.
-        let uid = self.allocate_uid()?;
-        crate::private::create_dir_all(&self.paths.dynos.join(&key.0))
-            .map_err(|e| Error::Internal(format!("state dir: {e}")))?;
-        let mut spec = req.spec;
-        if spec.ptype == "web" {
-            spec.port = Some(self.allocate_port()?);
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = self.clock.now();
-        let rec = DynoRecord {
-            sup: Supervision::new(id.clone(), now),
-            id,
-            spec,
-            created_at: now,
-            request_id: req.request_id,
-            past_request_ids: VecDeque::new(),
-            uid,
-            address: None,
-        };
-        let port = rec.spec.port;
-        self.dynos.insert(key.clone(), Entry { rec, probe: None });
-        if let Err(e) = self.step_durably(&key, Input::Start, |_| {}) {
-            self.dynos.remove(&key);
-            if let (Some(net), Some(port)) = (&self.network, port) {
-                net.unreserve(port);
-            }
-            return Err(e);
-        }
-        Ok(self.dynos[&key].rec.view())
-    }
-
-    /// Feeds an API call's input to a dyno (after `change` to its record)
-    /// only if the record that results can be written: the caller is told
-    /// only what is durable. On a failure nothing has changed.
-    fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
-        let mut rec = self.dynos[key].rec.clone();
-        change(&mut rec);
-        let actions = decide(&self.policy, self.clock.now(), &mut rec, input);
-        if let Err(e) = self.paths.save_record(&key.0, &key.1, &rec) {
-            error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
-            let message = format!("cannot write the dyno record, nothing was changed: {e}");
-            return Err(if e.kind() == std::io::ErrorKind::StorageFull {
-                Error::ResourceExhausted(format!("the state disk is full: {message}"))
-            } else {
-                Error::Internal(message)
-            });
-        }
-        self.unsaved.remove(key);
-        self.dynos.get_mut(key).expect("present").rec = rec;
-        self.apply(key, actions, true);
-        Ok(())
-    }
-
     fn each(&mut self, sel: &Selector, input: Input) -> Result<Vec<DynoView>> {
         let keys: Vec<Key> = self
             .dynos
@@ -415,7 +320,7 @@ impl Actor {
 
     /// Carries out a dyno's actions; its record is written first unless it
     /// already was (`saved`).
-    fn apply(&mut self, key: &Key, actions: Vec<Action>, saved: bool) {
+    pub(super) fn apply(&mut self, key: &Key, actions: Vec<Action>, saved: bool) {
         // Spawns first prepare their run directory, so that the runtime lines
         // written below land in the new run's log.
         let mut unprepared = Vec::new();
@@ -548,7 +453,7 @@ impl Actor {
 }
 
 /// What a dyno's supervision makes of an input at `now`.
-fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec<Action> {
+pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec<Action> {
     let profile = rec.spec.profile();
     let mut rng = rand::rng();
     let mut jitter = || rng.random::<f64>();
@@ -560,57 +465,3 @@ fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec
     };
     rec.sup.step(&mut cx, input)
 }
-
-/// The answer to a start whose request id `rid` dyno `rec` already holds:
-/// the dyno, unchanged, when the request is the one the id came with (a
-/// retry); `FAILED_PRECONDITION` naming the id when it is for another app,
-/// dyno or spec. An earlier id of the dyno (its spec replaced since) is
-/// checked against the app and dyno only: a late retry changes nothing.
-pub(super) fn repeated_request(rec: &DynoRecord, req: &StartRequest, rid: &str) -> Result<DynoView> {
-    let (held, asked) = (&rec.spec, &req.spec);
-    let same_dyno = held.app == asked.app
-        && if req.picked_name {
-            held.one_off
-        } else {
-            held.name == asked.name
-        };
-    let current = rec.request_id.as_deref() == Some(rid);
-    if same_dyno && (!current || held.same_run(asked)) {
-        return Ok(rec.view());
-    }
-    let what = if same_dyno { "another spec" } else { "another dyno" };
-    Err(Error::FailedPrecondition(format!(
-        "request_id {} already started {} of app {}: this request asks for {what}; a new request needs a new id",
-        crate::names::quote(rid),
-        held.name,
-        held.app
-    )))
-}
-
-/// The next free `run.N` name of `app`, after the highest one its dynos have;
-/// past `run.999999`, the lowest number free; none free: `RESOURCE_EXHAUSTED`.
-pub(super) fn next_one_off<'a>(keys: impl IntoIterator<Item = &'a Key>, app: &str) -> Result<String> {
-    let taken: std::collections::BTreeSet<u32> = keys
-        .into_iter()
-        .filter(|(a, _)| a == app)
-        .filter_map(|(_, name)| crate::names::parse_dyno_name(name))
-        .filter(|(t, _)| *t == "run")
-        .map(|(_, n)| n)
-        .collect();
-    let after_highest = taken.last().map_or(1, |n| n + 1);
-    let n = if after_highest <= crate::names::MAX_DYNO_NUMBER {
-        Some(after_highest)
-    } else {
-        (1..=crate::names::MAX_DYNO_NUMBER).find(|n| !taken.contains(n))
-    };
-    n.map(|n| format!("run.{n}")).ok_or_else(|| {
-        Error::ResourceExhausted(format!(
-            "app {app} has used every one-off number (run.1 to run.{}): remove finished one-offs first",
-            crate::names::MAX_DYNO_NUMBER
-        ))
-    })
-}
-
-#[cfg(test)]
-#[path = "actor_tests.rs"]
-mod tests;

@@ -20,6 +20,7 @@
 //! Files, one sub-concern each:
 //! - this one: the [`Engine`] handle, its messages, and [`start`];
 //! - `actor`: the message loop, requests, and carrying out actions;
+//! - `start`: `StartDyno`'s path, changes answered once durable, one-off names;
 //! - `model`: the dyno spec, record and view; `store`: records on disk;
 //! - `events`: the event log and the `WatchEvents` buffer;
 //! - `admission`: memory admission, port and uid allocation;
@@ -36,6 +37,7 @@ mod model;
 mod readopt;
 mod settle;
 mod signal;
+mod start;
 mod store;
 #[cfg(test)]
 mod testkit;

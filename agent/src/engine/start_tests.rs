@@ -1,4 +1,4 @@
-//! Unit tests of the actor's pure helpers.
+//! Unit tests of the start path's pure helpers: one-off names, request ids.
 
 use super::*;
 use crate::engine::testkit::key;
