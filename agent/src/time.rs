@@ -29,8 +29,33 @@ impl Clock {
         }
     }
 
+    /// A clock that reads `wall` now (a wall clock stepped since, in tests).
+    #[cfg(test)]
+    pub(crate) fn reading(wall: Time) -> Clock {
+        Clock {
+            wall,
+            mono: Instant::now(),
+        }
+    }
+
     pub fn now(&self) -> Time {
         self.wall + self.mono.elapsed()
+    }
+
+    /// Anchors the clock to the wall clock again when they have drifted
+    /// apart by more than `slack` (the wall clock was stepped); true if it
+    /// did. Times it gave before are not revised.
+    pub fn follow_wall(&mut self, slack: Duration) -> bool {
+        let wall = Utc::now();
+        let drift = (wall - self.now()).abs().to_std().unwrap_or(Duration::MAX);
+        if drift <= slack {
+            return false;
+        }
+        *self = Clock {
+            wall,
+            mono: Instant::now(),
+        };
+        true
     }
 
     /// The monotonic instant of a wall-clock deadline (now, if it is past).

@@ -86,6 +86,17 @@ pub(super) struct EventLog {
     live: broadcast::Sender<Event>,
 }
 
+/// Rewrites the log with the `kept` events only; returns its length.
+fn compact(path: &std::path::Path, kept: &VecDeque<Event>) -> std::io::Result<usize> {
+    let mut text = String::new();
+    for ev in kept {
+        text.push_str(&serde_json::to_string(ev).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    runs::write_atomic(path, text.as_bytes())?;
+    Ok(text.len())
+}
+
 fn new_series() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -144,16 +155,22 @@ impl EventLog {
         for ev in &mut kept {
             ev.series.clone_from(&series);
         }
-        if lines > 2 * EVENTS_KEPT {
-            // Compact: keep what is kept in memory.
-            let mut text = String::new();
-            for ev in &kept {
-                text.push_str(&serde_json::to_string(ev).map_err(std::io::Error::other)?);
-                text.push('\n');
-            }
-            runs::write_atomic(&path, text.as_bytes())?;
-            good = text.len();
-        } else if good < bytes.len() {
+        // Compact (keep what is kept in memory) when the log has grown; a
+        // compaction that fails (a full disk: it writes a copy first) waits
+        // for the next start.
+        let compacted = lines > 2 * EVENTS_KEPT
+            && match compact(&path, &kept) {
+                Ok(len) => {
+                    good = len;
+                    true
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot compact the event log: left as it is");
+                    false
+                }
+            };
+        if !compacted && good < bytes.len() {
+            // Cutting needs no room.
             let f = fs::OpenOptions::new().write(true).open(&path)?;
             f.set_len(good as u64)?;
             f.sync_all()?;

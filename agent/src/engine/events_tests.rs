@@ -214,3 +214,29 @@ fn published_events_reach_live_watchers() {
         (1, State::Starting, State::Up, "bound")
     );
 }
+
+#[test]
+fn a_log_that_cannot_be_compacted_still_opens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut log = EventLog::open(path.clone()).unwrap();
+    publish(&mut log, 2 * EVENTS_KEPT + 1);
+    drop(log);
+    // The compaction's temporary file cannot be made (as on a full disk):
+    // a directory sits where it goes.
+    let tmp = dir.path().join(format!(".events.jsonl.tmp.{}", std::process::id()));
+    fs::create_dir(&tmp).unwrap();
+    fs::write(tmp.join("x"), "").unwrap();
+    let before = fs::metadata(&path).unwrap().len();
+    let mut log = EventLog::open(path.clone()).expect("the log opens");
+    assert_eq!(log.last_seq, 2 * EVENTS_KEPT as u64 + 1);
+    assert_eq!(fs::metadata(&path).unwrap().len(), before, "left as it was");
+    publish(&mut log, 1);
+    assert_eq!(log.last_seq, 2 * EVENTS_KEPT as u64 + 2);
+    drop(log);
+    // Once it can, the next start compacts.
+    fs::remove_dir_all(&tmp).unwrap();
+    let log = EventLog::open(path.clone()).unwrap();
+    assert_eq!(log.last_seq, 2 * EVENTS_KEPT as u64 + 2);
+    assert!(fs::metadata(&path).unwrap().len() < before);
+}

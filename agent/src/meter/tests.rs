@@ -43,6 +43,10 @@ impl Liveness for Fake {
 }
 
 fn meter_with(dir: &std::path::Path, slice: u64, fake: &Fake) -> Meter {
+    meter_on(dir, slice, fake, crate::time::Clock::new())
+}
+
+fn meter_on(dir: &std::path::Path, slice: u64, fake: &Fake, clock: crate::time::Clock) -> Meter {
     Meter::start_with(
         MeterConfig {
             ledger: dir.join("ledger.db"),
@@ -52,7 +56,7 @@ fn meter_with(dir: &std::path::Path, slice: u64, fake: &Fake) -> Meter {
             runs: dir.join("runs"),
         },
         None,
-        crate::time::Clock::new(),
+        clock,
         Box::new(fake.clone()),
     )
 }
@@ -269,4 +273,32 @@ fn a_carried_peak_only_ever_raises_a_reading() {
     assert_eq!(with_carried_peak(Some(u(50)), Some(&30)), Some(u(50)));
     assert_eq!(with_carried_peak(Some(u(10)), None), Some(u(10)));
     assert_eq!(with_carried_peak(None, Some(&30)), None, "no reading stays none");
+}
+
+#[tokio::test]
+async fn after_the_wall_clock_steps_back_a_run_is_billed_by_it_never_past_its_recorded_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    // The meter's clock was anchored before the wall clock stepped back 30 s;
+    // the shims stamp exec and exit times with the wall clock.
+    let before_the_step = crate::time::Clock::reading(chrono::Utc::now() + chrono::Duration::seconds(30));
+    let m = meter_on(dir.path(), 1, &fake, before_the_step);
+    let start = chrono::Utc::now();
+    m.open(run("r1"), start);
+    m.reconcile(HashSet::from(["r1".to_string()]));
+    let later = Instant::now() + Duration::from_secs(3);
+    until("three seconds to pass", async || (Instant::now() > later).then_some(())).await;
+    let exited = chrono::Utc::now();
+    fake.kill("r1");
+    m.close("r1".into(), End::Exited(exited), None);
+    let records = until("the close", async || {
+        let (r, _) = m.collect(0, 100, true).await.unwrap();
+        r.iter().any(|r| r.is_final).then_some(r)
+    })
+    .await;
+    let ran = exited.timestamp() - start.timestamp();
+    assert_tiles(&records, "r1", start.timestamp(), exited.timestamp());
+    let billed: i64 = records.iter().map(|r| r.seconds as i64).sum();
+    assert!((billed - ran).abs() <= 1, "a {ran} s run was billed {billed} s");
+    m.stop(Duration::from_secs(5));
 }

@@ -109,6 +109,14 @@ impl Worker {
         loop {
             self.try_open();
             self.flush();
+            // The shims stamp exec and exit times with the wall clock: the
+            // meter follows it when it is stepped, so that "seen alive" is
+            // never ahead of a recorded exit (a run's seconds never go back:
+            // each is clamped to what it was billed).
+            if self.clock.follow_wall(std::time::Duration::from_secs(1)) {
+                warn!(now = %self.clock.now(), "the wall clock was stepped: the meter follows it");
+                self.last_tick = self.last_tick.min(self.clock.now().timestamp() - 1);
+            }
             if self.clock.now().timestamp() > self.last_tick {
                 self.tick();
             }
