@@ -386,8 +386,8 @@ fn an_unreadable_dyno_record_costs_no_running_dyno() {
         let now = a.wait_state("shop", name, "up");
         assert_eq!(now["pid"], d["pid"], "the same process, kept: {now}");
         assert_eq!(
-            (now["port"].clone(), now["command"].clone()),
-            (d["port"].clone(), d["command"].clone())
+            (now["port"].clone(), now["command"].clone(), now["address"].clone()),
+            (d["port"].clone(), d["command"].clone(), d["address"].clone())
         );
         assert!(alive(pid_of(d)), "{name} was killed");
         assert!(
@@ -459,4 +459,40 @@ fn a_reader_of_a_reset_event_log_gets_a_snapshot_not_other_events_under_its_seqs
     let items: Vec<Value> = serde_json::from_str(&out).expect("events json");
     assert!(items.iter().all(|i| i.get("snapshot").is_none()), "{items:?}");
     assert_eq!(items.first().and_then(|i| i["seq"].as_u64()), Some(2));
+}
+
+#[test]
+fn an_unreadable_record_of_a_dyno_that_is_not_running_is_rebuilt_down_not_forgotten() {
+    // Crashed twice: the second crash waits an hour.
+    let mut a = TestAgent::start("restart_cooloffs = [\"1h\"]");
+    let slug = a.slug("s", &[]);
+    a.start_dyno("shop", "worker.1", &slug, "echo bye; sleep 1; exit 3");
+    let crashed = a.wait_dyno("shop", "worker.1", "a crash in its cool-off", |d| {
+        d["state"] == "crashed" && d["restarts"] == 1 && d["next_restart_at"].is_string()
+    });
+    a.kill9();
+    let record = a.state.join("dynos/shop/worker.1.json");
+    let text = std::fs::read(&record).expect("record");
+    std::fs::write(&record, &text[..text.len() / 2]).expect("tear the record");
+    a.spawn();
+    let d = a.dyno("shop", "worker.1").expect("the dyno is still known");
+    assert_eq!(
+        (d["state"].clone(), d["id"].clone()),
+        ("down".into(), crashed["id"].clone()),
+        "{d}"
+    );
+    assert_eq!(d["run_id"], crashed["run_id"], "its last run is the one that crashed");
+    // Its logs are kept, and an event tells the scheduler.
+    let logs = texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "worker.1", "-n", "50"]));
+    assert!(logs.iter().any(|l| l == "bye"), "{logs:#?}");
+    let events = events_after(&a, 0);
+    assert!(
+        events
+            .values()
+            .any(|e| e["reason"] == "record_lost" && e["dyno"] == "worker.1" && e["to"] == "down"),
+        "{events:#?}"
+    );
+    // It is whole again: it starts when asked.
+    a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
+    a.wait_state("shop", "worker.1", "up");
 }

@@ -287,21 +287,21 @@ impl Actor {
                 refused.push((k, e));
             }
         }
-        match refused.first() {
-            None => Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect()),
-            Some((k, e)) => {
-                let message = format!(
-                    "{} of {} dynos were not changed ({} first): {e}",
-                    refused.len(),
-                    keys.len(),
-                    k.1
-                );
-                Err(match e {
-                    Error::ResourceExhausted(_) => Error::ResourceExhausted(message),
-                    _ => Error::Internal(message),
-                })
-            }
-        }
+        let Some((_, e)) = refused.first() else {
+            return Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect());
+        };
+        // Say exactly what changed and what did not.
+        let names = |ks: &mut dyn Iterator<Item = &Key>| ks.map(|k| k.1.as_str()).collect::<Vec<_>>().join(", ");
+        let unchanged = names(&mut refused.iter().map(|(k, _)| *k));
+        let changed = names(&mut keys.iter().filter(|k| !refused.iter().any(|(r, _)| r == k)));
+        let message = format!(
+            "not changed: {unchanged}; changed: {}: {e}",
+            if changed.is_empty() { "none" } else { &changed }
+        );
+        Err(match e {
+            Error::ResourceExhausted(_) => Error::ResourceExhausted(message),
+            _ => Error::Internal(message),
+        })
     }
 
     /// Feeds one input to a dyno and carries out the actions.

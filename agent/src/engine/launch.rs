@@ -111,8 +111,12 @@ impl Actor {
         spec.owner = serde_json::to_value(Owner::of(rec)).ok();
         // A failure is settled as `spawn_failed`, which abandons the run.
         runs::write_json_atomic(&dir.spec(), &spec)?;
-        // Keep the previous run's directory for its logs; drop older ones.
-        if let Some(old) = stale_run(&rec.sup.run_prefix, run_id) {
+        // Keep the previous run's directory for its logs; drop older ones,
+        // but never the last run that ran (runs that failed to spawn since
+        // left no directory; the agent's next start removes what is left).
+        if let Some(old) = stale_run(&rec.sup.run_prefix, run_id)
+            && rec.sup.last_run.as_ref().is_none_or(|r| r.id != old)
+        {
             self.remove_run_dir(&old);
         }
         Ok(())
@@ -139,12 +143,12 @@ impl Actor {
     /// next agent start. Whatever of it is already gone is skipped.
     pub(super) fn abandon_run(&mut self, run_id: &str) {
         self.drop_claim(run_id);
-        if let Some(cgroups) = &self.cgroups
-            && let Err(e) = remove_run_cgroup(cgroups.as_ref(), run_id)
-        {
-            warn!(run = %run_id, error = %e, "cannot remove the cgroup of a run that did not start");
-        }
         self.remove_run_dir(run_id);
+        // Off the actor: removing a cgroup may wait for what is left in it.
+        if let Some(cgroups) = self.cgroups.clone() {
+            let run_id = run_id.to_string();
+            tokio::spawn(async move { discard(None, Some(cgroups), &run_id).await });
+        }
     }
 
     /// Releases the network picked for a run that will not be spawned.

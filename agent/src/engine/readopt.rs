@@ -4,7 +4,7 @@
 //! without one), then clean up what no dyno owns: cgroups, orphaned shims,
 //! run directories and the meters of runs that are no dyno's current run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::time::Duration;
 
@@ -53,43 +53,77 @@ impl Actor {
         self.clean_up(&live)
     }
 
-    /// Dynos rebuilt from live runs that no record names (their record could
+    /// Dynos rebuilt from runs that no record names (their record could
     /// not be read), from what each run's spec says of its dyno; with the
-    /// runs to re-adopt. A run of an older agent, whose spec does not say,
-    /// is left alone: nothing is killed that cannot be accounted for.
+    /// runs to re-adopt. A dyno with a live run gets it back; one without
+    /// (crashed, down) is rebuilt `down` with its newest run as its last, so
+    /// that it is neither forgotten nor restarted behind its owner's back
+    /// (an event with reason `record_lost` says so). A live run of an older
+    /// agent, whose spec does not say whose it is, is left alone: nothing is
+    /// killed that cannot be accounted for.
     fn rebuild_unrecorded(&mut self, live: &LiveShims) -> Vec<(Key, Run, Option<u16>)> {
         let referenced = self.referenced_runs();
-        let mut rebuilt = Vec::new();
-        for run_id in live.keys().filter(|id| !referenced.contains(*id)) {
-            let dir = RunDir::new(&self.paths.runs, run_id);
-            let owner = dir
+        let Ok(dirs) = fs::read_dir(&self.paths.runs) else {
+            return Vec::new();
+        };
+        // Per dyno: its live run, else its newest, with the owner it names.
+        let mut found: BTreeMap<Key, (u32, String, Owner, bool)> = BTreeMap::new();
+        for d in dirs.flatten() {
+            let run_id = d.file_name().to_string_lossy().into_owned();
+            if referenced.contains(&run_id) {
+                continue;
+            }
+            let is_live = live.contains_key(&run_id);
+            let owner = RunDir::new(&self.paths.runs, &run_id)
                 .read_spec()
                 .ok()
                 .flatten()
                 .and_then(|s| s.owner)
                 .and_then(|o| serde_json::from_value::<Owner>(o).ok());
             let Some(owner) = owner else {
-                error!(run = %run_id, "A LIVE RUN NO RECORD NAMES, whose spec does not say whose it is: left running, untouched");
-                self.unaccounted.insert(run_id.clone());
+                if is_live {
+                    error!(run = %run_id, "A LIVE RUN NO RECORD NAMES, whose spec does not say whose it is: left running, untouched");
+                    self.unaccounted.insert(run_id);
+                }
                 continue;
             };
             let key = (owner.spec.app.clone(), owner.spec.name.clone());
             if self.dynos.contains_key(&key) {
-                // An older run of a known dyno: clean_up ends it.
+                // An older run of a known dyno: clean_up ends or removes it.
                 continue;
             }
-            let now = self.clock.now();
+            let n = run_id.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+            let better = found
+                .get(&key)
+                .is_none_or(|(m, _, _, was_live)| (is_live, n) > (*was_live, *m));
+            if better {
+                found.insert(key, (n, run_id, owner, is_live));
+            }
+        }
+        let now = self.clock.now();
+        let mut rebuilt = Vec::new();
+        for (key, (n, run_id, owner, is_live)) in found {
+            let dir = RunDir::new(&self.paths.runs, &run_id);
             let started = dir.read_exec().ok().flatten().map_or(now, |e| e.started_at);
-            let mut sup = Supervision::new(owner.id.clone(), now);
-            sup.state = State::Starting;
-            sup.runs = run_id.rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(1);
             let run = Run {
                 id: run_id.clone(),
                 spawned_at: started,
                 pid: None,
                 exec_at: None,
             };
-            sup.run = Some(run.clone());
+            let mut sup = Supervision::new(owner.id.clone(), now);
+            sup.runs = n.max(1);
+            let address = match is_live {
+                true => {
+                    sup.state = State::Starting;
+                    sup.run = Some(run.clone());
+                    self.network.as_ref().and_then(|net| net.address_of(&run_id))
+                }
+                false => {
+                    sup.last_run = Some(run.clone());
+                    None
+                }
+            };
             let rec = DynoRecord {
                 id: owner.id,
                 sup,
@@ -97,15 +131,22 @@ impl Actor {
                 request_id: None,
                 past_request_ids: Default::default(),
                 uid: owner.uid,
-                address: None,
+                address,
                 spec: owner.spec,
             };
-            error!(app = %key.0, dyno = %key.1, run = %run_id,
-                "rebuilt a dyno whose record could not be read from its live run (its restart history is lost)");
             let port = rec.spec.port;
             self.dynos.insert(key.clone(), Entry { rec, probe: None });
             let _ = self.persist(&key);
-            rebuilt.push((key, run, port));
+            if is_live {
+                error!(app = %key.0, dyno = %key.1, run = %run_id,
+                    "rebuilt a dyno whose record could not be read from its live run (its restart history is lost)");
+                rebuilt.push((key, run, port));
+            } else {
+                error!(app = %key.0, dyno = %key.1, run = %run_id,
+                    "rebuilt a dyno whose record could not be read from its last run: down, not restarted (its state before is unknown)");
+                let view = self.dynos[&key].rec.view();
+                self.events.publish(now, State::Down, State::Down, "record_lost", view);
+            }
         }
         rebuilt
     }
@@ -129,7 +170,9 @@ impl Actor {
         if let Some(exec) = &exec {
             self.meter_open(key, &run.id, exec.started_at);
         }
-        let never_started = run.pid.is_none() && exec.is_none();
+        // Prepared but never exec'd: no exec record at all (an unreadable
+        // one means it did start).
+        let never_started = run.pid.is_none() && matches!(dir.read_exec(), Ok(None));
         if run.pid.is_none()
             && let Some(exec) = exec
         {

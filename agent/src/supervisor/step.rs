@@ -343,8 +343,10 @@ impl Supervision {
     /// backoff (no cool-off, no crash counted); a stop wins.
     fn on_spawn_failed(&mut self, cx: &mut Ctx<'_>, error: String, out: &mut Vec<Action>) {
         let now = cx.now;
-        let run = self.run.take().expect("checked by caller");
-        self.last_run = Some(run);
+        // A run that never started leaves nothing (its directory goes): the
+        // last run that ran stays `last_run`, and the runtime's lines about
+        // the failure go to its log.
+        self.run = None;
         self.boot_deadline = None;
         self.stable_at = None;
         self.cycle_at = None;
