@@ -191,7 +191,7 @@ impl Actor {
                         error,
                     },
                 );
-                self.abandon_run(&run_id);
+                self.abandon_run(&key, &run_id);
             }
             Msg::Run(key, input) => self.step(&key, input),
             Msg::Ended(key, input, usage) => {

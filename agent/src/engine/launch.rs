@@ -140,10 +140,28 @@ impl Actor {
 
     /// Removes what a run that never exec'd has (it ended `spawn_failed`):
     /// its network, cgroup and run directory, at once rather than at the
-    /// next agent start. Whatever of it is already gone is skipped.
-    pub(super) fn abandon_run(&mut self, run_id: &str) {
+    /// next agent start. Whatever of it is already gone is skipped. The
+    /// log of a dyno's first run stays when that run is where the failures
+    /// are told (the dyno never ran), the rest of its directory goes.
+    pub(super) fn abandon_run(&mut self, key: &Key, run_id: &str) {
         self.drop_claim(run_id);
-        self.remove_run_dir(run_id);
+        let keeps_log = self
+            .dynos
+            .get(key)
+            .and_then(|e| e.rec.sup.last_run.as_ref())
+            .is_some_and(|r| r.id == run_id);
+        if keeps_log {
+            let dir = RunDir::new(&self.paths.runs, run_id);
+            for file in [dir.spec(), dir.exec()] {
+                if let Err(e) = fs::remove_file(&file)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(path = %file.display(), error = %e, "cannot remove a file of a run that did not start");
+                }
+            }
+        } else {
+            self.remove_run_dir(run_id);
+        }
         // Off the actor: removing a cgroup may wait for what is left in it.
         if let Some(cgroups) = self.cgroups.clone() {
             let run_id = run_id.to_string();

@@ -232,7 +232,7 @@ impl Actor {
                     error: "the run never started: the agent stopped before it was spawned".into(),
                 },
             );
-            self.abandon_run(&run.id);
+            self.abandon_run(key, &run.id);
         } else {
             let (input, usage) = ended_input(&dir, run.id.clone(), self.clock.now(), self.cgroups.as_deref());
             info!(app = %key.0, dyno = %key.1, run = %run.id, ?input, "settling a run that ended while the agent was away");

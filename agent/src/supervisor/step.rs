@@ -343,10 +343,13 @@ impl Supervision {
     /// backoff (no cool-off, no crash counted); a stop wins.
     fn on_spawn_failed(&mut self, cx: &mut Ctx<'_>, error: String, out: &mut Vec<Action>) {
         let now = cx.now;
-        // A run that never started leaves nothing (its directory goes): the
-        // last run that ran stays `last_run`, and the runtime's lines about
-        // the failure go to its log.
-        self.run = None;
+        // A run that never started is no dyno's last run: the last run that
+        // ran stays, and the runtime's lines about the failure go to its log.
+        // A dyno that never ran keeps its first failed run for that.
+        let failed = self.run.take();
+        if self.last_run.is_none() {
+            self.last_run = failed;
+        }
         self.boot_deadline = None;
         self.stable_at = None;
         self.cycle_at = None;
