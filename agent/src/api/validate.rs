@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use dyno_proto::v1 as pb;
 
 use crate::config::Config;
-use crate::engine::Selector;
+use crate::engine::{self, Selector};
 use crate::error::{Error, Result};
 use crate::names::{self, quote};
+use crate::os::exec_limits;
 
 /// The names of a table's entries, comma separated.
 fn keys<V>(table: &BTreeMap<String, V>) -> String {
@@ -135,6 +136,71 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     }
     if req.request_id.len() > 128 {
         return Err(Error::invalid("request_id", "at most 128 bytes"));
+    }
+    exec_fits(req, cfg)
+}
+
+/// Stands in for the app directory of an unjailed run in `HOME` and `PATH`
+/// (it is only known once the slug is unpacked): as long as a path may be.
+const UNJAILED_ROOT_BYTES: usize = 4096;
+
+/// The command and environment as the run's `execve` will take them (the
+/// profile prefix before the command, the runtime's `DYNO`, `HOME`, `PATH`
+/// and `PORT` in the environment, at their longest) within what the kernel
+/// accepts: a start it would refuse with `E2BIG` is refused here instead.
+fn exec_fits(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
+    let name = if req.name.is_empty() {
+        format!("run.{}", names::MAX_DYNO_NUMBER)
+    } else {
+        req.name.clone()
+    };
+    let jailed = cfg.stacks.contains_key(&req.stack) || (req.stack.is_empty() && cfg.default_stack().is_some());
+    let root = if jailed {
+        "/app".to_string()
+    } else {
+        "/".repeat(UNJAILED_ROOT_BYTES)
+    };
+    let command = engine::shell_command(&req.command);
+    let vars: BTreeMap<String, String> = req.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let env = engine::run_env(&vars, &name, &root, Some(u16::MAX));
+    let envp = env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let size = exec_limits::exec_size("/bin/sh", &["sh", "-c", &command], envp);
+    let strlen = exec_limits::max_arg_strlen();
+    if command.len() + 1 > strlen {
+        return Err(Error::invalid(
+            "command",
+            format!(
+                "{} bytes with the profile prefix; exec takes at most {} bytes in one argument (MAX_ARG_STRLEN)",
+                command.len() + 1,
+                strlen
+            ),
+        ));
+    }
+    if let Some((k, v)) = req.env.iter().find(|(k, v)| k.len() + v.len() + 2 > strlen) {
+        return Err(Error::invalid(
+            env_field(k),
+            format!(
+                "{} bytes as KEY=value; exec takes at most {strlen} bytes in one variable (MAX_ARG_STRLEN)",
+                k.len() + v.len() + 2
+            ),
+        ));
+    }
+    let limit = exec_limits::arg_max();
+    if size.total > limit {
+        let field = if size.env >= size.total - size.env {
+            "env"
+        } else {
+            "command"
+        };
+        return Err(Error::invalid(
+            field,
+            format!(
+                "the command and environment take {} bytes as exec counts them (environment {} bytes, command {} bytes), over the {limit} bytes the kernel accepts (ARG_MAX)",
+                size.total,
+                size.env,
+                size.total - size.env
+            ),
+        ));
     }
     Ok(())
 }

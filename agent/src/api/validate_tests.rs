@@ -171,3 +171,58 @@ fn error_messages_quote_at_most_about_a_hundred_bytes_of_a_value() {
     let msg = selector(Some(sel)).expect_err("target").to_string();
     assert!(msg.len() < 300, "{msg}");
 }
+
+/// A request with `n` variables of `bytes` bytes each.
+fn with_env(n: usize, bytes: usize) -> pb::StartDynoRequest {
+    let mut r = good();
+    for i in 0..n {
+        r.env.insert(format!("V{i}"), "x".repeat(bytes));
+    }
+    r
+}
+
+#[test]
+fn an_environment_exec_would_refuse_is_invalid_with_its_sizes() {
+    // 100 values of 32 KiB: over ARG_MAX with the usual 8 MiB stack, and
+    // over the kernel's 6 MiB cap whatever the stack.
+    let n = crate::os::exec_limits::arg_max() / names::MAX_ENV_VALUE + 1;
+    match validate_start(&with_env(n.max(100), names::MAX_ENV_VALUE), &cfg()) {
+        Err(Error::InvalidArgument { field, message }) => {
+            assert_eq!(field, "env");
+            assert!(message.contains("ARG_MAX"), "{message}");
+            assert!(
+                message.contains(&crate::os::exec_limits::arg_max().to_string()),
+                "{message}"
+            );
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_environment_within_the_limit_passes() {
+    let n = crate::os::exec_limits::arg_max() / names::MAX_ENV_VALUE / 2;
+    validate_start(&with_env(n, names::MAX_ENV_VALUE), &cfg()).unwrap();
+}
+
+#[test]
+fn the_runtime_variables_and_the_profile_count() {
+    // Fill the limit with the app's own variables, leaving less room than
+    // DYNO, HOME, PATH, PORT and the profile prefix take: refused.
+    let limit = crate::os::exec_limits::arg_max();
+    let ptr = std::mem::size_of::<usize>();
+    let mut r = good();
+    let mut left = limit - 8 - (3 + 3 + r.command.len() + 1 + 3 * ptr);
+    let mut i = 0;
+    while left > 0 {
+        let key = format!("V{i:05}");
+        let room = left.saturating_sub(key.len() + 2 + ptr).min(names::MAX_ENV_VALUE);
+        if room == 0 {
+            break;
+        }
+        left -= key.len() + 2 + ptr + room;
+        r.env.insert(key, "x".repeat(room));
+        i += 1;
+    }
+    assert!(matches!(validate_start(&r, &cfg()), Err(Error::InvalidArgument { .. })));
+}

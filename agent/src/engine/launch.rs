@@ -26,6 +26,12 @@ const PROFILE: &str =
 /// How often a web run's $PORT is probed while it is starting.
 const PORT_PROBE: Duration = Duration::from_millis(50);
 
+/// The `sh -c` argument of a run of `command`: the command after the app's
+/// profile scripts.
+pub fn shell_command(command: &str) -> String {
+    format!("{PROFILE}{command}")
+}
+
 /// What the shim of run `run_id` of `spec` runs: the app's command after its
 /// profile scripts, with its environment rooted at `/app` in a jail and at
 /// the slug's `app/` directory without one.
@@ -38,7 +44,7 @@ pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, lo
         run_id: run_id.to_string(),
         app: spec.app.clone(),
         dyno: spec.name.clone(),
-        command: format!("{PROFILE}{}", spec.command),
+        command: shell_command(&spec.command),
         env: spec.run_env(&root),
         workdir: spec.app_dir.clone(),
         log_max_bytes: log.max_bytes,

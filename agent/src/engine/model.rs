@@ -63,16 +63,22 @@ impl DynoSpec {
 
     /// The complete environment of a run whose `app/` is at `root`.
     pub(super) fn run_env(&self, root: &str) -> Vec<(String, String)> {
-        let root = root.to_string();
-        let mut env: BTreeMap<String, String> = self.env.clone();
-        env.insert("DYNO".into(), self.name.clone());
-        env.insert("HOME".into(), root.clone());
-        env.insert("PATH".into(), format!("{root}/bin:/usr/local/bin:/usr/bin:/bin"));
-        if let Some(port) = self.port {
-            env.insert("PORT".into(), port.to_string());
-        }
-        env.into_iter().collect()
+        run_env(&self.env, &self.name, root, self.port)
     }
+}
+
+/// The complete environment of a run of dyno `name` with config vars `env`,
+/// whose `app/` is at `root`: the config vars and the runtime's own `DYNO`,
+/// `HOME`, `PATH` and (for a dyno with a port) `PORT`, which win.
+pub fn run_env(env: &BTreeMap<String, String>, name: &str, root: &str, port: Option<u16>) -> Vec<(String, String)> {
+    let mut env = env.clone();
+    env.insert("DYNO".into(), name.to_string());
+    env.insert("HOME".into(), root.to_string());
+    env.insert("PATH".into(), format!("{root}/bin:/usr/local/bin:/usr/bin:/bin"));
+    if let Some(port) = port {
+        env.insert("PORT".into(), port.to_string());
+    }
+    env.into_iter().collect()
 }
 
 /// What a run's directory keeps of its dyno (in its `spec.json`), so that

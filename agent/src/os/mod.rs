@@ -15,6 +15,8 @@
 //!   syscalls) and how it reports a failed step to its parent;
 //! - [`resolve`]: `openat2` path resolution that symlinks cannot lead out
 //!   of a directory, real paths of fds, fds named as paths for mount options;
+//! - [`exec_limits`]: the kernel's limits on what `execve` takes (`ARG_MAX`,
+//!   `MAX_ARG_STRLEN`), checked when a start is validated;
 //! - [`spawn`]: the fork→exec child of an unjailed run ([`ExecPlan`],
 //!   [`spawn_command`]);
 //! - [`jail`]: a jailed run: the dyno's init (PID 1 of its pid namespace),
@@ -24,6 +26,7 @@
 use std::io;
 
 mod child;
+pub mod exec_limits;
 pub mod fd;
 pub mod jail;
 pub mod netns;
