@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 
 mod bounded;
 pub mod rate;
+pub mod tail;
 
 /// Longer lines are split (as Heroku's router does at 10 KB).
 pub const MAX_LINE: usize = 10 * 1024;
@@ -342,16 +343,93 @@ impl LogWriter {
     }
 }
 
+/// Most bytes of log lines a tail holds by default (see [`tail_and_follow`]).
+pub const TAIL_BUDGET: usize = 4 << 20;
+
 /// The last `n` lines of a run's log (rotated part included), oldest first.
 pub fn tail(log: &Path, n: usize) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for path in [rotated(log), log.to_path_buf()] {
-        if let Ok(text) = fs::read_to_string(&path) {
-            lines.extend(text.lines().map(str::to_string));
+    tail_and_follow(log, n, TAIL_BUDGET).0
+}
+
+/// The last `n` lines of a run's log (rotated part included), oldest first,
+/// read backwards from the end within about `budget` bytes (older lines are
+/// left out); and a [`Follower`] that goes on right after them.
+pub fn tail_and_follow(log: &Path, n: usize, budget: usize) -> (Vec<String>, Follower) {
+    let mut follower = Follower::empty(log.to_path_buf());
+    let mut lines = Vec::new();
+    let mut left = budget;
+    let mut older = true;
+    if let Ok(mut file) = File::open(log) {
+        let meta = file.metadata().ok();
+        let end = meta.as_ref().map_or(0, |m| m.len());
+        if let Ok(t) = tail::last_lines(&file, end, n, budget) {
+            older = t.whole;
+            left = left.saturating_sub(t.bytes);
+            lines = t.lines;
+            follower.pending = t.partial;
+        }
+        let _ = file.seek(SeekFrom::Start(end));
+        follower.ino = meta.map_or(0, |m| m.ino());
+        follower.file = Some(file);
+    }
+    if older
+        && lines.len() < n
+        && left > 0
+        && let Ok(file) = File::open(rotated(log))
+        && let Ok(meta) = file.metadata()
+        && let Ok(mut t) = tail::last_lines(&file, meta.len(), n - lines.len(), left)
+    {
+        t.lines.append(&mut lines);
+        lines = t.lines;
+    }
+    (lines, follower)
+}
+
+/// A run's whole log, oldest first, a line at a time (rotated part first);
+/// [`Whole::into_follower`] goes on after the last line.
+pub struct Whole {
+    path: PathBuf,
+    rotated: Option<tail::Lines>,
+    current: Option<(tail::Lines, u64)>,
+}
+
+impl Whole {
+    pub fn new(log: &Path) -> Whole {
+        let current = File::open(log).ok().map(|f| {
+            let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
+            (tail::Lines::new(f), ino)
+        });
+        Whole {
+            path: log.to_path_buf(),
+            rotated: File::open(rotated(log)).ok().map(tail::Lines::new),
+            current,
         }
     }
-    let skip = lines.len().saturating_sub(n);
-    lines.split_off(skip)
+
+    /// Follows the log after the lines read.
+    pub fn into_follower(self) -> Follower {
+        let mut f = Follower::empty(self.path);
+        if let Some((lines, ino)) = self.current {
+            f.pending = lines.partial.clone();
+            f.file = Some(lines.into_file());
+            f.ino = ino;
+        }
+        f
+    }
+}
+
+impl Iterator for Whole {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if let Some(r) = &mut self.rotated {
+            match r.next() {
+                Some(l) => return Some(l),
+                None => self.rotated = None,
+            }
+        }
+        self.current.as_mut().and_then(|(c, _)| c.next())
+    }
 }
 
 /// Follows one run's log across rotations: each [`Follower::poll`] returns the
@@ -364,14 +442,18 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts at the end of the log (only new lines), or at its beginning.
-    pub fn new(path: PathBuf, from_start: bool) -> Follower {
-        let mut f = Follower {
+    fn empty(path: PathBuf) -> Follower {
+        Follower {
             path,
             file: None,
             ino: 0,
             pending: Vec::new(),
-        };
+        }
+    }
+
+    /// Starts at the end of the log (only new lines), or at its beginning.
+    pub fn new(path: PathBuf, from_start: bool) -> Follower {
+        let mut f = Follower::empty(path);
         if let Ok(mut file) = File::open(&f.path) {
             if !from_start {
                 let _ = file.seek(SeekFrom::End(0));

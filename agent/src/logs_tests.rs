@@ -250,3 +250,46 @@ fn past_the_burst_lines_are_dropped_counted_and_reported_as_l10() {
     assert_eq!(p.source, Source::Dyno);
     assert!(p.text.starts_with("Error L10 (output buffer overflow): "), "{last}");
 }
+
+fn texts_of(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| parse_line(l).unwrap().text.to_string()).collect()
+}
+
+#[test]
+fn a_tail_reaches_into_the_rotated_log_and_its_follower_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut w = LogWriter::open(log.clone(), "web.1", bounds(4096)).unwrap();
+    for i in 0..200 {
+        w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+    }
+    let in_current = fs::read_to_string(&log).unwrap().lines().count();
+    let n = in_current + 5;
+    let (lines, mut f) = tail_and_follow(&log, n, TAIL_BUDGET);
+    let want: Vec<String> = (200 - n..200).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts_of(&lines), want);
+    for i in 200..260 {
+        w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+    }
+    let want: Vec<String> = (200..260).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts_of(&f.poll()), want);
+}
+
+#[test]
+fn a_whole_log_is_read_in_order_and_its_follower_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut w = LogWriter::open(log.clone(), "web.1", bounds(4096)).unwrap();
+    for i in 0..150 {
+        w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+    }
+    let mut whole = Whole::new(&log);
+    let read: Vec<String> = whole.by_ref().collect();
+    let texts = texts_of(&read);
+    assert_eq!(texts.last().unwrap(), "line 149");
+    let first: usize = texts[0].strip_prefix("line ").unwrap().parse().unwrap();
+    assert_eq!(texts.len(), 150 - first, "in order, none missing");
+    let mut f = whole.into_follower();
+    w.feed(0, b"after\n").unwrap();
+    assert_eq!(texts_of(&f.poll()), ["after"]);
+}

@@ -119,7 +119,8 @@ impl pb::agent_server::Agent for AgentService {
         {
             return Err(Error::NotFound(format!("no dyno {d} in app {a}")).into());
         }
-        let (tx, rx) = mpsc::channel(1024);
+        // Lines in flight are bounded (at most 128, each at most ~10 KiB).
+        let (tx, rx) = mpsc::channel(128);
         let engine = self.engine.clone();
         tokio::spawn(stream::follow_logs(engine, req, app, dyno, sources, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::{dyno_pb, event_pb, log_pb, watch_msg};
 use crate::engine::{Engine, Event, LogSource, Watch};
-use crate::logs::Follower;
+use crate::logs::{self, Follower, TAIL_BUDGET};
 
 /// How often followed logs are polled.
 const LOG_POLL: Duration = Duration::from_millis(100);
@@ -58,7 +58,11 @@ pub(super) async fn pump_events(
             return;
         }
         loop {
-            match watch.live.recv().await {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                next = watch.live.recv() => next,
+            };
+            match next {
                 Ok(ev) if ev.seq <= last => {}
                 Ok(ev) => {
                     last = ev.seq;
@@ -88,8 +92,10 @@ async fn send_event(tx: &Tx<pb::WatchEventsResponse>, ev: &Event) -> std::result
     tx.send(Ok(msg)).await.map_err(|_| ())
 }
 
-/// Sends the first lines of every source, then (with `follow`) new lines as
-/// they are written, each poll's lines sorted by time.
+/// Sends the first lines of every source (the last `tail` lines, or with
+/// `from_run_start` the current runs' whole logs), then (with `follow`) new
+/// lines as they are written, each poll's lines sorted by time. Ends when
+/// the client goes away, also while nothing is written.
 pub(super) async fn follow_logs(
     engine: Engine,
     req: pb::StreamLogsRequest,
@@ -99,31 +105,25 @@ pub(super) async fn follow_logs(
     tx: Tx<pb::LogLine>,
 ) {
     let watched_run = sources.iter().find(|s| s.current).map(|s| s.run_id.clone());
-    let mut followers: HashMap<String, (LogSource, Follower)> = HashMap::new();
-    let mut first: Vec<(String, String)> = Vec::new();
-    for s in sources {
-        if req.from_run_start && !s.current {
-            continue;
-        }
-        let mut f = Follower::new(s.log.clone(), true);
-        let mut rotated = s.log.clone().into_os_string();
-        rotated.push(".1");
-        if let Ok(text) = std::fs::read_to_string(&rotated) {
-            first.extend(text.lines().map(|l| (s.app.clone(), l.to_string())));
-        }
-        first.extend(f.poll().into_iter().map(|l| (s.app.clone(), l)));
-        followers.insert(s.run_id.clone(), (s, f));
-    }
-    sort_by_time(&mut first);
-    if !req.from_run_start {
-        let skip = first.len().saturating_sub(req.tail as usize);
-        first.drain(..skip);
-    }
+    let first = if req.from_run_start {
+        let current: Vec<LogSource> = sources.into_iter().filter(|s| s.current).collect();
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || send_whole(current, &tx)).await
+    } else {
+        let n = req.tail as usize;
+        tokio::task::spawn_blocking(move || tails(sources, n)).await
+    };
+    let Ok(Some((first, mut followers))) = first else {
+        return;
+    };
     if send_lines(&tx, first).await.is_err() || !req.follow {
         return;
     }
     loop {
-        tokio::time::sleep(LOG_POLL).await;
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(LOG_POLL) => {}
+        }
         let Ok(current) = engine.log_sources(app.clone(), dyno.clone()).await else {
             return;
         };
@@ -160,6 +160,61 @@ pub(super) async fn follow_logs(
             return;
         }
     }
+}
+
+type Followers = HashMap<String, (LogSource, Follower)>;
+
+/// The last `n` lines of all `sources` together, each source's read
+/// backwards from its end (never a whole log), within [`TAIL_BUDGET`]
+/// bytes for the stream; and a follower of each. Blocking.
+fn tails(sources: Vec<LogSource>, n: usize) -> Option<(Vec<(String, String)>, Followers)> {
+    let budget = TAIL_BUDGET / sources.len().max(1);
+    let mut first = Vec::new();
+    let mut followers = HashMap::new();
+    for s in sources {
+        let (lines, f) = logs::tail_and_follow(&s.log, n, budget);
+        first.extend(lines.into_iter().map(|l| (s.app.clone(), l)));
+        followers.insert(s.run_id.clone(), (s, f));
+    }
+    sort_by_time(&mut first);
+    let skip = first.len().saturating_sub(n);
+    first.drain(..skip);
+    Some((first, followers))
+}
+
+/// Sends the whole logs of `sources`, merged by time a line at a time (one
+/// line of each held), then returns a follower of each; `None` when the
+/// client went away. Blocking.
+fn send_whole(sources: Vec<LogSource>, tx: &Tx<pb::LogLine>) -> Option<(Vec<(String, String)>, Followers)> {
+    let mut readers: Vec<(LogSource, logs::Whole, Option<String>)> = sources
+        .into_iter()
+        .map(|s| {
+            let mut w = logs::Whole::new(&s.log);
+            let next = w.next();
+            (s, w, next)
+        })
+        .collect();
+    loop {
+        let ts = |l: &str| l.split_once(' ').map_or("", |(t, _)| t).to_string();
+        let Some(i) = (0..readers.len())
+            .filter(|i| readers[*i].2.is_some())
+            .min_by_key(|i| readers[*i].2.as_deref().map(ts))
+        else {
+            break;
+        };
+        let (s, w, next) = &mut readers[i];
+        let Some(line) = std::mem::replace(next, w.next()) else {
+            break;
+        };
+        let mut msg = log_pb(line);
+        msg.app = s.app.clone();
+        tx.blocking_send(Ok(msg)).ok()?;
+    }
+    let followers = readers
+        .into_iter()
+        .map(|(s, w, _)| (s.run_id.clone(), (s, w.into_follower())))
+        .collect();
+    Some((Vec::new(), followers))
 }
 
 /// Orders lines of several logs by their timestamps; stable, so lines of one
