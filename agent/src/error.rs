@@ -14,6 +14,10 @@ pub enum Error {
     /// reused for another request).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A concurrent request undid this one (a stop cancelled a start in
+    /// flight).
+    #[error("{0}")]
+    Aborted(String),
     /// No room on the host.
     #[error("{0}")]
     ResourceExhausted(String),

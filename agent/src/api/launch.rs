@@ -37,6 +37,9 @@ pub(crate) async fn start(
             )
         })?;
     let one_off = req.one_off || ptype == "run";
+    // Known to the engine from here: a stop while the slug is prepared
+    // cancels this start rather than missing it.
+    let pending = engine.pending(&req.app, &name).await?;
     let slug = slugs
         .resolve(&req.slug, opt(&req.sha256).as_deref())
         .await
@@ -78,6 +81,7 @@ pub(crate) async fn start(
             spec,
             request_id: opt(&req.request_id),
             picked_name: req.name.is_empty(),
+            pending: Some(pending.token()),
         })
         .await
 }

@@ -58,6 +58,8 @@ pub(super) struct Actor {
     pub(super) unsaved: BTreeMap<Key, String>,
     /// Whether the state disk was full at the last housekeeping.
     pub(super) state_disk_full: bool,
+    /// Starts in flight (their slugs being prepared), for a stop to cancel.
+    pub(super) pending: super::pending::PendingStarts,
     /// Live runs found at start that no record names and whose spec does
     /// not say whose they are: left running, their cgroups and directories
     /// kept.
@@ -149,7 +151,13 @@ impl Actor {
                 let _ = reply.send(self.start_dyno(*req));
             }
             Msg::Stop(sel, reply) => {
-                let _ = reply.send(self.each(&sel, Input::Stop));
+                let cancelled = self.pending.cancel(&sel);
+                let r = match self.each(&sel, Input::Stop) {
+                    // Only starts in flight: cancelled, nothing to show yet.
+                    Err(Error::NotFound(_)) if cancelled > 0 => Ok(Vec::new()),
+                    r => r,
+                };
+                let _ = reply.send(r);
             }
             Msg::Restart(sel, reply) => {
                 let _ = reply.send(self.each(&sel, Input::Restart));
@@ -183,6 +191,10 @@ impl Actor {
             Msg::NextOneOff(app, reply) => {
                 let _ = reply.send(next_one_off(self.dynos.keys(), &app));
             }
+            Msg::Pending(key, reply) => {
+                let _ = reply.send(self.pending.add(key));
+            }
+            Msg::Unpend(token) => self.pending.remove(token),
             Msg::Run(key, Input::SpawnFailed { run_id, error }) => {
                 self.step(
                     &key,

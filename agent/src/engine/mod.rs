@@ -34,6 +34,7 @@ mod events;
 mod launch;
 mod metrics;
 mod model;
+mod pending;
 mod readopt;
 mod settle;
 mod signal;
@@ -60,6 +61,7 @@ pub use self::events::{Event, Snapshot, Watch};
 pub use self::launch::shell_command;
 pub use self::metrics::metrics_line;
 pub use self::model::{DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
+pub use self::pending::PendingStart;
 pub use self::store::Paths;
 pub use crate::time::Clock;
 
@@ -78,6 +80,10 @@ enum Msg {
     Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
     Summary(Reply<Summary>),
     NextOneOff(String, Reply<Result<String>>),
+    /// A start in flight of a dyno: its token.
+    Pending(Key, Reply<u64>),
+    /// A start in flight that will not reach the engine.
+    Unpend(u64),
     Run(Key, Input),
     /// A run's shim is gone: how it ended, and its cgroup's last usage.
     Ended(Key, Input, Option<cgroup::Usage>),
@@ -134,6 +140,16 @@ impl Engine {
     }
     pub async fn summary(&self) -> Result<Summary> {
         self.call(Msg::Summary).await
+    }
+    /// Registers a start of dyno `name` of `app` in flight (its slug being
+    /// prepared): a stop that selects it meanwhile cancels it. The start
+    /// passes the token in [`StartRequest::pending`]; dropping it forgets it.
+    pub async fn pending(&self, app: &str, name: &str) -> Result<pending::PendingStart> {
+        let token = self.call(|r| Msg::Pending((app.into(), name.into()), r)).await?;
+        Ok(pending::PendingStart {
+            token,
+            tx: self.tx.clone(),
+        })
     }
     /// The next free `run.N` name of an app.
     pub async fn next_one_off(&self, app: &str) -> Result<String> {
@@ -207,6 +223,7 @@ pub async fn start(
         claims: Default::default(),
         unsaved: BTreeMap::new(),
         state_disk_full: false,
+        pending: Default::default(),
         unaccounted: Default::default(),
         tx: tx.clone(),
     };

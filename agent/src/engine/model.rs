@@ -190,6 +190,8 @@ pub struct StartRequest {
     /// The agent picked the one-off's name (the request named none): a retry
     /// with the same request id is for the one-off the id holds.
     pub picked_name: bool,
+    /// The start in flight this is (see [`Engine::pending`](super::Engine::pending)).
+    pub pending: Option<u64>,
 }
 
 /// Which dynos a stop or restart applies to.
@@ -208,6 +210,17 @@ impl Selector {
             Selector::App(a) => s.app == *a,
             Selector::Type(a, t) => s.app == *a && s.ptype == *t,
             Selector::Dyno(a, n) => s.app == *a && s.name == *n,
+        }
+    }
+
+    /// Whether dyno `key` (app, name) is selected.
+    pub(super) fn matches_key(&self, key: &(String, String)) -> bool {
+        let ptype = key.1.rsplit_once('.').map_or(key.1.as_str(), |(t, _)| t);
+        match self {
+            Selector::All => true,
+            Selector::App(a) => key.0 == *a,
+            Selector::Type(a, t) => key.0 == *a && ptype == t,
+            Selector::Dyno(a, n) => key.0 == *a && key.1 == *n,
         }
     }
 }

@@ -15,6 +15,9 @@ use crate::supervisor::{Input, State, Supervision};
 impl Actor {
     pub(super) fn start_dyno(&mut self, req: StartRequest) -> Result<DynoView> {
         let key = (req.spec.app.clone(), req.spec.name.clone());
+        if let Some(token) = req.pending {
+            self.pending.take(token)?;
+        }
         if let Some(rid) = &req.request_id
             && let Some(e) = self
                 .dynos

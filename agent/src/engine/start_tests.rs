@@ -41,6 +41,7 @@ fn a_request_id_belongs_to_one_app_dyno_and_spec() {
         spec,
         request_id: Some("req-1".into()),
         picked_name,
+        pending: None,
     };
     let same = ask(spec("worker.1", "standard-1x"), false);
     assert_eq!(repeated_request(&rec, &same, "req-1").expect("a retry").id, rec.id);
