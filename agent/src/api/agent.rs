@@ -69,6 +69,18 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(dyno_pb(&self.engine.get(&req.app, &req.name).await?)))
     }
 
+    async fn remove_dyno(
+        &self,
+        request: Request<pb::RemoveDynoRequest>,
+    ) -> std::result::Result<Response<pb::RemoveDynoResponse>, Status> {
+        let req = request.into_inner();
+        validate::dyno(&req.app, &req.name)?;
+        let view = self.engine.remove(&req.app, &req.name).await?;
+        Ok(Response::new(pb::RemoveDynoResponse {
+            dyno: Some(dyno_pb(&view)),
+        }))
+    }
+
     async fn list_dynos(
         &self,
         request: Request<pb::ListDynosRequest>,

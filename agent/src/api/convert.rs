@@ -76,6 +76,7 @@ pub fn event_pb(e: &Event) -> pb::Event {
         to: state_pb(e.to) as i32,
         reason: e.reason.clone(),
         dyno: Some(dyno_pb(&e.dyno)),
+        removed: e.removed,
     }
 }
 

@@ -216,12 +216,14 @@ pub(super) fn app(field: &str, app: &str) -> Result<()> {
 
 /// The dyno a `GetDyno` names.
 pub(super) fn get_request(req: &pb::GetDynoRequest) -> Result<()> {
-    app("app", &req.app)?;
-    if names::parse_dyno_name(&req.name).is_none() {
-        return Err(Error::invalid(
-            "name",
-            format!("{} must be <type>.<n>", quote(&req.name)),
-        ));
+    dyno(&req.app, &req.name)
+}
+
+/// An app and a dyno name (`GetDyno`, `RemoveDyno`).
+pub(super) fn dyno(app_name: &str, name: &str) -> Result<()> {
+    app("app", app_name)?;
+    if names::parse_dyno_name(name).is_none() {
+        return Err(Error::invalid("name", format!("{} must be <type>.<n>", quote(name))));
     }
     Ok(())
 }

@@ -112,6 +112,10 @@ pub struct Config {
     /// Default and maximum lifetime of one-off dynos.
     #[serde(with = "humantime_serde")]
     pub oneoff_ttl: Duration,
+    /// How long a finished one-off is kept (record, run directories, logs)
+    /// before it is removed.
+    #[serde(with = "humantime_serde")]
+    pub oneoff_retention: Duration,
     /// A run's log is rotated before it would pass this size; one rotated
     /// file is kept.
     pub log_max_bytes: u64,
@@ -235,6 +239,7 @@ impl Default for Config {
             cycle_interval,
             cycle_jitter,
             oneoff_ttl: Duration::from_secs(24 * 3600),
+            oneoff_retention: Duration::from_secs(3600),
             log_max_bytes: crate::logs::Bounds::default().max_bytes,
             log_rate_lines: crate::logs::Bounds::default().rate_lines,
             log_rate_burst: crate::logs::Bounds::default().burst,

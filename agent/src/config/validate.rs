@@ -35,6 +35,7 @@ impl Config {
             ("stable_window", self.stable_window),
             ("cycle_interval", self.cycle_interval),
             ("oneoff_ttl", self.oneoff_ttl),
+            ("oneoff_retention", self.oneoff_retention),
             ("usage_slice", self.usage_slice),
             ("usage_retention", self.usage_retention),
             ("metrics_interval", self.metrics_interval),

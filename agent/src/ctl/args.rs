@@ -95,6 +95,13 @@ pub enum Command {
         app: String,
         target: Option<String>,
     },
+    /// Remove a down dyno: its record, run directories and logs.
+    Rm {
+        #[arg(long)]
+        app: String,
+        /// TYPE.N
+        name: String,
+    },
     /// Show dyno logs.
     Logs {
         #[arg(long)]

@@ -57,6 +57,12 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
             print_dynos(&r.into_inner().dynos, json, "restarting");
             Ok(0)
         }
+        Command::Rm { app, name } => {
+            let r = agent.remove_dyno(pb::RemoveDynoRequest { app, name }).await?;
+            let removed: Vec<pb::Dyno> = r.into_inner().dyno.into_iter().collect();
+            print_dynos(&removed, json, "removed");
+            Ok(0)
+        }
         Command::Logs {
             app,
             dyno,
@@ -124,16 +130,19 @@ async fn events(agent: &mut AgentClient<Channel>, after: u64, series: String, fo
             Some(pb::watch_events_response::Kind::Event(e)) => {
                 let d = e.dyno.clone().unwrap_or_default();
                 let v = json!({"seq": e.seq, "series": e.series, "at": e.at.map(ts), "app": d.app, "dyno": d.name,
-                    "from": state_name(e.from), "to": state_name(e.to), "reason": e.reason});
+                    "from": state_name(e.from), "to": state_name(e.to), "reason": e.reason, "removed": e.removed});
                 out.item(v, || {
+                    let change = if e.removed {
+                        "removed".to_string()
+                    } else {
+                        format!("{} -> {}", state_name(e.from), state_name(e.to))
+                    };
                     format!(
-                        "{:>6} {} {} {}: {} -> {} ({})",
+                        "{:>6} {} {} {}: {change} ({})",
                         e.seq,
                         e.at.map(ts).unwrap_or_default(),
                         d.app,
                         d.name,
-                        state_name(e.from),
-                        state_name(e.to),
                         e.reason
                     )
                 });

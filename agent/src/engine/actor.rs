@@ -121,6 +121,7 @@ impl Actor {
                 info!(state_dir = %self.cfg.state_dir.display(), free, "the state disk has room again");
             }
         }
+        self.remove_expired_one_offs(self.clock.now());
         self.events.flush();
         let keys: Vec<Key> = self.unsaved.keys().cloned().collect();
         for key in keys {
@@ -195,6 +196,9 @@ impl Actor {
                 let _ = reply.send(self.pending.add(key));
             }
             Msg::Unpend(token) => self.pending.remove(token),
+            Msg::Remove(key, reply) => {
+                let _ = reply.send(self.remove_dyno(&key, "removed"));
+            }
             Msg::Run(key, Input::SpawnFailed { run_id, error }) => {
                 self.step(
                     &key,
@@ -295,7 +299,25 @@ impl Actor {
         // one that cannot be changed stays as it was and is named.
         let mut refused = Vec::new();
         for k in &keys {
-            if let Err(e) = self.step_durably(k, input.clone(), |_| {}) {
+            // A down dyno that starts again takes a fresh uid and port.
+            let fresh = match (&input, self.dynos[k].rec.idle()) {
+                (Input::Restart, true) => match self.fresh_allocation(k) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        refused.push((k, e));
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let r = self.step_durably(k, input.clone(), |rec| {
+                if let Some((uid, port)) = fresh {
+                    rec.uid = uid;
+                    rec.spec.port = port;
+                }
+            });
+            if let Err(e) = r {
+                self.unreserve_port(fresh.and_then(|(_, p)| p));
                 refused.push((k, e));
             }
         }

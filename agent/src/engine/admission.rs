@@ -86,15 +86,26 @@ impl Actor {
         admit(&self.cfg, self.allocatable, self.committed(Some(key)), key, size)
     }
 
+    /// The uids dynos hold (a down dyno holds none).
     fn uids(&self) -> HashSet<u32> {
-        self.dynos.values().map(|e| e.rec.uid).collect()
+        self.dynos
+            .values()
+            .filter(|e| !e.rec.idle())
+            .map(|e| e.rec.uid)
+            .collect()
     }
 
     /// A port of `port_range` that no dyno has and that is free on the host.
     /// With isolated networks, a prepared network's port when one waits
     /// (see [`crate::net::Network::allocate_port`]).
     pub(super) fn allocate_port(&self) -> Result<u16> {
-        let used: HashSet<u16> = self.dynos.values().filter_map(|e| e.rec.spec.port).collect();
+        // A down dyno holds no port.
+        let used: HashSet<u16> = self
+            .dynos
+            .values()
+            .filter(|e| !e.rec.idle())
+            .filter_map(|e| e.rec.spec.port)
+            .collect();
         let bindable = |p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
         match &self.network {
             Some(net) => net.allocate_port(&used, bindable).ok_or_else(|| {
@@ -108,6 +119,23 @@ impl Actor {
     /// The lowest uid of `uid_range` no other dyno has.
     pub(super) fn allocate_uid(&self) -> Result<u32> {
         free_uid(self.cfg.uid_range, &self.uids())
+    }
+
+    /// A fresh uid and (for a web dyno) port for dyno `key`, down until now,
+    /// as it starts again.
+    pub(super) fn fresh_allocation(&self, key: &Key) -> Result<(u32, Option<u16>)> {
+        let uid = self.allocate_uid()?;
+        let web = self.dynos.get(key).is_some_and(|e| e.rec.spec.ptype == "web");
+        let port = if web { Some(self.allocate_port()?) } else { None };
+        Ok((uid, port))
+    }
+
+    /// Gives back a port [`Actor::fresh_allocation`] took for a start that
+    /// was refused.
+    pub(super) fn unreserve_port(&self, port: Option<u16>) {
+        if let (Some(net), Some(port)) = (&self.network, port) {
+            net.unreserve(port);
+        }
     }
 
     /// Whether a dyno read back from disk may keep `uid`.

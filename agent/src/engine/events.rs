@@ -46,6 +46,9 @@ pub struct Event {
     pub to: State,
     pub reason: String,
     pub dyno: DynoView,
+    /// The dyno was removed: `dyno` is how it was last.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// Every dyno at the moment of an event.
@@ -193,6 +196,15 @@ impl EventLog {
     /// Numbers a state change and publishes it once it is durable (now, or
     /// when the disk takes it: see [`EventLog::flush`]).
     pub(super) fn publish(&mut self, at: Time, from: State, to: State, reason: &str, dyno: DynoView) {
+        self.push(at, from, to, reason, dyno, false);
+    }
+
+    /// Publishes the removal of a `down` dyno (`removed = true`).
+    pub(super) fn publish_removal(&mut self, at: Time, reason: &str, dyno: DynoView) {
+        self.push(at, State::Down, State::Down, reason, dyno, true);
+    }
+
+    fn push(&mut self, at: Time, from: State, to: State, reason: &str, dyno: DynoView, removed: bool) {
         if self.pending.len() >= EVENTS_KEPT {
             self.give_up_pending();
         }
@@ -205,6 +217,7 @@ impl EventLog {
             to,
             reason: reason.to_string(),
             dyno,
+            removed,
         });
         // While appends fail, the housekeeping tick tries again, not every
         // event (each try writes everything pending).

@@ -36,6 +36,7 @@ mod metrics;
 mod model;
 mod pending;
 mod readopt;
+mod remove;
 mod settle;
 mod signal;
 mod start;
@@ -84,6 +85,7 @@ enum Msg {
     Pending(Key, Reply<u64>),
     /// A start in flight that will not reach the engine.
     Unpend(u64),
+    Remove(Key, Reply<Result<DynoView>>),
     Run(Key, Input),
     /// A run's shim is gone: how it ended, and its cgroup's last usage.
     Ended(Key, Input, Option<cgroup::Usage>),
@@ -120,6 +122,11 @@ impl Engine {
     }
     pub async fn restart(&self, sel: Selector) -> Result<Vec<DynoView>> {
         self.call(|r| Msg::Restart(sel, r)).await?
+    }
+    /// Removes a `down` dyno (record, run directories); `FAILED_PRECONDITION`
+    /// for one that is not down.
+    pub async fn remove(&self, app: &str, name: &str) -> Result<DynoView> {
+        self.call(|r| Msg::Remove((app.into(), name.into()), r)).await?
     }
     pub async fn get(&self, app: &str, name: &str) -> Result<DynoView> {
         self.call(|r| Msg::Get(app.into(), name.into(), r)).await?

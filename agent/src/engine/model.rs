@@ -154,6 +154,12 @@ pub struct DynoView {
 }
 
 impl DynoRecord {
+    /// Down with nothing running or stopping: the dyno holds no uid and no
+    /// port (it takes fresh ones when it starts again).
+    pub(super) fn idle(&self) -> bool {
+        self.sup.state == crate::supervisor::State::Down && !self.sup.running() && self.sup.stopping.is_none()
+    }
+
     pub fn view(&self) -> DynoView {
         let s = &self.spec;
         let run = self.sup.log_run();
@@ -167,7 +173,7 @@ impl DynoRecord {
             command: s.command.clone(),
             release: s.release.clone(),
             pid: self.sup.run.as_ref().and_then(|r| r.pid),
-            port: s.port,
+            port: s.port.filter(|_| !self.idle()),
             started_at: run.map(|r| r.exec_at.unwrap_or(r.spawned_at)),
             updated_at: self.sup.updated_at,
             restarts: self.sup.restarts,

@@ -36,24 +36,42 @@ impl Actor {
         }
         if let Some(entry) = self.dynos.get(&key) {
             let mut spec = req.spec;
-            // A dyno keeps its port.
-            spec.port = entry.rec.spec.port;
-            if entry.rec.spec.same_run(&spec) {
-                if entry.rec.sup.state == State::Down && !entry.rec.sup.running() {
-                    self.step_durably(&key, Input::Start, |_| {})?;
+            // A running dyno keeps its uid and port; a down one holds none
+            // and takes fresh ones.
+            let same = entry.rec.spec.same_run(&spec);
+            let (uid, port) = if entry.rec.idle() {
+                self.fresh_allocation(&key)?
+            } else {
+                (entry.rec.uid, entry.rec.spec.port)
+            };
+            let idle = entry.rec.idle();
+            spec.port = port;
+            let r = if same {
+                if idle {
+                    self.step_durably(&key, Input::Start, |rec| {
+                        rec.uid = uid;
+                        rec.spec.port = port;
+                    })
+                } else {
+                    Ok(())
                 }
             } else {
                 info!(app = %key.0, dyno = %key.1, "new spec: restarting");
                 self.step_durably(&key, Input::Restart, |rec| {
                     rec.spec = spec;
+                    rec.uid = uid;
                     if let Some(old) = std::mem::replace(&mut rec.request_id, req.request_id) {
                         rec.past_request_ids.push_back(old);
                         if rec.past_request_ids.len() > REQUEST_IDS_KEPT {
                             rec.past_request_ids.pop_front();
                         }
                     }
-                })?;
+                })
+            };
+            if r.is_err() && idle {
+                self.unreserve_port(port);
             }
+            r?;
             return Ok(self.dynos[&key].rec.view());
         }
 
