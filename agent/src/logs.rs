@@ -432,6 +432,9 @@ impl Iterator for Whole {
     }
 }
 
+/// Most bytes of a log one [`Follower::poll`] reads.
+pub const POLL_MAX: u64 = 1 << 20;
+
 /// Follows one run's log across rotations: each [`Follower::poll`] returns the
 /// complete lines written since the last one.
 pub struct Follower {
@@ -464,12 +467,20 @@ impl Follower {
         f
     }
 
-    /// New complete lines, without their newlines.
+    /// New complete lines, without their newlines; at most [`POLL_MAX`]
+    /// bytes of them (a reader that fell behind catches up over several
+    /// polls, never holding a whole log at once).
     pub fn poll(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
+        let mut budget = POLL_MAX;
         loop {
             if let Some(file) = &mut self.file {
-                let _ = file.read_to_end(&mut self.pending);
+                let n = file.by_ref().take(budget).read_to_end(&mut self.pending).unwrap_or(0);
+                budget -= n as u64;
+                if budget == 0 {
+                    // More may follow in this file: the next poll goes on.
+                    break;
+                }
             }
             // Rotated (or created) since we opened it: finish the old file,
             // then continue with the new one from its start.

@@ -293,3 +293,24 @@ fn a_whole_log_is_read_in_order_and_its_follower_goes_on_after_it() {
     w.feed(0, b"after\n").unwrap();
     assert_eq!(texts_of(&f.poll()), ["after"]);
 }
+
+#[test]
+fn a_follower_behind_catches_up_a_poll_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let line = format!("{}\n", "x".repeat(1000));
+    fs::write(&log, line.repeat(3000)).unwrap();
+    let mut f = Follower::new(log.clone(), true);
+    let mut polls = Vec::new();
+    loop {
+        let n = f.poll().len();
+        if n == 0 {
+            break;
+        }
+        // A poll's bytes, plus the unfinished line the previous one left.
+        assert!((n as u64 - 1) * 1001 <= POLL_MAX, "{n} lines in one poll");
+        polls.push(n);
+    }
+    assert_eq!(polls.iter().sum::<usize>(), 3000);
+    assert!(polls.len() >= 3, "{polls:?}");
+}

@@ -149,15 +149,26 @@ pub(super) async fn follow_logs(
                 followers.insert(c.run_id.clone(), (c, f));
             }
         }
-        if done {
-            // Everything the run wrote is in its log before it is reported ended.
-            for (_, (s, f)) in followers.iter_mut() {
-                lines.extend(f.poll().into_iter().map(|l| (s.app.clone(), l)));
-            }
-        }
         sort_by_time(&mut lines);
-        if send_lines(&tx, lines).await.is_err() || done {
+        if send_lines(&tx, lines).await.is_err() {
             return;
+        }
+        if done {
+            // Everything the run wrote is in its log before it is reported
+            // ended: read it to the end, a poll's worth at a time.
+            loop {
+                let mut lines = Vec::new();
+                for (_, (s, f)) in followers.iter_mut() {
+                    lines.extend(f.poll().into_iter().map(|l| (s.app.clone(), l)));
+                }
+                if lines.is_empty() {
+                    return;
+                }
+                sort_by_time(&mut lines);
+                if send_lines(&tx, lines).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
