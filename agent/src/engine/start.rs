@@ -39,12 +39,12 @@ impl Actor {
             // A running dyno keeps its uid and port; a down one holds none
             // and takes fresh ones.
             let same = entry.rec.spec.same_run(&spec);
-            let (uid, port) = if entry.rec.idle() {
+            let idle = entry.rec.idle();
+            let (uid, port) = if idle {
                 self.fresh_allocation(&key)?
             } else {
                 (entry.rec.uid, entry.rec.spec.port)
             };
-            let idle = entry.rec.idle();
             spec.port = port;
             let r = if same {
                 if idle {
