@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,27 +61,7 @@ struct MeterRow {
 
 /// Runs a query on the agent's ledger with the sqlite3 CLI (`-json` rows).
 fn sql(a: &TestAgent, query: &str) -> Vec<Value> {
-    let db = a.state.join("ledger.db");
-    let out = Command::new("sqlite3")
-        .arg("-json")
-        .arg("-cmd")
-        .arg(".timeout 20000")
-        .arg(&db)
-        .arg(query)
-        .output()
-        .expect("run sqlite3 (the sqlite3 command-line tool reads the ledger in these tests)");
-    assert!(
-        out.status.success(),
-        "sqlite3 {} {query:?}: {}",
-        db.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    if text.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 json {text:?}: {e}"))
-    }
+    dyno_tests::ledger::sql(&a.state, query)
 }
 
 fn int(v: &Value, k: &str) -> i64 {
