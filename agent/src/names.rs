@@ -84,6 +84,19 @@ pub fn valid_stack(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// Most labels per dyno, and the longest label value.
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL_VALUE: usize = 256;
+
+/// Label keys: `^[a-z0-9]([a-z0-9._/-]{0,62})$` (room for a `domain/name`
+/// prefix as Kubernetes and Nomad use).
+pub fn valid_label_key(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && matches!(s.as_bytes()[0], b'a'..=b'z' | b'0'..=b'9')
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'/' | b'-'))
+}
+
 /// Release labels: printable ASCII without spaces, at most 64 bytes.
 pub fn valid_release(s: &str) -> bool {
     s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic())

@@ -289,7 +289,12 @@ async fn bad_inputs_get_the_right_codes_and_name_the_field() {
         ),
         (
             "ListDynos bad app",
-            c.list_dynos(pb::ListDynosRequest { app: "A".into() }).await.map(drop),
+            c.list_dynos(pb::ListDynosRequest {
+                app: "A".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
             Invalid,
             Some("app"),
         ),

@@ -10,10 +10,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{dyno_pb, opt};
+use super::convert::{cordon_pb, dyno_pb, dyno_stats_pb, opt, state_from_pb};
 use super::{launch, stream, validate};
 use crate::config::Config;
-use crate::engine::{Engine, Selector};
+use crate::engine::{Engine, ListFilter, Selector};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::slug::SlugCache;
@@ -85,12 +85,60 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::ListDynosRequest>,
     ) -> std::result::Result<Response<pb::ListDynosResponse>, Status> {
-        let app = opt(&request.into_inner().app);
+        let req = request.into_inner();
+        let app = opt(&req.app);
         validate::list_request(&app)?;
-        let dynos = self.engine.list(app).await?;
+        let mut states = Vec::new();
+        for (i, &n) in req.states.iter().enumerate() {
+            let state = state_from_pb(n).ok_or_else(|| {
+                Error::invalid(
+                    format!("states[{i}]"),
+                    format!("{n} is not a dyno state (STARTING, UP, CRASHED or DOWN)"),
+                )
+            })?;
+            states.push(state);
+        }
+        let listing = self.engine.listing(ListFilter { app, states }).await?;
         Ok(Response::new(pb::ListDynosResponse {
-            dynos: dynos.iter().map(dyno_pb).collect(),
+            dynos: listing.dynos.iter().map(dyno_pb).collect(),
+            seq: listing.seq,
+            series: listing.series,
         }))
+    }
+
+    async fn list_dyno_stats(
+        &self,
+        request: Request<pb::ListDynoStatsRequest>,
+    ) -> std::result::Result<Response<pb::ListDynoStatsResponse>, Status> {
+        let req = request.into_inner();
+        let (app, dyno) = (opt(&req.app), opt(&req.dyno));
+        validate::logs_request(&app, &dyno)?;
+        let (stats, unreadable) = self.engine.stats(app, dyno).await?;
+        Ok(Response::new(pb::ListDynoStatsResponse {
+            stats: stats.iter().map(dyno_stats_pb).collect(),
+            unreadable,
+        }))
+    }
+
+    async fn cordon(
+        &self,
+        request: Request<pb::CordonRequest>,
+    ) -> std::result::Result<Response<pb::CordonResponse>, Status> {
+        let reason = request.into_inner().reason;
+        validate::cordon_reason(&reason)?;
+        let reason = if reason.is_empty() {
+            "cordoned".to_string()
+        } else {
+            reason
+        };
+        Ok(Response::new(cordon_pb(self.engine.cordon(reason).await?)))
+    }
+
+    async fn uncordon(
+        &self,
+        _request: Request<pb::UncordonRequest>,
+    ) -> std::result::Result<Response<pb::CordonResponse>, Status> {
+        Ok(Response::new(cordon_pb(self.engine.uncordon().await?)))
     }
 
     type WatchEventsStream = Stream_<pb::WatchEventsResponse>;
@@ -183,5 +231,8 @@ pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResp
         state_disk_free_bytes: summary.state_disk_free,
         state_disk_full: summary.state_disk_full,
         state_unwritten: summary.state_unwritten,
+        cordoned: summary.cordon.is_some(),
+        cordon_reason: summary.cordon.as_ref().map(|c| c.reason.clone()).unwrap_or_default(),
+        cordoned_since: summary.cordon.as_ref().map(|c| super::convert::timestamp(c.since)),
     })
 }

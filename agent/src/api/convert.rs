@@ -64,6 +64,54 @@ pub fn dyno_pb(v: &DynoView) -> pb::Dyno {
         slug_sha256: v.slug_sha256.clone().unwrap_or_default(),
         address: v.address.clone().unwrap_or_default(),
         run_id: v.run_id.clone().unwrap_or_default(),
+        created_at: v.created_at.map(timestamp),
+        memory_quota_bytes: v.memory_quota_bytes,
+        spec_hash: v.spec_hash.clone(),
+        labels: v.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        last_spawn_error: v.last_spawn_error.as_ref().map(|e| pb::SpawnError {
+            at: Some(timestamp(e.at)),
+            run_id: e.run_id.clone(),
+            message: e.message.clone(),
+        }),
+    }
+}
+
+/// A state of the API as the engine's; `None` for UNSPECIFIED or a number
+/// the enum does not have.
+pub fn state_from_pb(n: i32) -> Option<State> {
+    match pb::DynoState::try_from(n).ok()? {
+        pb::DynoState::Starting => Some(State::Starting),
+        pb::DynoState::Up => Some(State::Up),
+        pb::DynoState::Crashed => Some(State::Crashed),
+        pb::DynoState::Down => Some(State::Down),
+        pb::DynoState::Unspecified => None,
+    }
+}
+
+pub fn dyno_stats_pb(s: &crate::engine::DynoStats) -> pb::DynoStats {
+    pb::DynoStats {
+        app: s.app.clone(),
+        dyno: s.dyno.clone(),
+        run_id: s.run_id.clone(),
+        at: Some(timestamp(s.at)),
+        cpu_ms: s.stats.cpu_usage_ns / 1_000_000,
+        memory_bytes: s.stats.memory_current,
+        memory_rss_bytes: s.stats.memory_rss,
+        memory_cache_bytes: s.stats.memory_cache,
+        memory_peak_bytes: s.stats.memory_peak.unwrap_or(0),
+        memory_quota_bytes: s.memory_quota,
+        oom_kills: s.stats.oom_kills,
+    }
+}
+
+pub fn cordon_pb(c: Option<crate::engine::Cordon>) -> pb::CordonResponse {
+    match c {
+        Some(c) => pb::CordonResponse {
+            cordoned: true,
+            reason: c.reason,
+            since: Some(timestamp(c.since)),
+        },
+        None => pb::CordonResponse::default(),
     }
 }
 

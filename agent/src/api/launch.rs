@@ -39,7 +39,7 @@ pub(crate) async fn start(
     let one_off = req.one_off || ptype == "run";
     // Known to the engine from here: a stop while the slug is prepared
     // cancels this start rather than missing it.
-    let pending = engine.pending(&req.app, &name).await?;
+    let pending = engine.pending(&req.app, &name, opt(&req.request_id)).await?;
     let slug = slugs
         .resolve(&req.slug, opt(&req.sha256).as_deref())
         .await
@@ -58,12 +58,14 @@ pub(crate) async fn start(
         tracing::info!(app = %req.app, slug = %shown, sha256 = %digest, "slug verified");
     }
     let ttl = req.time_to_live.map_or(cfg.oneoff_ttl.as_secs(), |d| d.seconds as u64);
+    let size = opt(&req.size).unwrap_or_else(|| cfg.default_size.clone());
     let spec = DynoSpec {
         app: req.app,
         name,
         ptype,
         command,
-        size: opt(&req.size).unwrap_or_else(|| cfg.default_size.clone()),
+        memory_quota_bytes: cfg.sizes.get(&size).map_or(0, |s| s.memory_bytes),
+        size,
         release: req.release,
         env: req.env.into_iter().collect::<BTreeMap<_, _>>(),
         slug: req.slug,
@@ -75,6 +77,7 @@ pub(crate) async fn start(
         one_off,
         time_to_live_secs: if one_off { ttl } else { 0 },
         port: None,
+        labels: req.labels.into_iter().collect(),
     };
     engine
         .start(StartRequest {

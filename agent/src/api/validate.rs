@@ -137,7 +137,35 @@ pub fn validate_start(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
     if req.request_id.len() > 128 {
         return Err(Error::invalid("request_id", "at most 128 bytes"));
     }
+    labels(&req.labels)?;
     exec_fits(req, cfg)
+}
+
+/// A start's labels: their number, keys and values.
+fn labels(labels: &std::collections::HashMap<String, String>) -> Result<()> {
+    if labels.len() > names::MAX_LABELS {
+        return Err(Error::invalid(
+            "labels",
+            format!("{} labels; at most {}", labels.len(), names::MAX_LABELS),
+        ));
+    }
+    // In key order, so that the first bad one named is always the same.
+    let sorted: BTreeMap<&String, &String> = labels.iter().collect();
+    for (k, v) in sorted {
+        if !names::valid_label_key(k) {
+            return Err(Error::invalid(
+                format!("labels[{}]", quote(k)),
+                "label keys must match ^[a-z0-9]([a-z0-9._/-]{0,62})$",
+            ));
+        }
+        if v.len() > names::MAX_LABEL_VALUE || v.contains('\0') {
+            return Err(Error::invalid(
+                format!("labels.{k}"),
+                format!("label values have at most {} bytes and no NUL", names::MAX_LABEL_VALUE),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Stands in for the app directory of an unjailed run in `HOME` and `PATH`
@@ -234,6 +262,17 @@ pub(super) fn list_request(app_name: &Option<String>) -> Result<()> {
         Some(a) => app("app", a),
         None => Ok(()),
     }
+}
+
+/// A cordon's reason: printable, bounded.
+pub(super) fn cordon_reason(reason: &str) -> Result<()> {
+    if reason.len() > engine::CORDON_REASON_MAX || reason.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "reason",
+            format!("at most {} bytes, no control characters", engine::CORDON_REASON_MAX),
+        ));
+    }
+    Ok(())
 }
 
 /// The app and dyno (name or process type) a `StreamLogs` reads.

@@ -226,3 +226,25 @@ fn the_runtime_variables_and_the_profile_count() {
     }
     assert!(matches!(validate_start(&r, &cfg()), Err(Error::InvalidArgument { .. })));
 }
+
+#[test]
+fn labels_are_bounded_and_named_when_bad() {
+    let cfg = cfg();
+    let with = |labels: &[(&str, String)]| {
+        let mut r = good();
+        r.labels = labels.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        validate_start(&r, &cfg)
+    };
+    let field = |r: Result<()>| match r {
+        Err(Error::InvalidArgument { field, .. }) => field,
+        other => panic!("not invalid: {other:?}"),
+    };
+    with(&[("team", "payments".into()), ("example.com/tier", "gold".into())]).expect("valid labels");
+    assert_eq!(field(with(&[("Team", "x".into())])), "labels[\"Team\"]");
+    assert_eq!(field(with(&[("-x", "x".into())])), "labels[\"-x\"]");
+    assert_eq!(field(with(&[("team", "v".repeat(257))])), "labels.team");
+    assert_eq!(field(with(&[("team", "a\0b".into())])), "labels.team");
+    let many: Vec<(String, String)> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+    let many: Vec<(&str, String)> = many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    assert_eq!(field(with(&many)), "labels");
+}

@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 use tower::Service;
 
+use super::status::detailed;
 use crate::names;
 
 /// The longest status message sent.
@@ -75,23 +76,38 @@ where
 pub fn remap(status: &Status) -> Option<Status> {
     let msg = status.message();
     let fixed = match status.code() {
-        Code::Internal if msg.starts_with(DECODE) => Status::invalid_argument(decode_error(&msg[DECODE.len()..])),
-        Code::Internal if msg.starts_with(COMPRESSION_FLAG) => {
-            Status::invalid_argument("request: not a gRPC message (bad compression flag)")
+        Code::Internal if msg.starts_with(DECODE) => {
+            let (field, message) = decode_error(&msg[DECODE.len()..]);
+            detailed(Code::InvalidArgument, message, "INVALID_FIELD", Some(&field))
         }
-        Code::OutOfRange if msg.starts_with(TOO_LARGE) => {
-            Status::resource_exhausted(format!("request: message too large ({})", &msg[TOO_LARGE.len()..]))
-        }
-        _ if msg.len() > MAX_MESSAGE => Status::new(status.code(), msg),
+        Code::Internal if msg.starts_with(COMPRESSION_FLAG) => detailed(
+            Code::InvalidArgument,
+            "request: not a gRPC message (bad compression flag)",
+            "INVALID_FIELD",
+            Some("request"),
+        ),
+        Code::OutOfRange if msg.starts_with(TOO_LARGE) => detailed(
+            Code::ResourceExhausted,
+            format!("request: message too large ({})", &msg[TOO_LARGE.len()..]),
+            "MESSAGE_TOO_LARGE",
+            None,
+        ),
+        _ if msg.len() > MAX_MESSAGE => status.clone(),
         _ => return None,
     };
     let bounded = names::cut(fixed.message(), MAX_MESSAGE);
-    Some(Status::new(fixed.code(), bounded))
+    // The details go with the bounded message.
+    Some(Status::with_details(
+        fixed.code(),
+        bounded,
+        fixed.details().to_vec().into(),
+    ))
 }
 
 /// prost's `Msg.field: Inner.field: description` (innermost first) as
-/// `field.inner: does not decode: description`.
-fn decode_error(rest: &str) -> String {
+/// the field `field.inner` and the message `field.inner: does not decode:
+/// description`.
+fn decode_error(rest: &str) -> (String, String) {
     let mut fields = Vec::new();
     let mut description = rest;
     while let Some((head, tail)) = description.split_once(": ") {
@@ -111,7 +127,8 @@ fn decode_error(rest: &str) -> String {
     } else {
         fields.join(".")
     };
-    format!("{field}: does not decode: {description}")
+    let message = format!("{field}: does not decode: {description}");
+    (field, message)
 }
 
 #[cfg(test)]

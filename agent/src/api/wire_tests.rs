@@ -71,3 +71,30 @@ fn other_answers_are_kept_unless_their_message_is_too_long() {
     assert_eq!(s.code(), Code::NotFound);
     assert_eq!(s.message().len(), MAX_MESSAGE);
 }
+
+#[test]
+fn remapped_answers_carry_their_details() {
+    use tonic_types::StatusExt;
+    let s = remap(&decode_status::<pb::WatchEventsRequest>(&[0x08, 0xff])).expect("remapped");
+    let bad = s.get_details_bad_request().expect("a BadRequest");
+    assert_eq!(bad.field_violations[0].field, "after_seq");
+    assert_eq!(
+        s.get_details_error_info().expect("an ErrorInfo").reason,
+        "INVALID_FIELD"
+    );
+
+    let s = remap(&Status::out_of_range(
+        "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
+    ))
+    .expect("remapped");
+    assert_eq!(
+        s.get_details_error_info().expect("an ErrorInfo").reason,
+        "MESSAGE_TOO_LARGE"
+    );
+
+    // A long message is cut, its details kept.
+    let long = crate::api::status::detailed(Code::Internal, "x".repeat(5000), "INTERNAL", None);
+    let s = remap(&long).expect("remapped");
+    assert!(s.message().len() <= MAX_MESSAGE + 64, "{}", s.message().len());
+    assert_eq!(s.get_details_error_info().expect("kept").reason, "INTERNAL");
+}

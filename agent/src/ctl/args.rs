@@ -58,6 +58,9 @@ pub enum Command {
     Ps {
         #[arg(long)]
         app: Option<String>,
+        /// Only dynos in this state (starting, up, crashed, down); repeatable.
+        #[arg(long = "state", value_name = "STATE")]
+        states: Vec<String>,
     },
     /// Start (or update) a dyno.
     Start {
@@ -71,6 +74,9 @@ pub enum Command {
         command: Option<String>,
         #[arg(long)]
         release: Option<String>,
+        /// A label for the scheduler's own use, K=V; repeatable.
+        #[arg(long = "label", value_name = "K=V")]
+        labels: Vec<String>,
     },
     /// Run a one-off dyno, stream its output, exit with its status.
     Run {
@@ -135,4 +141,20 @@ pub enum Command {
     },
     /// Show host capacity and use.
     Info,
+    /// Show the CPU and memory of running dynos, read from their cgroups now.
+    Stats {
+        #[arg(long)]
+        app: Option<String>,
+        /// TYPE or TYPE.N (with --app).
+        #[arg(long)]
+        dyno: Option<String>,
+    },
+    /// Refuse new starts on this host (running dynos go on), to drain it.
+    Cordon {
+        /// Why, shown by `info`.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Take starts again.
+    Uncordon,
 }

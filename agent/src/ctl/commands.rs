@@ -9,7 +9,8 @@ use tonic::transport::Channel;
 
 use super::args::{Cli, Command};
 use super::render::{
-    Listing, dyno_json, format_ps, print_dynos, print_info, print_json, state_name, ts, ts_secs, usage_table,
+    Listing, dyno_json, format_ps, print_cordon, print_dynos, print_info, print_json, print_stats, state_name, ts,
+    ts_secs, usage_table,
 };
 use super::start::{run_one_off, start_request};
 use super::{Failure, R};
@@ -25,17 +26,19 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
     let mut agent = AgentClient::new(channel.clone());
     let json = cli.json;
     match cli.command {
-        Command::Ps { app } => ps(&mut agent, app, json).await,
+        Command::Ps { app, states } => ps(&mut agent, app, &states, json).await,
         Command::Start {
             slug,
             name,
             command,
             release,
+            labels,
         } => {
             let mut req = start_request(&slug)?;
             req.name = name;
             req.command = command.unwrap_or_default();
             req.release = release.unwrap_or_default();
+            req.labels = key_values("--label", &labels)?;
             let d = agent.start_dyno(req).await?.into_inner();
             if json {
                 print_json(&dyno_json(&d));
@@ -92,7 +95,38 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
             print_info(&i, json);
             Ok(0)
         }
+        Command::Stats { app, dyno } => {
+            let req = pb::ListDynoStatsRequest {
+                app: app.unwrap_or_default(),
+                dyno: dyno.unwrap_or_default(),
+            };
+            let r = agent.list_dyno_stats(req).await?.into_inner();
+            print_stats(&r, json);
+            Ok(0)
+        }
+        Command::Cordon { reason } => {
+            let c = agent.cordon(pb::CordonRequest { reason }).await?.into_inner();
+            print_cordon(&c, json);
+            Ok(0)
+        }
+        Command::Uncordon => {
+            let c = agent.uncordon(pb::UncordonRequest {}).await?.into_inner();
+            print_cordon(&c, json);
+            Ok(0)
+        }
     }
+}
+
+/// `K=V` words of a repeated flag as a map.
+pub(super) fn key_values(flag: &str, words: &[String]) -> R<std::collections::HashMap<String, String>> {
+    let mut map = std::collections::HashMap::new();
+    for kv in words {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Failure::new(tonic::Code::InvalidArgument, format!("{flag} {kv:?}: expected K=V")))?;
+        map.insert(k.to_string(), v.to_string());
+    }
+    Ok(map)
 }
 
 /// Which dynos a stop or restart is about.
@@ -213,10 +247,23 @@ async fn usage(channel: Channel, after: u64, csv: bool, json: bool) -> R<i32> {
     Ok(0)
 }
 
-async fn ps(agent: &mut AgentClient<Channel>, app: Option<String>, json: bool) -> R<i32> {
+async fn ps(agent: &mut AgentClient<Channel>, app: Option<String>, states: &[String], json: bool) -> R<i32> {
+    let mut wanted = Vec::new();
+    for s in states {
+        let state = pb::DynoState::from_str_name(&format!("DYNO_STATE_{}", s.to_ascii_uppercase()))
+            .filter(|s| *s != pb::DynoState::Unspecified)
+            .ok_or_else(|| {
+                Failure::new(
+                    tonic::Code::InvalidArgument,
+                    format!("--state {s:?}: one of starting, up, crashed, down"),
+                )
+            })?;
+        wanted.push(state as i32);
+    }
     let r = agent
         .list_dynos(pb::ListDynosRequest {
             app: app.unwrap_or_default(),
+            states: wanted,
         })
         .await?
         .into_inner();

@@ -41,7 +41,17 @@ impl Failure {
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Failure {
-        Failure::new(s.code(), format!("{} ({})", s.message(), code_name(s.code())))
+        use tonic_types::StatusExt;
+        // Where the code alone does not say why (which resource, which
+        // precondition), the reason does.
+        let reason = match s.code() {
+            tonic::Code::ResourceExhausted | tonic::Code::FailedPrecondition => s
+                .get_details_error_info()
+                .map(|i| format!(", {}", i.reason))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        Failure::new(s.code(), format!("{} ({}{reason})", s.message(), code_name(s.code())))
     }
 }
 
@@ -57,6 +67,7 @@ fn code_name(c: tonic::Code) -> &'static str {
         InvalidArgument => "invalid argument",
         NotFound => "not found",
         ResourceExhausted => "resource exhausted",
+        FailedPrecondition => "failed precondition",
         Unavailable => "unavailable",
         Unimplemented => "unimplemented",
         Internal => "internal error",

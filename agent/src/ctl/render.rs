@@ -151,6 +151,10 @@ pub fn dyno_json(d: &pb::Dyno) -> Value {
         "next_restart_at": d.next_restart_at.map(ts),
         "one_off": d.one_off, "stack": d.stack, "slug_sha256": d.slug_sha256, "run_id": d.run_id,
         "address": (!d.address.is_empty()).then_some(&d.address),
+        "created_at": d.created_at.map(ts), "memory_quota_bytes": d.memory_quota_bytes,
+        "spec_hash": d.spec_hash, "labels": d.labels,
+        "last_spawn_error": d.last_spawn_error.as_ref().map(|e| json!({
+            "at": e.at.map(ts), "run_id": e.run_id, "message": e.message})),
     })
 }
 
@@ -243,6 +247,9 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
                 "ledger": i.usage_ledger, "failing_since": i.usage_failing_since.map(ts)},
             "state": {"dir": i.state_dir, "disk_free_bytes": i.state_disk_free_bytes,
                 "disk_full": i.state_disk_full, "unwritten": i.state_unwritten},
+            "cordoned": i.cordoned,
+            "cordon_reason": (!i.cordon_reason.is_empty()).then_some(&i.cordon_reason),
+            "cordoned_since": i.cordoned_since.map(ts),
         }));
     } else {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -285,6 +292,13 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             i.state_dir,
             gib(i.state_disk_free_bytes)
         );
+        if i.cordoned {
+            println!(
+                "CORDONED:  since {}: {} (new starts are refused; `dynoctl uncordon` takes them again)",
+                i.cordoned_since.map(ts).unwrap_or_default(),
+                i.cordon_reason
+            );
+        }
         if i.state_disk_full {
             println!(
                 "STATE DISK FULL: {}: dynos keep running, their log lines are dropped and counted, new runs wait",
@@ -309,5 +323,65 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
                 i.usage_error
             );
         }
+    }
+}
+
+/// `dynoctl stats`: one line per running dyno, or JSON.
+pub(super) fn print_stats(r: &pb::ListDynoStatsResponse, json: bool) {
+    if json {
+        let stats: Vec<Value> = r
+            .stats
+            .iter()
+            .map(|s| {
+                json!({"app": s.app, "dyno": s.dyno, "run_id": s.run_id, "at": s.at.map(ts),
+                    "cpu_ms": s.cpu_ms, "memory_bytes": s.memory_bytes, "memory_rss_bytes": s.memory_rss_bytes,
+                    "memory_cache_bytes": s.memory_cache_bytes, "memory_peak_bytes": s.memory_peak_bytes,
+                    "memory_quota_bytes": s.memory_quota_bytes, "oom_kills": s.oom_kills})
+            })
+            .collect();
+        print_json(&json!({"stats": stats, "unreadable": r.unreadable}));
+        return;
+    }
+    if r.stats.is_empty() && r.unreadable.is_empty() {
+        println!("No running dynos.");
+    }
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    for s in &r.stats {
+        let pct = if s.memory_quota_bytes > 0 {
+            format!(" ({:.1}%)", 100.0 * s.memory_bytes as f64 / s.memory_quota_bytes as f64)
+        } else {
+            String::new()
+        };
+        println!(
+            "{} {}: cpu {} ms, memory {:.1} MiB{pct} of {:.0} MiB (rss {:.1}, cache {:.1}, peak {:.1}), {} oom kills",
+            s.app,
+            s.dyno,
+            s.cpu_ms,
+            mib(s.memory_bytes),
+            mib(s.memory_quota_bytes),
+            mib(s.memory_rss_bytes),
+            mib(s.memory_cache_bytes),
+            mib(s.memory_peak_bytes),
+            s.oom_kills
+        );
+    }
+    for u in &r.unreadable {
+        println!("UNREADABLE: {u}");
+    }
+}
+
+/// `dynoctl cordon` / `uncordon`: the host's cordon as it now is.
+pub(super) fn print_cordon(c: &pb::CordonResponse, json: bool) {
+    if json {
+        print_json(&json!({"cordoned": c.cordoned,
+            "reason": (!c.reason.is_empty()).then_some(&c.reason), "since": c.since.map(ts)}));
+    } else if c.cordoned {
+        println!(
+            "cordoned since {}: {} (new starts are refused; running dynos go on)",
+            c.since.map(ts).unwrap_or_default(),
+            c.reason
+        );
+    } else {
+        println!("not cordoned: starts are taken");
     }
 }

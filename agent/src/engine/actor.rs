@@ -56,6 +56,8 @@ pub(super) struct Actor {
     /// Dynos whose record could not be written, and why: written again by
     /// the housekeeping tick.
     pub(super) unsaved: BTreeMap<Key, String>,
+    /// Set while the host is cordoned: starts are refused.
+    pub(super) cordon: Option<super::cordon::Cordon>,
     /// Whether the state disk was full at the last housekeeping.
     pub(super) state_disk_full: bool,
     /// Starts in flight (their slugs being prepared), for a stop to cancel.
@@ -171,14 +173,22 @@ impl Actor {
                     .ok_or_else(|| Error::NotFound(format!("no dyno {name} in app {app}")));
                 let _ = reply.send(r);
             }
-            Msg::List(app, reply) => {
-                let views = self
+            Msg::List(filter, reply) => {
+                let dynos = self
                     .dynos
                     .values()
-                    .filter(|e| app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
+                    .filter(|e| filter.app.as_ref().is_none_or(|a| e.rec.spec.app == *a))
+                    .filter(|e| filter.states.is_empty() || filter.states.contains(&e.rec.sup.state))
                     .map(|e| e.rec.view())
                     .collect();
-                let _ = reply.send(views);
+                let (seq, series) = self.events.position();
+                let _ = reply.send(super::Listing { dynos, seq, series });
+            }
+            Msg::Stats(app, dyno, reply) => {
+                let _ = reply.send(self.stats_targets(&app, &dyno));
+            }
+            Msg::Cordon(reason, reply) => {
+                let _ = reply.send(self.set_cordon(reason));
             }
             Msg::Watch(after, series, reply) => {
                 let _ = reply.send(self.watch(after, &series));
@@ -192,8 +202,19 @@ impl Actor {
             Msg::NextOneOff(app, reply) => {
                 let _ = reply.send(next_one_off(self.dynos.keys(), &app));
             }
-            Msg::Pending(key, reply) => {
-                let _ = reply.send(self.pending.add(key));
+            Msg::Pending(key, request_id, reply) => {
+                // A retry of a start that was taken is answered as before;
+                // anything else waits for no slug on a cordoned host.
+                let replay = request_id.as_ref().is_some_and(|rid| {
+                    self.dynos
+                        .values()
+                        .any(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
+                });
+                let r = match replay {
+                    true => Ok(self.pending.add(key)),
+                    false => self.refuse_if_cordoned(&key).map(|()| self.pending.add(key)),
+                };
+                let _ = reply.send(r);
             }
             Msg::Unpend(token) => self.pending.remove(token),
             Msg::Remove(key, reply) => {
@@ -241,6 +262,7 @@ impl Actor {
         if let Some((n, why)) = self.events.trouble() {
             s.state_unwritten.push(format!("{n} events: {why}"));
         }
+        s.cordon = self.cordon.clone();
         if let Some(why) = self.unsaved.values().next() {
             s.state_unwritten
                 .push(format!("{} dyno records: {why}", self.unsaved.len()));
@@ -299,9 +321,10 @@ impl Actor {
         // one that cannot be changed stays as it was and is named.
         let mut refused = Vec::new();
         for k in &keys {
-            // A down dyno that starts again takes a fresh uid and port.
+            // A down dyno that starts again takes a fresh uid and port; on
+            // a cordoned host it stays down.
             let fresh = match (&input, self.dynos[k].rec.idle()) {
-                (Input::Restart, true) => match self.fresh_allocation(k) {
+                (Input::Restart, true) => match self.refuse_if_cordoned(k).and_then(|()| self.fresh_allocation(k)) {
                     Ok(f) => Some(f),
                     Err(e) => {
                         refused.push((k, e));
@@ -333,7 +356,8 @@ impl Actor {
             if changed.is_empty() { "none" } else { &changed }
         );
         Err(match e {
-            Error::ResourceExhausted(_) => Error::ResourceExhausted(message),
+            Error::ResourceExhausted(reason, _) => Error::ResourceExhausted(*reason, message),
+            Error::FailedPrecondition(reason, _) => Error::FailedPrecondition(*reason, message),
             _ => Error::Internal(message),
         })
     }
@@ -497,5 +521,21 @@ pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: In
         now,
         jitter: &mut jitter,
     };
-    rec.sup.step(&mut cx, input)
+    let failed_run = match &input {
+        Input::SpawnFailed { run_id, .. } if rec.sup.run.as_ref().is_some_and(|r| r.id == *run_id) => {
+            Some(run_id.clone())
+        }
+        _ => None,
+    };
+    let actions = rec.sup.step(&mut cx, input);
+    // Kept past later runs: why the dyno last failed to start.
+    if let Some(run_id) = failed_run {
+        let message = rec.sup.last_exit.as_ref().and_then(|x| x.message.clone());
+        rec.last_spawn_error = Some(super::model::SpawnError {
+            at: now,
+            run_id,
+            message: message.unwrap_or_default(),
+        });
+    }
+    actions
 }

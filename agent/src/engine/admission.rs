@@ -11,7 +11,7 @@ use super::Key;
 use super::actor::Actor;
 use super::model::DynoRecord;
 use crate::config::{Config, Range, SizeLimits};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::supervisor::State;
 
 /// Memory limits of the `dynos` that are not down, `except` one.
@@ -35,17 +35,20 @@ pub(super) fn admit(cfg: &Config, allocatable: u64, committed: u64, key: &Key, s
         return Ok(());
     }
     let mib = |b: u64| b / (1 << 20);
-    Err(Error::ResourceExhausted(format!(
-        "{}/{}: size {size} needs {} MiB of memory; {} MiB of this host's {} MiB allocatable is free \
+    Err(Error::ResourceExhausted(
+        Reason::InsufficientMemory,
+        format!(
+            "{}/{}: size {size} needs {} MiB of memory; {} MiB of this host's {} MiB allocatable is free \
          (memory_reserve {} MiB, memory_overcommit {})",
-        key.0,
-        key.1,
-        mib(need),
-        mib(allocatable.saturating_sub(committed)),
-        mib(allocatable),
-        mib(cfg.memory_reserve),
-        cfg.memory_overcommit
-    )))
+            key.0,
+            key.1,
+            mib(need),
+            mib(allocatable.saturating_sub(committed)),
+            mib(allocatable),
+            mib(cfg.memory_reserve),
+            cfg.memory_overcommit
+        ),
+    ))
 }
 
 /// The lowest port of `range` no dyno has and `bindable` accepts.
@@ -56,17 +59,20 @@ pub(super) fn free_port(range: Range, used: &HashSet<u16>, mut bindable: impl Fn
             return Ok(p);
         }
     }
-    Err(Error::ResourceExhausted(format!(
-        "no free port in {}-{}",
-        range.first, range.last
-    )))
+    Err(Error::ResourceExhausted(
+        Reason::NoFreePort,
+        format!("no free port in {}-{}", range.first, range.last),
+    ))
 }
 
 /// The lowest uid of `range` no dyno has.
 pub(super) fn free_uid(range: Range, used: &HashSet<u32>) -> Result<u32> {
-    (range.first..=range.last)
-        .find(|u| !used.contains(u))
-        .ok_or_else(|| Error::ResourceExhausted(format!("no free uid in {}-{}", range.first, range.last)))
+    (range.first..=range.last).find(|u| !used.contains(u)).ok_or_else(|| {
+        Error::ResourceExhausted(
+            Reason::NoFreeUid,
+            format!("no free uid in {}-{}", range.first, range.last),
+        )
+    })
 }
 
 /// Whether a dyno may keep `uid` (from its record): it lies in `range` and
@@ -110,7 +116,7 @@ impl Actor {
         match &self.network {
             Some(net) => net.allocate_port(&used, bindable).ok_or_else(|| {
                 let r = self.cfg.port_range;
-                Error::ResourceExhausted(format!("no free port in {}-{}", r.first, r.last))
+                Error::ResourceExhausted(Reason::NoFreePort, format!("no free port in {}-{}", r.first, r.last))
             }),
             None => free_port(self.cfg.port_range, &used, bindable),
         }

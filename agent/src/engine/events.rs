@@ -285,6 +285,12 @@ impl EventLog {
         self.live = broadcast::channel(4096).0;
     }
 
+    /// The last durable event's seq, and the series: where a reader that
+    /// has seen the dynos as they are now starts watching.
+    pub(super) fn position(&self) -> (u64, String) {
+        (self.last_seq, self.series.clone())
+    }
+
     /// Why events are waiting for the disk, and how many.
     pub(super) fn trouble(&self) -> Option<(usize, String)> {
         self.failing.as_ref().map(|why| (self.pending.len(), why.clone()))

@@ -26,10 +26,12 @@
 //! - `admission`: memory admission, port and uid allocation;
 //! - `launch`: preparing a run and spawning its shim; `signal`: signalling runs;
 //! - `settle`: how an ended run ended; `readopt`: re-adoption after a restart;
-//! - `metrics`: runtime metrics lines.
+//! - `metrics`: runtime metrics lines; `stats`: per-dyno figures on demand;
+//! - `cordon`: a host that takes no new starts.
 
 mod actor;
 mod admission;
+mod cordon;
 mod events;
 mod launch;
 mod metrics;
@@ -40,6 +42,7 @@ mod remove;
 mod settle;
 mod signal;
 mod start;
+mod stats;
 mod store;
 #[cfg(test)]
 mod testkit;
@@ -58,11 +61,13 @@ use crate::error::{Error, Result};
 use crate::meter::{Meter, MeterConfig};
 use crate::supervisor::Input;
 
+pub use self::cordon::{Cordon, REASON_MAX as CORDON_REASON_MAX};
 pub use self::events::{Event, Snapshot, Watch};
 pub use self::launch::shell_command;
 pub use self::metrics::metrics_line;
 pub use self::model::{DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
 pub use self::pending::PendingStart;
+pub use self::stats::DynoStats;
 pub use self::store::Paths;
 pub use crate::time::Clock;
 
@@ -75,14 +80,18 @@ enum Msg {
     Stop(Selector, Reply<Result<Vec<DynoView>>>),
     Restart(Selector, Reply<Result<Vec<DynoView>>>),
     Get(String, String, Reply<Result<DynoView>>),
-    List(Option<String>, Reply<Vec<DynoView>>),
+    List(ListFilter, Reply<Listing>),
+    Stats(Option<String>, Option<String>, Reply<Vec<stats::StatsTarget>>),
+    /// Cordons (`Some(reason)`) or uncordons the host.
+    Cordon(Option<String>, Reply<Result<Option<Cordon>>>),
     /// Events after a seq of a series; `None`: a snapshot first.
     Watch(Option<u64>, String, Reply<Watch>),
     Logs(Option<String>, Option<String>, Reply<Vec<LogSource>>),
     Summary(Reply<Summary>),
     NextOneOff(String, Reply<Result<String>>),
-    /// A start in flight of a dyno: its token.
-    Pending(Key, Reply<u64>),
+    /// A start in flight of a dyno (with its request id): its token, or
+    /// why it is refused before its slug is prepared (a cordoned host).
+    Pending(Key, Option<String>, Reply<Result<u64>>),
     /// A start in flight that will not reach the engine.
     Unpend(u64),
     Remove(Key, Reply<Result<DynoView>>),
@@ -93,11 +102,32 @@ enum Msg {
     Address(Key, String, std::net::Ipv4Addr),
 }
 
+/// Which dynos a listing shows.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Only this app's; all when `None`.
+    pub app: Option<String>,
+    /// Only those in one of these states; all when empty.
+    pub states: Vec<crate::supervisor::State>,
+}
+
+/// Dynos, with the event log position they reflect: watching from `seq` of
+/// `series` misses no change after the listing.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub dynos: Vec<DynoView>,
+    pub seq: u64,
+    pub series: String,
+}
+
 /// A cheap, cloneable handle to the engine.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
     meter: Meter,
+    /// `None` only in the unjailed development mode without cgroups.
+    cgroups: Option<CgroupsRef>,
+    clock: Clock,
 }
 
 impl Engine {
@@ -132,7 +162,41 @@ impl Engine {
         self.call(|r| Msg::Get(app.into(), name.into(), r)).await?
     }
     pub async fn list(&self, app: Option<String>) -> Result<Vec<DynoView>> {
-        self.call(|r| Msg::List(app, r)).await
+        let filter = ListFilter {
+            app,
+            states: Vec::new(),
+        };
+        Ok(self.listing(filter).await?.dynos)
+    }
+    /// The dynos `filter` selects, and the event position they reflect.
+    pub async fn listing(&self, filter: ListFilter) -> Result<Listing> {
+        self.call(|r| Msg::List(filter, r)).await
+    }
+    /// The cgroup figures of the running dynos of `app` (all when `None`)
+    /// named or of process type `dyno` (all when `None`); and the dynos whose
+    /// cgroup could not be read, with why.
+    pub async fn stats(&self, app: Option<String>, dyno: Option<String>) -> Result<(Vec<DynoStats>, Vec<String>)> {
+        let targets = self.call(|r| Msg::Stats(app, dyno, r)).await?;
+        let Some(cgroups) = self.cgroups.clone() else {
+            return Ok((
+                Vec::new(),
+                targets
+                    .iter()
+                    .map(|t| format!("{}/{}: no cgroups (development mode)", t.app, t.dyno))
+                    .collect(),
+            ));
+        };
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || stats::read(&cgroups, targets, now))
+            .await
+            .map_err(|e| Error::Internal(format!("stats task: {e}")))
+    }
+    /// Cordons the host: starts are refused until [`uncordon`](Self::uncordon).
+    pub async fn cordon(&self, reason: String) -> Result<Option<Cordon>> {
+        self.call(|r| Msg::Cordon(Some(reason), r)).await?
+    }
+    pub async fn uncordon(&self) -> Result<Option<Cordon>> {
+        self.call(|r| Msg::Cordon(None, r)).await?
     }
     /// The events after `after_seq` of `series` (empty: any series).
     pub async fn watch(&self, after_seq: u64, series: &str) -> Result<Watch> {
@@ -151,8 +215,10 @@ impl Engine {
     /// Registers a start of dyno `name` of `app` in flight (its slug being
     /// prepared): a stop that selects it meanwhile cancels it. The start
     /// passes the token in [`StartRequest::pending`]; dropping it forgets it.
-    pub async fn pending(&self, app: &str, name: &str) -> Result<pending::PendingStart> {
-        let token = self.call(|r| Msg::Pending((app.into(), name.into()), r)).await?;
+    pub async fn pending(&self, app: &str, name: &str, request_id: Option<String>) -> Result<pending::PendingStart> {
+        let token = self
+            .call(|r| Msg::Pending((app.into(), name.into()), request_id, r))
+            .await??;
         Ok(pending::PendingStart {
             token,
             tx: self.tx.clone(),
@@ -215,8 +281,9 @@ pub async fn start(
         net.sweep(&live_networks(&paths.runs)).await;
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let cfg_state_dir = cfg.state_dir.clone();
     let mut actor = Actor {
-        cgroups,
+        cgroups: cgroups.clone(),
         policy: cfg.policy(),
         cfg,
         clock,
@@ -227,6 +294,7 @@ pub async fn start(
         meter: meter.clone(),
         allocatable,
         network: network.clone(),
+        cordon: cordon::load(&cfg_state_dir, clock.now()),
         claims: Default::default(),
         unsaved: BTreeMap::new(),
         state_disk_full: false,
@@ -254,7 +322,15 @@ pub async fn start(
         }
         None => tokio::spawn(actor.run(rx, shutdown)),
     };
-    Ok((Engine { tx, meter }, task))
+    Ok((
+        Engine {
+            tx,
+            meter,
+            cgroups,
+            clock,
+        },
+        task,
+    ))
 }
 
 /// The network namespace of every run whose shim lives, by run id (from

@@ -34,22 +34,57 @@ pub struct DynoSpec {
     pub one_off: bool,
     pub time_to_live_secs: u64,
     pub port: Option<u16>,
+    /// The memory quota of `size` when the dyno was given this spec (0 in
+    /// records written before it was kept: filled in from the size table).
+    #[serde(default)]
+    pub memory_quota_bytes: u64,
+    /// The scheduler's labels: not part of the run (new labels restart
+    /// nothing).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl DynoSpec {
     /// Same dyno, same everything that matters to the run.
     pub(super) fn same_run(&self, other: &DynoSpec) -> bool {
-        let key = |s: &DynoSpec| {
-            (
-                s.command.clone(),
-                s.size.clone(),
-                s.release.clone(),
-                s.env.clone(),
-                s.slug_sha256.clone().unwrap_or_else(|| s.app_dir.display().to_string()),
-                s.stack.clone(),
-            )
+        self.run_key() == other.run_key()
+    }
+
+    /// What the runs are made of: equal keys, nothing to restart for.
+    fn run_key(&self) -> (&str, &str, &str, &BTreeMap<String, String>, String, &str) {
+        (
+            &self.command,
+            &self.size,
+            &self.release,
+            &self.env,
+            self.slug_sha256
+                .clone()
+                .unwrap_or_else(|| self.app_dir.display().to_string()),
+            &self.stack,
+        )
+    }
+
+    /// sha256 (hex) of [`run_key`](Self::run_key), each part length-prefixed
+    /// so that no two keys hash alike.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let (command, size, release, env, slug, stack) = self.run_key();
+        let mut h = Sha256::new();
+        let mut part = |b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
         };
-        key(self) == key(other)
+        for p in [command, size, release] {
+            part(p.as_bytes());
+        }
+        part(&(env.len() as u64).to_le_bytes());
+        for (k, v) in env {
+            part(k.as_bytes());
+            part(v.as_bytes());
+        }
+        part(slug.as_bytes());
+        part(stack.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     pub(super) fn profile(&self) -> Profile {
@@ -123,6 +158,17 @@ pub struct DynoRecord {
     /// (`network = "isolated"`), once set up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::Ipv4Addr>,
+    /// The last run that could not be started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_spawn_error: Option<SpawnError>,
+}
+
+/// A run that could not be started: when, which, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnError {
+    pub at: Time,
+    pub run_id: String,
+    pub message: String,
 }
 
 /// A dyno as the API and `dynoctl` show it.
@@ -151,6 +197,16 @@ pub struct DynoView {
     /// The dyno's own address (its network namespace's), when isolated.
     #[serde(default)]
     pub address: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<Time>,
+    #[serde(default)]
+    pub memory_quota_bytes: u64,
+    #[serde(default)]
+    pub spec_hash: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_spawn_error: Option<SpawnError>,
 }
 
 impl DynoRecord {
@@ -184,6 +240,11 @@ impl DynoRecord {
             slug_sha256: s.slug_sha256.clone(),
             run_id: run.map(|r| r.id.clone()),
             address: self.address.filter(|_| self.sup.running()).map(|a| a.to_string()),
+            created_at: Some(self.created_at),
+            memory_quota_bytes: s.memory_quota_bytes,
+            spec_hash: s.hash(),
+            labels: s.labels.clone(),
+            last_spawn_error: self.last_spawn_error.clone(),
         }
     }
 }
@@ -248,6 +309,8 @@ pub struct LogSource {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     pub by_state: BTreeMap<&'static str, u32>,
+    /// Set while the host is cordoned.
+    pub cordon: Option<super::cordon::Cordon>,
     /// Memory limits of the dynos that are not down, added up.
     pub memory_committed: u64,
     /// What admission lets dynos commit ([`crate::host::allocatable`]).

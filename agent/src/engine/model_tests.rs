@@ -66,3 +66,46 @@ fn a_view_of_a_dyno_that_never_ran() {
     assert_eq!((v.state, v.size.as_str()), (State::Down, "standard-2x"));
     assert_eq!((v.pid, v.started_at, v.run_id), (None, None, None));
 }
+
+#[test]
+fn the_spec_hash_follows_the_run_not_the_labels() {
+    let a = spec("web.1", "standard-1x");
+    assert_eq!(a.hash().len(), 64);
+    assert_eq!(a.hash(), a.clone().hash(), "stable");
+    let mut labelled = a.clone();
+    labelled.labels.insert("team".into(), "payments".into());
+    labelled.port = Some(20001);
+    assert_eq!(a.hash(), labelled.hash(), "labels and port change no run");
+    let mut other_env = a.clone();
+    other_env.env.insert("NEW".into(), "1".into());
+    assert_ne!(a.hash(), other_env.hash());
+    // Parts are length-prefixed: moving bytes between fields changes the hash.
+    let (mut x, mut y) = (a.clone(), a.clone());
+    x.command = "ab".into();
+    x.size = "c".into();
+    y.command = "a".into();
+    y.size = "bc".into();
+    assert_ne!(x.hash(), y.hash());
+    // Equal hashes exactly when the runs are the same.
+    assert_eq!(a.same_run(&other_env), a.hash() == other_env.hash());
+}
+
+#[test]
+fn the_view_carries_what_a_scheduler_needs() {
+    let mut rec = record("web.1", "standard-1x", crate::supervisor::State::Up, 7);
+    rec.spec.labels.insert("team".into(), "payments".into());
+    rec.last_spawn_error = Some(SpawnError {
+        at: rec.created_at,
+        run_id: "r1".into(),
+        message: "slug: gone".into(),
+    });
+    let v = rec.view();
+    assert_eq!(v.created_at, Some(rec.created_at));
+    assert_eq!(v.memory_quota_bytes, 512 << 20);
+    assert_eq!(v.spec_hash, rec.spec.hash());
+    assert_eq!(v.labels.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(
+        v.last_spawn_error.as_ref().map(|e| e.message.as_str()),
+        Some("slug: gone")
+    );
+}

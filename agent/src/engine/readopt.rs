@@ -37,6 +37,9 @@ impl Actor {
                     .map_err(|e| anyhow::anyhow!("{}/{}: {e}", rec.spec.app, rec.spec.name))?;
                 warn!(app = %rec.spec.app, dyno = %rec.spec.name, uid = rec.uid, "assigned a uid to a dyno record without a valid one");
             }
+            if rec.spec.memory_quota_bytes == 0 {
+                rec.spec.memory_quota_bytes = self.cfg.sizes.get(&rec.spec.size).map_or(0, |s| s.memory_bytes);
+            }
             let key = (rec.spec.app.clone(), rec.spec.name.clone());
             if let Some(run) = rec.sup.run.clone() {
                 settle.push((key.clone(), run, rec.spec.port));
@@ -133,6 +136,7 @@ impl Actor {
                 uid: owner.uid,
                 address,
                 spec: owner.spec,
+                last_spawn_error: None,
             };
             let port = rec.spec.port;
             self.dynos.insert(key.clone(), Entry { rec, probe: None });

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::Key;
 use super::actor::Actor;
 use super::model::DynoView;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::supervisor::State;
 use crate::time::Time;
 
@@ -24,12 +24,15 @@ impl Actor {
         };
         let sup = &entry.rec.sup;
         if sup.state != State::Down || sup.running() || sup.stopping.is_some() {
-            return Err(Error::FailedPrecondition(format!(
-                "{} of app {} is {}: only a down dyno can be removed (stop it first)",
-                key.1,
-                key.0,
-                sup.state.as_str()
-            )));
+            return Err(Error::FailedPrecondition(
+                Reason::DynoNotDown,
+                format!(
+                    "{} of app {} is {}: only a down dyno can be removed (stop it first)",
+                    key.1,
+                    key.0,
+                    sup.state.as_str()
+                ),
+            ));
         }
         let record = self.paths.record(&key.0, &key.1);
         if let Err(e) = fs::remove_file(&record)

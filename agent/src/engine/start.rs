@@ -9,7 +9,7 @@ use tracing::{error, info};
 use super::Key;
 use super::actor::{Actor, Entry, decide};
 use super::model::{DynoRecord, DynoView, REQUEST_IDS_KEPT, StartRequest};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::supervisor::{Input, State, Supervision};
 
 impl Actor {
@@ -26,6 +26,7 @@ impl Actor {
         {
             return repeated_request(&e.rec, &req, rid);
         }
+        self.refuse_if_cordoned(&key)?;
         // A running dyno asked for the same run again commits nothing new.
         let same_and_running = self
             .dynos
@@ -40,6 +41,7 @@ impl Actor {
             // and takes fresh ones.
             let same = entry.rec.spec.same_run(&spec);
             let idle = entry.rec.idle();
+            let relabel = entry.rec.spec.labels != spec.labels;
             let (uid, port) = if idle {
                 self.fresh_allocation(&key)?
             } else {
@@ -47,11 +49,16 @@ impl Actor {
             };
             spec.port = port;
             let r = if same {
+                let labels = spec.labels;
                 if idle {
                     self.step_durably(&key, Input::Start, |rec| {
                         rec.uid = uid;
                         rec.spec.port = port;
+                        rec.spec.labels = labels;
                     })
+                } else if relabel {
+                    // New labels only: nothing restarts.
+                    self.save_durably(&key, |rec| rec.spec.labels = labels)
                 } else {
                     Ok(())
                 }
@@ -95,6 +102,7 @@ impl Actor {
             past_request_ids: VecDeque::new(),
             uid,
             address: None,
+            last_spawn_error: None,
         };
         let port = rec.spec.port;
         self.dynos.insert(key.clone(), Entry { rec, probe: None });
@@ -112,21 +120,31 @@ impl Actor {
     /// only if the record that results can be written: the caller is told
     /// only what is durable. On a failure nothing has changed.
     pub(super) fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
+        let (policy, now) = (self.policy.clone(), self.clock.now());
+        let mut actions = Vec::new();
+        self.save_durably(key, |rec| {
+            change(rec);
+            actions = decide(&policy, now, rec, input);
+        })?;
+        self.apply(key, actions, true);
+        Ok(())
+    }
+
+    /// Changes a dyno's record only if the result can be written.
+    pub(super) fn save_durably(&mut self, key: &Key, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
         let mut rec = self.dynos[key].rec.clone();
         change(&mut rec);
-        let actions = decide(&self.policy, self.clock.now(), &mut rec, input);
         if let Err(e) = self.paths.save_record(&key.0, &key.1, &rec) {
             error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
             let message = format!("cannot write the dyno record, nothing was changed: {e}");
             return Err(if e.kind() == std::io::ErrorKind::StorageFull {
-                Error::ResourceExhausted(format!("the state disk is full: {message}"))
+                Error::ResourceExhausted(Reason::StateDiskFull, format!("the state disk is full: {message}"))
             } else {
                 Error::Internal(message)
             });
         }
         self.unsaved.remove(key);
         self.dynos.get_mut(key).expect("present").rec = rec;
-        self.apply(key, actions, true);
         Ok(())
     }
 }
@@ -149,12 +167,15 @@ pub(super) fn repeated_request(rec: &DynoRecord, req: &StartRequest, rid: &str) 
         return Ok(rec.view());
     }
     let what = if same_dyno { "another spec" } else { "another dyno" };
-    Err(Error::FailedPrecondition(format!(
-        "request_id {} already started {} of app {}: this request asks for {what}; a new request needs a new id",
-        crate::names::quote(rid),
-        held.name,
-        held.app
-    )))
+    Err(Error::FailedPrecondition(
+        Reason::RequestIdReused,
+        format!(
+            "request_id {} already started {} of app {}: this request asks for {what}; a new request needs a new id",
+            crate::names::quote(rid),
+            held.name,
+            held.app
+        ),
+    ))
 }
 
 /// The next free `run.N` name of `app`, after the highest one its dynos have;
@@ -174,10 +195,13 @@ pub(super) fn next_one_off<'a>(keys: impl IntoIterator<Item = &'a Key>, app: &st
         (1..=crate::names::MAX_DYNO_NUMBER).find(|n| !taken.contains(n))
     };
     n.map(|n| format!("run.{n}")).ok_or_else(|| {
-        Error::ResourceExhausted(format!(
-            "app {app} has used every one-off number (run.1 to run.{}): remove finished one-offs first",
-            crate::names::MAX_DYNO_NUMBER
-        ))
+        Error::ResourceExhausted(
+            Reason::NoOneOffNumber,
+            format!(
+                "app {app} has used every one-off number (run.1 to run.{}): remove finished one-offs first",
+                crate::names::MAX_DYNO_NUMBER
+            ),
+        )
     })
 }
 

@@ -27,7 +27,7 @@ fn past_the_last_one_off_number_the_lowest_free_one_is_taken_then_none() {
         .map(|n| key(&format!("run.{n}")))
         .collect();
     let err = next_one_off(&all, "shop").expect_err("every number is taken");
-    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert!(matches!(err, Error::ResourceExhausted(..)), "{err:?}");
     assert!(err.to_string().contains("one-off"), "{err}");
 }
 
@@ -57,7 +57,7 @@ fn a_request_id_belongs_to_one_app_dyno_and_spec() {
         ("a picked one-off name", ask(spec("run.1", "standard-1x"), true)),
     ] {
         let err = repeated_request(&rec, &req, "req-1").expect_err(what);
-        assert!(matches!(err, Error::FailedPrecondition(_)), "{what}: {err:?}");
+        assert!(matches!(err, Error::FailedPrecondition(..)), "{what}: {err:?}");
         assert!(err.to_string().contains("request_id \"req-1\""), "{what}: {err}");
     }
     // An earlier id of the dyno: its spec was replaced since; a late retry
@@ -80,4 +80,56 @@ fn a_request_id_belongs_to_one_app_dyno_and_spec() {
             .id,
         one_off.id
     );
+}
+
+#[test]
+fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
+    use crate::engine::testkit::{record, t0};
+    use crate::supervisor::{Action, Policy};
+    let policy = Policy::default();
+    let mut rec = record("worker.1", "standard-1x", State::Down, 1);
+    let spawned = |actions: &[Action]| {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Spawn { run_id } => Some(run_id.clone()),
+                _ => None,
+            })
+            .expect("a spawn")
+    };
+    let first = spawned(&decide(&policy, t0(), &mut rec, Input::Start));
+    // A stale run's failure is not this dyno's.
+    decide(
+        &policy,
+        t0(),
+        &mut rec,
+        Input::SpawnFailed {
+            run_id: "not-a-run".into(),
+            error: "x".into(),
+        },
+    );
+    assert_eq!(rec.last_spawn_error, None);
+    decide(
+        &policy,
+        t0(),
+        &mut rec,
+        Input::SpawnFailed {
+            run_id: first.clone(),
+            error: "slug: no such file".into(),
+        },
+    );
+    let kept = rec.last_spawn_error.clone().expect("recorded");
+    assert_eq!(
+        (kept.run_id.as_str(), kept.message.as_str()),
+        (first.as_str(), "slug: no such file")
+    );
+    // A later run that starts keeps it.
+    let second = spawned(&decide(
+        &policy,
+        t0() + chrono::Duration::hours(1),
+        &mut rec,
+        Input::Restart,
+    ));
+    assert_ne!(second, first);
+    assert_eq!(rec.last_spawn_error, Some(kept));
 }

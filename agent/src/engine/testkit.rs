@@ -32,6 +32,8 @@ pub(super) fn spec(name: &str, size: &str) -> DynoSpec {
         one_off: false,
         time_to_live_secs: 24 * 3600,
         port: None,
+        memory_quota_bytes: 512 << 20,
+        labels: BTreeMap::new(),
     }
 }
 
@@ -48,6 +50,7 @@ pub(super) fn record(name: &str, size: &str, state: State, uid: u32) -> DynoReco
         past_request_ids: VecDeque::new(),
         uid,
         address: None,
+        last_spawn_error: None,
     }
 }
 
