@@ -119,6 +119,18 @@ fn a_run_whose_exec_fails_in_the_jail_is_spawn_failed_and_leaves_nothing() {
         message.contains("exec /bin/sh") && message.contains("Permission denied"),
         "{d}"
     );
+    // The scheduler sees why, apart from how the last run ended.
+    let spawn_error = &d["last_spawn_error"];
+    assert!(
+        spawn_error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exec /bin/sh") && m.contains("Permission denied")),
+        "{d}"
+    );
+    assert!(
+        spawn_error["run_id"].is_string() && spawn_error["at"].is_string(),
+        "{d}"
+    );
     let log = a.agent_log();
     assert!(!log.contains("reason=lost") && !log.contains("\"lost\""), "{log}");
     a.ctl_ok(&["stop", "--app", "noexec"]);
