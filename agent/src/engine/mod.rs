@@ -61,7 +61,7 @@ use crate::supervisor::Input;
 pub use self::events::{Event, Snapshot, Watch};
 pub use self::launch::shell_command;
 pub use self::metrics::metrics_line;
-pub use self::model::{DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
+pub use self::model::{Attach, DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
 pub use self::pending::PendingStart;
 pub use self::store::Paths;
 pub use crate::time::Clock;

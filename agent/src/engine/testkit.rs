@@ -32,6 +32,7 @@ pub(super) fn spec(name: &str, size: &str) -> DynoSpec {
         one_off: false,
         time_to_live_secs: 24 * 3600,
         port: None,
+        attach: None,
     }
 }
 

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use super::{cvt, fd, process, procfs, spawn::ExecPlan};
 
 mod command;
+mod enter;
 mod init;
 mod keyring;
 mod privileges;
@@ -21,6 +22,7 @@ pub mod report;
 mod rootfs;
 mod seccomp;
 
+pub use self::enter::{Dropped, enter_dyno, spawn_dropped};
 pub use self::report::step_name;
 
 /// What a jailed run looks like; everything prepared before any fork.
@@ -46,6 +48,15 @@ pub struct JailPlan {
     pub resolv_conf: Option<PathBuf>,
 }
 
+/// Where the dyno's init sends the master of the pty it allocates for the
+/// command, and the pty's first size.
+#[derive(Clone, Copy)]
+pub struct Console<'a> {
+    pub sock: std::os::fd::BorrowedFd<'a>,
+    pub rows: u16,
+    pub cols: u16,
+}
+
 /// A started jailed run.
 pub struct Jailed {
     /// Host pid of the dyno's init.
@@ -66,6 +77,7 @@ pub fn spawn_jailed(
     report_w: &OwnedFd,
     cgroup_procs: &[PathBuf],
     oom_score_adj: i32,
+    console: Option<Console<'_>>,
 ) -> io::Result<Jailed> {
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
@@ -81,6 +93,8 @@ pub fn spawn_jailed(
         streams: [streams[0].as_fd(), streams[1].as_fd(), streams[2].as_fd()],
         cap_last,
         netns: netns.as_ref(),
+        console,
+        tty: false,
     };
     let Some(init) = process::fork()? else {
         drop(go_w);
