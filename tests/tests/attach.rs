@@ -116,6 +116,13 @@ impl Drop for Term {
     }
 }
 
+/// Whether a `sleep` runs in the pid namespace of `pid`.
+fn sleeping(pid: u32) -> bool {
+    procs::pid_namespace_members(pid)
+        .into_iter()
+        .any(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
+}
+
 /// The one one-off of `app` (from `ps`).
 fn one_off(a: &TestAgent, app: &str) -> Option<serde_json::Value> {
     a.ps().into_iter().find(|d| d["app"] == app && d["type"] == "run")
@@ -139,27 +146,29 @@ fn an_interactive_session_in_a_pty() {
     t.type_("stty size\r");
     t.expect("40 100");
     // The pty belongs to the dyno's uid, and so does the shell.
-    t.type_("echo uid=$(id -u) owner=$(stat -c %u $(tty))\r");
-    let line = t.expect("owner=");
-    let _ = line;
-    let rest = t.expect("\r\n");
-    let uid_line = format!("{}", rest.trim());
-    assert!(!uid_line.starts_with('0'), "the pty is root's: {uid_line}");
+    t.type_("echo uid=$(id -u) owner=$(stat -c %u $(tty)).\r");
+    t.expect("\r\n");
+    let line = t.expect(".\r\n");
+    let (uid, owner) = line
+        .trim()
+        .trim_end_matches('.')
+        .split_once(" owner=")
+        .expect("uid and owner");
+    assert_eq!(
+        uid.trim_start_matches("uid="),
+        owner,
+        "the pty belongs to the dyno's uid"
+    );
+    assert_ne!(owner, "0", "the pty is root's");
     // Ctrl-C stops a sleep; the shell goes on.
     t.type_("sleep 1000; echo slept\r");
     wait::wait_for("the sleep in the dyno", || {
-        one_off(&a, "shop").and_then(|d| {
-            let pid = procs::pid_of(&d);
-            procs::pid_namespace_members(pid)
-                .into_iter()
-                .any(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
-                .then_some(())
-        })
+        one_off(&a, "shop").and_then(|d| sleeping(procs::pid_of(&d)).then_some(()))
     });
     t.type_("\x03");
     t.type_("echo after-$((1+1))\r");
     let shown = t.expect("after-2");
-    assert!(!shown.contains("slept"), "the sleep was not interrupted: {shown}");
+    assert!(!shown.contains("\nslept"), "the sleep was not interrupted: {shown}");
     t.type_("exit 3\r");
     assert_eq!(t.wait_exit(), 3, "dynoctl exits with the command's status");
     let after = tcgetattr(t.slave.as_fd()).expect("termios");
@@ -168,11 +177,18 @@ fn an_interactive_session_in_a_pty() {
         (after.local_flags, after.input_flags, after.output_flags),
         "the terminal is restored"
     );
-    let d = a.wait_state("shop", &one_off(&a, "shop").unwrap()["name"].as_str().unwrap().to_string(), "down");
+    let d = a.wait_state(
+        "shop",
+        &one_off(&a, "shop").unwrap()["name"].as_str().unwrap().to_string(),
+        "down",
+    );
     assert_eq!(d["last_exit"]["code"], 3);
     let logs = a.ctl_ok(&["logs", "--app", "shop"]);
     assert!(logs.contains("Starting process with command"), "{logs}");
-    assert!(!logs.contains("hello-42"), "attached output is the caller's, not the log's: {logs}");
+    assert!(
+        !logs.contains("hello-42"),
+        "attached output is the caller's, not the log's: {logs}"
+    );
 }
 
 #[test]
@@ -182,7 +198,11 @@ fn piped_stdin_streams_without_a_tty() {
     let mut child = Command::new(env::ctl_bin())
         .arg("--socket")
         .arg(&a.socket)
-        .args(run_args("shop", &slug, &["--", "sh", "-c", "cat; echo err >&2; tty || exit 7"]))
+        .args(run_args(
+            "shop",
+            &slug,
+            &["--", "sh", "-c", "cat; echo err >&2; tty || exit 7"],
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -207,7 +227,9 @@ fn detached_prints_the_name_and_logs_the_output() {
     assert!(name.starts_with("run."), "{name}");
     a.wait_state("shop", &name, "down");
     wait::wait_for("the detached output in the logs", || {
-        a.ctl_ok(&["logs", "--app", "shop", "--dyno", &name]).contains("from-detached").then_some(())
+        a.ctl_ok(&["logs", "--app", "shop", "--dyno", &name])
+            .contains("from-detached")
+            .then_some(())
     });
 }
 
@@ -239,7 +261,9 @@ fn disconnecting_the_client_ends_the_one_off() {
     child.wait().unwrap();
     let name = d["name"].as_str().unwrap();
     a.wait_state("shop", name, "down");
-    wait::wait_for("the one-off's command to be gone", || (!procs::alive(pid)).then_some(()));
+    wait::wait_for("the one-off's command to be gone", || {
+        (!procs::alive(pid)).then_some(())
+    });
 }
 
 #[test]
@@ -251,7 +275,9 @@ fn an_agent_restart_ends_an_attached_one_off() {
     a.kill9();
     let status = wait::wait_for("dynoctl to see the agent go", || child.try_wait().ok().flatten());
     assert_eq!(status.code(), Some(125), "dynoctl's own error");
-    wait::wait_for("the one-off's command to be gone", || (!procs::alive(pid)).then_some(()));
+    wait::wait_for("the one-off's command to be gone", || {
+        (!procs::alive(pid)).then_some(())
+    });
     a.spawn();
     a.wait_state("shop", d["name"].as_str().unwrap(), "down");
 }
@@ -272,7 +298,11 @@ fn exec_runs_inside_the_dyno_and_no_more() {
         args.extend_from_slice(argv);
         a.ctl(&args)
     };
-    let out = exec(&["sh", "-c", "cat index.html; pwd; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'; echo PORT=$PORT DYNO=$DYNO; grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"]);
+    let out = exec(&[
+        "sh",
+        "-c",
+        "cat index.html; pwd; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'; echo PORT=$PORT DYNO=$DYNO; grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}\n{}", a.agent_log());
     assert!(text.starts_with("hi\n/app\ndyno-init\n"), "{text}");
@@ -289,7 +319,10 @@ fn exec_runs_inside_the_dyno_and_no_more() {
     let dyno_uid = std::fs::read_to_string(format!("/proc/{}/status", procs::pid_of(&d)))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().next().unwrap().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap().to_string())
+        })
         .unwrap();
     assert_eq!(field("Uid"), dyno_uid, "exec runs as the dyno's uid");
     assert_ne!(dyno_uid, "0");
@@ -314,19 +347,15 @@ fn exec_runs_inside_the_dyno_and_no_more() {
     assert!(helpers(&a).is_empty(), "exec helpers left: {:?}", helpers(&a));
 }
 
-/// Live exec helpers of this agent.
-fn helpers(a: &TestAgent) -> Vec<u32> {
-    let runs = a.state.join("runs");
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let words: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if words.len() > 2 && words[1] == b"exec" && words[2].starts_with(runs.as_os_str().as_encoded_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
+/// Live exec helpers of this agent (`dynoagent exec <run-dir> …`).
+fn helpers(a: &TestAgent) -> Vec<String> {
+    let runs = format!(" exec {}/", a.state.join("runs").display());
+    let ps = Command::new("ps").args(["-eo", "pid,args"]).output().expect("ps");
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&runs))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -343,7 +372,14 @@ fn exec_in_a_pty_and_its_caller_going() {
     let mut t = Term::spawn(&a, &["exec", "--app", "shop", "web.1", "--", "sh"]);
     t.type_("echo ready\r");
     t.expect("ready");
-    assert_eq!(helpers(&a).len(), 1);
+    let ps = Command::new("ps").args(["-eo", "pid,args"]).output().expect("ps");
+    assert_eq!(
+        helpers(&a).len(),
+        1,
+        "one exec helper while the session lasts; state {}; ps:\n{}",
+        a.state.display(),
+        String::from_utf8_lossy(&ps.stdout)
+    );
     let _ = t.child.kill();
     let _ = t.child.wait();
     wait::wait_for("the exec session to end", || helpers(&a).is_empty().then_some(()));
@@ -370,7 +406,9 @@ async fn attach_and_exec_over_grpc() {
     })
     .await
     .unwrap();
-    tx.send(input(pb::session_input::Input::Stdin(b"over grpc\n".to_vec()))).await.unwrap();
+    tx.send(input(pb::session_input::Input::Stdin(b"over grpc\n".to_vec())))
+        .await
+        .unwrap();
     tx.send(input(pb::session_input::Input::StdinEof(true))).await.unwrap();
     let mut out = client
         .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -413,7 +451,9 @@ async fn attach_and_exec_over_grpc() {
         .await
         .unwrap()
         .into_inner();
-    tx.send(einput(pb::session_input::Input::Stdin(b"stty size\r".to_vec()))).await.unwrap();
+    tx.send(einput(pb::session_input::Input::Stdin(b"stty size\r".to_vec())))
+        .await
+        .unwrap();
     let mut seen = String::new();
     let mut read_until = async |want: &str, seen: &mut String| {
         while !seen.contains(want) {
@@ -431,15 +471,25 @@ async fn attach_and_exec_over_grpc() {
         None
     };
     read_until("10 50", &mut seen).await;
-    tx.send(einput(pb::session_input::Input::Resize(pb::TerminalSize { rows: 33, cols: 77 })))
-        .await
-        .unwrap();
-    tx.send(einput(pb::session_input::Input::Stdin(b"stty size; sleep 1000\r".to_vec())))
-        .await
-        .unwrap();
+    tx.send(einput(pb::session_input::Input::Resize(pb::TerminalSize {
+        rows: 33,
+        cols: 77,
+    })))
+    .await
+    .unwrap();
+    tx.send(einput(pb::session_input::Input::Stdin(
+        b"stty size; sleep 1000\r".to_vec(),
+    )))
+    .await
+    .unwrap();
     read_until("33 77", &mut seen).await;
+    let web_pid = grpc::blocking(|| procs::pid_of(&a.dyno("shop", "web.1").unwrap()));
+    grpc::blocking(|| wait_for("the sleep in the dyno", || sleeping(web_pid).then_some(())));
     tx.send(einput(pb::session_input::Input::Signal(2))).await.unwrap();
-    tx.send(einput(pb::session_input::Input::Stdin(b"exit 5\r".to_vec()))).await.unwrap();
+    grpc::blocking(|| wait_for("SIGINT to end the sleep", || (!sleeping(web_pid)).then_some(())));
+    tx.send(einput(pb::session_input::Input::Stdin(b"exit 5\r".to_vec())))
+        .await
+        .unwrap();
     let exit = read_until("never-printed", &mut seen).await.expect("an exit status");
     assert_eq!(exit.code, Some(5));
 

@@ -82,7 +82,11 @@ pub(super) async fn attach(
     };
     let mut req = start.start.ok_or_else(|| Error::invalid("start.start", "is missing"))?;
     if !req.name.is_empty() {
-        return Err(Error::invalid("start.start.name", "an attached one-off is named by the agent: leave it empty").into());
+        return Err(Error::invalid(
+            "start.start.name",
+            "an attached one-off is named by the agent: leave it empty",
+        )
+        .into());
     }
     let (rows, cols) = validate::terminal_size("start.size", start.size.as_ref())?;
     req.one_off = true;
@@ -123,10 +127,14 @@ async fn connect(svc: &AgentService, runs: &Path, app: &str, name: &str) -> Resu
             return Ok(conn);
         }
         if view.state == State::Down {
-            return Err(Error::FailedPrecondition(format!("one-off {name} ended before it could be attached")));
+            return Err(Error::FailedPrecondition(format!(
+                "one-off {name} ended before it could be attached"
+            )));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Internal(format!("one-off {name} was not ready to attach within a minute")));
+            return Err(Error::Internal(format!(
+                "one-off {name} was not ready to attach within a minute"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -246,13 +254,19 @@ fn input_stream<T: Send + 'static>(
 /// Receives the handover on the channel.
 async fn handover(conn: &UnixStream) -> Result<Handover, Status> {
     let got = loop {
-        conn.readable().await.map_err(|e| Error::Internal(format!("session channel: {e}")))?;
+        conn.readable()
+            .await
+            .map_err(|e| Error::Internal(format!("session channel: {e}")))?;
         match conn.try_io(Interest::READABLE, || os::tty::recv_fds(conn.as_fd())) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => break other,
         }
     };
-    let bad = || Status::from(Error::Internal("the session's command ended before it could be attached".into()));
+    let bad = || {
+        Status::from(Error::Internal(
+            "the session's command ended before it could be attached".into(),
+        ))
+    };
     match got {
         Ok(Some((b't', mut fds))) if fds.len() == 1 => Ok(Handover::Tty(fd(fds.remove(0))?)),
         Ok(Some((b'p', fds))) if fds.len() == 3 => {
@@ -292,9 +306,8 @@ async fn session(
     let (mut obuf, mut ebuf) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
     let drain = tokio::time::sleep(Duration::from_secs(86400 * 365));
     tokio::pin!(drain);
-    let send = |o: pb::session_output::Output| async move {
-        tx.send(Ok(pb::SessionOutput { output: Some(o) })).await.is_ok()
-    };
+    let send =
+        |o: pb::session_output::Output| async move { tx.send(Ok(pb::SessionOutput { output: Some(o) })).await.is_ok() };
     loop {
         if status.is_some() && out.is_none() && err.is_none() {
             break;
@@ -362,14 +375,12 @@ async fn apply(
                 let _ = fd.write_all(&bytes).await;
             }
         }
-        Some(Input::StdinEof(true)) => {
-            match master {
-                Some(fd) => {
-                    let _ = fd.write_all(&[4]).await;
-                }
-                None => *stdin = None,
+        Some(Input::StdinEof(true)) => match master {
+            Some(fd) => {
+                let _ = fd.write_all(&[4]).await;
             }
-        }
+            None => *stdin = None,
+        },
         Some(Input::StdinEof(false)) | None => {}
         Some(Input::Resize(size)) => {
             let (rows, cols) = validate::terminal_size("input.resize", Some(&size))?;

@@ -288,7 +288,10 @@ pub(super) fn terminal_size(field: &str, size: Option<&pb::TerminalSize>) -> Res
         if (1..=1000).contains(&v) {
             Ok(v as u16)
         } else {
-            Err(Error::invalid(format!("{field}.{name}"), format!("{v} is not within 1..=1000")))
+            Err(Error::invalid(
+                format!("{field}.{name}"),
+                format!("{v} is not within 1..=1000"),
+            ))
         }
     };
     Ok((check("rows", s.rows)?, check("cols", s.cols)?))
@@ -317,7 +320,10 @@ pub(super) fn exec_argv(field: &str, argv: &[String]) -> Result<()> {
         return Err(Error::invalid(field, "longer than 128 KiB"));
     }
     if let Some((i, w)) = argv.iter().enumerate().find(|(_, w)| w.contains('\0')) {
-        return Err(Error::invalid(format!("{field}[{i}]"), format!("{} has a NUL byte", names::quote(w))));
+        return Err(Error::invalid(
+            format!("{field}[{i}]"),
+            format!("{} has a NUL byte", names::quote(w)),
+        ));
     }
     Ok(())
 }

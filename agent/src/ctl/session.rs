@@ -35,16 +35,28 @@ fn input(i: pb::session_input::Input) -> pb::SessionInput {
 
 /// Runs one session: `first` is the stream's first message, `wrap` makes a
 /// request of an input.
-pub(super) async fn attach_session<Req, F, Fut>(first: Req, wrap: fn(pb::SessionInput) -> Req, call: F, pty: bool, json: bool) -> R<i32>
+pub(super) async fn attach_session<Req, F, Fut>(
+    first: Req,
+    wrap: fn(pb::SessionInput) -> Req,
+    call: F,
+    pty: bool,
+    json: bool,
+) -> R<i32>
 where
     Req: Send + 'static,
     F: FnOnce(ReceiverStream<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<tonic::Streaming<pb::SessionOutput>>, tonic::Status>>,
 {
     let (tx, rx) = mpsc::channel::<Req>(16);
-    tx.send(first).await.map_err(|_| Failure::new(tonic::Code::Internal, "request stream closed"))?;
+    tx.send(first)
+        .await
+        .map_err(|_| Failure::new(tonic::Code::Internal, "request stream closed"))?;
     let mut stream = call(ReceiverStream::new(rx)).await?.into_inner();
-    let mut raw = if pty { Some(tty::RawMode::enter(std::io::stdin())?) } else { None };
+    let mut raw = if pty {
+        Some(tty::RawMode::enter(std::io::stdin())?)
+    } else {
+        None
+    };
     // stdin: a thread of its own (reads block).
     let stdin_tx = tx.clone();
     std::thread::spawn(move || {
@@ -86,7 +98,10 @@ where
                 if let Some(r) = raw.as_mut() {
                     r.restore();
                 }
-                return Err(Failure::new(tonic::Code::Unavailable, "the agent ended the session without an exit status"));
+                return Err(Failure::new(
+                    tonic::Code::Unavailable,
+                    "the agent ended the session without an exit status",
+                ));
             }
             Err(s) => {
                 if let Some(r) = raw.as_mut() {

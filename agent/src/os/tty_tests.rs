@@ -15,7 +15,9 @@ fn a_pty_carries_bytes_and_its_size() {
     set_size(master.as_fd(), 40, 120).unwrap();
     assert_eq!(size(slave.as_fd()).unwrap(), (40, 120));
     assert!(is_terminal(&slave));
-    std::fs::File::from(slave.try_clone().unwrap()).write_all(b"hi\n").unwrap();
+    std::fs::File::from(slave.try_clone().unwrap())
+        .write_all(b"hi\n")
+        .unwrap();
     let mut buf = [0u8; 16];
     let n = std::fs::File::from(master).read(&mut buf).unwrap();
     // The line discipline turns \n into \r\n on the way out.
@@ -31,9 +33,13 @@ fn fds_travel_over_a_socket_with_their_tag() {
     let (tag, fds) = recv_fds(b.as_fd()).unwrap().unwrap();
     assert_eq!(tag, b'p');
     assert_eq!(fds.len(), 2);
-    std::fs::File::from(fds[1].try_clone().unwrap()).write_all(b"x").unwrap();
+    std::fs::File::from(fds[1].try_clone().unwrap())
+        .write_all(b"x")
+        .unwrap();
     let mut byte = [0u8; 1];
-    std::fs::File::from(fds[0].try_clone().unwrap()).read_exact(&mut byte).unwrap();
+    std::fs::File::from(fds[0].try_clone().unwrap())
+        .read_exact(&mut byte)
+        .unwrap();
     assert_eq!(&byte, b"x");
     drop(a);
     assert!(recv_fds(b.as_fd()).unwrap().is_none());

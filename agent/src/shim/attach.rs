@@ -41,7 +41,8 @@ impl Caller {
     /// Binds `sock` (0600: the run's directory is the agent's alone anyway).
     pub(super) fn listen(sock: &Path, tag: u8, fds: Vec<OwnedFd>) -> io::Result<Caller> {
         let _ = std::fs::remove_file(sock);
-        let listener = UnixListener::bind(sock).map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", sock.display())))?;
+        let listener = UnixListener::bind(sock)
+            .map_err(|e| io::Error::new(e.kind(), format!("binding {}: {e}", sock.display())))?;
         std::fs::set_permissions(sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         Ok(Caller {
@@ -138,7 +139,10 @@ pub(super) fn serve(
             {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
-            match poll(&mut fds, PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO)) {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
+            ) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -160,7 +164,10 @@ pub(super) fn serve(
             let _ = os::kill_group(command, Signal::SIGHUP as i32);
             let now = Instant::now();
             let grace = Duration::from_secs(spec.grace_secs);
-            plan = vec![(now + HANGUP_GRACE, Signal::SIGTERM), (now + HANGUP_GRACE + grace, Signal::SIGKILL)];
+            plan = vec![
+                (now + HANGUP_GRACE, Signal::SIGTERM),
+                (now + HANGUP_GRACE + grace, Signal::SIGKILL),
+            ];
         }
         while let Some((at, signal)) = plan.first().copied() {
             if at > Instant::now() {

@@ -51,7 +51,9 @@ fn run(dir: &Path, tty: bool, size: &str, command: &str) -> io::Result<()> {
     let spec = run
         .read_spec()?
         .ok_or_else(|| io::Error::other("the dyno has no run spec"))?;
-    let exec = run.read_exec()?.ok_or_else(|| io::Error::other("the dyno is not running"))?;
+    let exec = run
+        .read_exec()?
+        .ok_or_else(|| io::Error::other("the dyno is not running"))?;
     let jail = spec
         .jail
         .as_ref()

@@ -22,7 +22,9 @@ pub fn enter_dyno(init: u32, cgroup_procs: &[PathBuf]) -> io::Result<()> {
     // Checked while /proc is the host's (the dyno's /proc does not show us).
     let threads = std::fs::read_dir("/proc/self/task")?.count();
     if threads != 1 {
-        return Err(io::Error::other(format!("refusing to enter a dyno with {threads} threads")));
+        return Err(io::Error::other(format!(
+            "refusing to enter a dyno with {threads} threads"
+        )));
     }
     for procs in cgroup_procs {
         std::fs::write(procs, std::process::id().to_string())
@@ -100,6 +102,7 @@ pub fn spawn_dropped(as_: &Dropped, exec: &ExecPlan, streams: [&OwnedFd; 3], tty
         netns: None,
         console: None,
         tty,
+        shim_ends: &[],
     };
     let (status_r, status_w) = fd::pipe()?;
     // SAFETY: the caller is single-threaded (enter_dyno checked it), so the

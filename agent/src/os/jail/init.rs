@@ -33,6 +33,9 @@ pub(super) struct Child<'a> {
     pub console: Option<super::Console<'a>>,
     /// The command's stdin is a pty to take as its controlling terminal.
     pub tty: bool,
+    /// The shim's ends of the command's pipes: closed by the init first
+    /// thing, or a reader of stdin would never see its end.
+    pub shim_ends: &'a [BorrowedFd<'a>],
 }
 
 fn send(report: BorrowedFd<'_>, message: Report) {
@@ -55,6 +58,11 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes,
     // here a static one.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"dyno-init".as_ptr(), 0, 0, 0) };
+    for fd in child.shim_ends {
+        // SAFETY: these fds are the shim's (borrowed from its stack frames,
+        // which the init never returns to); nothing in the init uses them.
+        unsafe { fd::close_behind_owner(*fd) };
+    }
     // Wait until the shim has put us into the dyno's cgroup.
     let mut byte = [0u8; 1];
     if !matches!(fd::read_full(go, &mut byte), Ok(1)) {

@@ -78,7 +78,9 @@ pub fn spawn_jailed(
     cgroup_procs: &[PathBuf],
     oom_score_adj: i32,
     console: Option<Console<'_>>,
+    shim_ends: &[&OwnedFd],
 ) -> io::Result<Jailed> {
+    let shim_ends: Vec<std::os::fd::BorrowedFd<'_>> = shim_ends.iter().map(|f| f.as_fd()).collect();
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
     let filter = seccomp::dyno_filter();
@@ -95,6 +97,7 @@ pub fn spawn_jailed(
         netns: netns.as_ref(),
         console,
         tty: false,
+        shim_ends: &shim_ends,
     };
     let Some(init) = process::fork()? else {
         drop(go_w);
