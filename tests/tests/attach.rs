@@ -377,9 +377,28 @@ fn exec_in_a_pty_and_its_caller_going() {
         a.state.display(),
         String::from_utf8_lossy(&ps.stdout)
     );
+    // What a session costs the host: the helper (its memory and fds) and
+    // the agent's extra fds (the pty master and the channel).
+    let helper: u32 = helpers(&a)[0].split_whitespace().next().unwrap().parse().unwrap();
+    let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let rss = std::fs::read_to_string(format!("/proc/{helper}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let agent_during = fds(a.agent_pid());
+    let helper_fds = fds(helper);
     let _ = t.child.kill();
     let _ = t.child.wait();
     wait::wait_for("the exec session to end", || helpers(&a).is_empty().then_some(()));
+    let agent_after = wait::wait_for("the agent to close the session's fds", || {
+        let n = fds(a.agent_pid());
+        (n < agent_during).then_some(n)
+    });
+    eprintln!(
+        "exec session cost: 1 helper process (rss {rss}, {} fds) + the command; agent fds {agent_during} during, {agent_after} after",
+        helper_fds
+    );
     assert_eq!(a.dyno("shop", "web.1").unwrap()["state"], "up");
 }
 
