@@ -97,7 +97,6 @@ impl Term {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY-free: nix's ioctl wrapper is not exposed; use the tty helper.
         dyno_agent::os::tty::set_size(self.master.as_fd(), size.ws_row, size.ws_col).expect("resize");
     }
 
@@ -174,11 +173,7 @@ fn an_interactive_session_in_a_pty() {
         (after.local_flags, after.input_flags, after.output_flags),
         "the terminal is restored"
     );
-    let d = a.wait_state(
-        "shop",
-        &one_off(&a, "shop").unwrap()["name"].as_str().unwrap().to_string(),
-        "down",
-    );
+    let d = a.wait_state("shop", one_off(&a, "shop").unwrap()["name"].as_str().unwrap(), "down");
     assert_eq!(d["last_exit"]["code"], 3);
     let logs = a.ctl_ok(&["logs", "--app", "shop"]);
     assert!(logs.contains("Starting process with command"), "{logs}");

@@ -112,10 +112,8 @@ where
         };
         use pb::session_output::Output;
         match msg.output {
-            Some(Output::Started(d)) => {
-                if json {
-                    let _ = writeln!(err, "{}", dyno_json(&d));
-                }
+            Some(Output::Started(d)) if json => {
+                let _ = writeln!(err, "{}", dyno_json(&d));
             }
             Some(Output::Stdout(b)) => {
                 let _ = out.write_all(&b);
@@ -126,7 +124,7 @@ where
                 let _ = err.flush();
             }
             Some(Output::Exit(x)) => break x.code.or(x.signal.map(|s| 128 + s)).unwrap_or(125),
-            None => {}
+            Some(Output::Started(_)) | None => {}
         }
     };
     drop(raw);

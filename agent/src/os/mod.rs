@@ -39,7 +39,7 @@ pub mod spawn;
 pub mod tty;
 
 pub use self::fd::{pipe, redirect};
-pub use self::jail::{Console, JailPlan, Jailed, report, spawn_jailed, step_name};
+pub use self::jail::{Console, JailIo, JailPlan, Jailed, report, spawn_jailed, step_name};
 pub use self::process::{
     ExitStatus, exit_now, fork, ignore_signals, kill_group, kill_pid, new_session, peek_exit, pidfd_open, pidfd_wait,
     set_oom_score_adj, wait_exit,

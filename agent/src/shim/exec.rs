@@ -44,7 +44,7 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(dir: &Path, tty: bool, size: &str, command: &str) -> io::Result<()> {
-    let chan = UnixStream::from(OwnedFd::from(io::stdin().as_fd().try_clone_to_owned()?));
+    let chan = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
     let run = RunDir {
         path: PathBuf::from(dir),
     };

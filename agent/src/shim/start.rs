@@ -80,16 +80,13 @@ pub(super) fn start(run: &RunDir, spec: &RunSpec) -> io::Result<Started> {
                 Some(_) => [&null, &null, &null],
                 None => [stdin, &out_w, &err_w],
             };
-            let init = start_jailed(
-                run,
-                spec,
-                j,
+            let shim_ends = [&in_w, &out_r, &err_r];
+            let io = os::JailIo {
                 streams,
-                report_w,
-                &report_r,
+                shim_ends: &shim_ends,
                 console,
-                [&in_w, &out_r, &err_r],
-            )?;
+            };
+            let init = start_jailed(run, spec, j, io, report_w, &report_r)?;
             let pid = os::children(init).first().copied().unwrap_or(init);
             (init, pid, Some(init), Some(report_r))
         }
@@ -121,11 +118,9 @@ fn start_jailed(
     run: &RunDir,
     spec: &RunSpec,
     j: &JailSpec,
-    streams: [&OwnedFd; 3],
+    io: os::JailIo<'_>,
     report_w: OwnedFd,
     report_r: &OwnedFd,
-    console: Option<os::Console<'_>>,
-    shim_ends: [&OwnedFd; 3],
 ) -> io::Result<u32> {
     let exec = ExecPlan::shell(&spec.command, &spec.env, Path::new("/app"))?;
     for dir in [run.root(), run.rw()] {
@@ -144,16 +139,7 @@ fn start_jailed(
         netns: j.netns.clone(),
         resolv_conf: j.resolv_conf.clone(),
     };
-    let jailed = os::spawn_jailed(
-        &plan,
-        &exec,
-        streams,
-        &report_w,
-        &j.cgroup_procs,
-        j.oom_score_adj,
-        console,
-        &shim_ends,
-    )?;
+    let jailed = os::spawn_jailed(&plan, &exec, io, &report_w, &j.cgroup_procs, j.oom_score_adj)?;
     drop(report_w);
     let mut frame = [0u8; FRAME_LEN];
     let n = (&std::fs::File::from(report_r.try_clone()?)).read(&mut frame)?;

@@ -57,6 +57,15 @@ pub struct Console<'a> {
     pub cols: u16,
 }
 
+/// The command's standard streams and what the init does with the shim's
+/// fds: `streams` become the command's 0/1/2 (unless a `console` gives it a
+/// pty), `shim_ends` (the shim's ends of those pipes) are closed first.
+pub struct JailIo<'a> {
+    pub streams: [&'a OwnedFd; 3],
+    pub shim_ends: &'a [&'a OwnedFd],
+    pub console: Option<Console<'a>>,
+}
+
 /// A started jailed run.
 pub struct Jailed {
     /// Host pid of the dyno's init.
@@ -73,13 +82,16 @@ pub struct Jailed {
 pub fn spawn_jailed(
     plan: &JailPlan,
     exec: &ExecPlan,
-    streams: [&OwnedFd; 3],
+    io: JailIo<'_>,
     report_w: &OwnedFd,
     cgroup_procs: &[PathBuf],
     oom_score_adj: i32,
-    console: Option<Console<'_>>,
-    shim_ends: &[&OwnedFd],
 ) -> io::Result<Jailed> {
+    let JailIo {
+        streams,
+        shim_ends,
+        console,
+    } = io;
     let shim_ends: Vec<std::os::fd::BorrowedFd<'_>> = shim_ends.iter().map(|f| f.as_fd()).collect();
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
