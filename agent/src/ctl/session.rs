@@ -81,6 +81,9 @@ where
         true => tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok(),
         false => None,
     };
+    // A dynoctl told to go (SIGTERM, SIGHUP) gives its terminal back first.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = loop {
         let next = tokio::select! {
@@ -90,6 +93,14 @@ where
                     let _ = tx.send(wrap(input(pb::session_input::Input::Resize(size)))).await;
                 }
                 continue;
+            }
+            Some(()) = recv_or_pending(&mut term) => {
+                drop(raw);
+                return Err(Failure::new(tonic::Code::Cancelled, "terminated: the session is closed"));
+            }
+            Some(()) = recv_or_pending(&mut hup) => {
+                drop(raw);
+                return Err(Failure::new(tonic::Code::Cancelled, "hung up: the session is closed"));
             }
         };
         let msg = match next {
@@ -129,4 +140,12 @@ where
     };
     drop(raw);
     Ok(code)
+}
+
+/// The next delivery of a signal, or never without a handler.
+async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sig.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
