@@ -227,7 +227,7 @@ fn the_runtime_variables_and_the_profile_count() {
     assert!(matches!(validate_start(&r, &cfg()), Err(Error::InvalidArgument { .. })));
 }
 
-fn field_of(r: Result<impl std::fmt::Debug>) -> String {
+fn bad_field(r: Result<impl std::fmt::Debug>) -> String {
     match r {
         Err(Error::InvalidArgument { field, .. }) => field,
         other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
@@ -240,11 +240,11 @@ fn terminal_sizes_default_and_are_bounded() {
     let size = |rows, cols| pb::TerminalSize { rows, cols };
     assert_eq!(terminal_size("start.size", Some(&size(40, 120))).unwrap(), (40, 120));
     assert_eq!(
-        field_of(terminal_size("start.size", Some(&size(0, 80)))),
+        bad_field(terminal_size("start.size", Some(&size(0, 80)))),
         "start.size.rows"
     );
     assert_eq!(
-        field_of(terminal_size("input.resize", Some(&size(24, 70_000)))),
+        bad_field(terminal_size("input.resize", Some(&size(24, 70_000)))),
         "input.resize.cols"
     );
 }
@@ -252,25 +252,25 @@ fn terminal_sizes_default_and_are_bounded() {
 #[test]
 fn session_signals_are_signal_numbers() {
     assert_eq!(session_signal("input.signal", 2).unwrap(), 2);
-    assert_eq!(field_of(session_signal("input.signal", 0)), "input.signal");
-    assert_eq!(field_of(session_signal("input.signal", 65)), "input.signal");
-    assert_eq!(field_of(session_signal("input.signal", -9)), "input.signal");
+    assert_eq!(bad_field(session_signal("input.signal", 0)), "input.signal");
+    assert_eq!(bad_field(session_signal("input.signal", 65)), "input.signal");
+    assert_eq!(bad_field(session_signal("input.signal", -9)), "input.signal");
 }
 
 #[test]
 fn exec_argv_needs_words_without_nul_within_bounds() {
     exec_argv("start.argv", &["sh".into(), "-c".into(), "echo hi".into()]).unwrap();
-    assert_eq!(field_of(exec_argv("start.argv", &[])), "start.argv");
+    assert_eq!(bad_field(exec_argv("start.argv", &[])), "start.argv");
     assert_eq!(
-        field_of(exec_argv("start.argv", &["a".into(), "b\0c".into()])),
+        bad_field(exec_argv("start.argv", &["a".into(), "b\0c".into()])),
         "start.argv[1]"
     );
     assert_eq!(
-        field_of(exec_argv("start.argv", &vec!["x".to_string(); 1025])),
+        bad_field(exec_argv("start.argv", &vec!["x".to_string(); 1025])),
         "start.argv"
     );
     assert_eq!(
-        field_of(exec_argv("start.argv", &["y".repeat(129 * 1024)])),
+        bad_field(exec_argv("start.argv", &["y".repeat(129 * 1024)])),
         "start.argv"
     );
 }
