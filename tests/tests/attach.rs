@@ -336,7 +336,7 @@ fn exec_runs_inside_the_dyno_and_no_more() {
     let missing = a.ctl(&["exec", "--app", "shop", "web.9", "--", "true"]);
     assert_eq!(missing.status.code(), Some(125));
     // No helper is left behind.
-    assert!(helpers(&a).is_empty(), "exec helpers left: {:?}", helpers(&a));
+    wait::wait_for("every exec helper to end", || helpers(&a).is_empty().then_some(()));
 }
 
 /// Live exec helpers of this agent (`dynoagent exec <run-dir> …`).

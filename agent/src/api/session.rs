@@ -36,6 +36,10 @@ use crate::supervisor::State;
 /// How long the agent waits for a new one-off's shim to serve `attach.sock`.
 const CONNECT_WAIT: Duration = Duration::from_secs(60);
 
+/// How long an attached one-off's exit status waits for the dyno to be
+/// `down` in the engine.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
 /// After the command's status came, output still open is read this long
 /// (processes of an exec session that outlive it may hold the pty).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -108,8 +112,21 @@ pub(super) async fn attach(
         Some(pb::attach_request::Request::Input(i)) => Ok(i),
         _ => Err(Error::invalid("input", "only the first message is start")),
     });
+    let engine = svc.engine.clone();
+    let (app, name) = (view.app.clone(), view.name.clone());
     tokio::spawn(async move {
-        if let Err(status) = session(conn, inputs, &tx).await {
+        let settled = async move {
+            // The caller learns the status once the one-off is `down`: a
+            // `ps` right after `dynoctl run` shows it ended.
+            let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                match engine.get(&app, &name).await {
+                    Ok(v) if v.state != State::Down => tokio::time::sleep(Duration::from_millis(20)).await,
+                    _ => return,
+                }
+            }
+        };
+        if let Err(status) = session(conn, inputs, &tx, Some(Box::pin(settled))).await {
             let _ = tx.send(Err(status)).await;
         }
     });
@@ -178,7 +195,7 @@ pub(super) async fn exec(
         _ => Err(Error::invalid("input", "only the first message is start")),
     });
     tokio::spawn(async move {
-        let result = session(conn, inputs, &tx).await;
+        let result = session(conn, inputs, &tx, None).await;
         // The helper ends once its command did (or hung it up).
         let out = helper.wait_with_output().await;
         if let Err(status) = result {
@@ -292,6 +309,7 @@ async fn session(
     mut conn: UnixStream,
     mut inputs: Inputs,
     tx: &mpsc::Sender<Result<pb::SessionOutput, Status>>,
+    settled: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> Result<(), Status> {
     let hand = handover(&conn).await?;
     let (tty, mut stdin, stdout, stderr) = match hand {
@@ -355,6 +373,9 @@ async fn session(
         Some(ExitStatus::Signal(s)) => (None, Some(s)),
         None => (None, None),
     };
+    if let Some(settled) = settled {
+        settled.await;
+    }
     send(pb::session_output::Output::Exit(pb::SessionExit { code, signal })).await;
     Ok(())
 }
