@@ -543,3 +543,29 @@ async fn attach_and_exec_over_grpc() {
         tonic::Code::InvalidArgument
     );
 }
+
+#[test]
+fn an_agent_restart_ends_an_exec_session_and_not_its_dyno() {
+    let mut a = TestAgent::start("");
+    let d = web(&a);
+    let pid = procs::pid_of(&d);
+    let mut child = Command::new(env::ctl_bin())
+        .arg("--socket")
+        .arg(&a.socket)
+        .args(["exec", "--app", "shop", "web.1", "--no-tty", "--", "sleep", "1000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dynoctl exec");
+    wait::wait_for("the exec'd sleep", || sleeping(pid).then_some(()));
+    a.kill9();
+    let status = wait::wait_for("dynoctl to see the agent go", || child.try_wait().ok().flatten());
+    assert_eq!(status.code(), Some(125));
+    wait::wait_for("the exec session to end", || {
+        (helpers(&a).is_empty() && !sleeping(pid)).then_some(())
+    });
+    a.spawn();
+    let after = a.wait_state("shop", "web.1", "up");
+    assert_eq!(procs::pid_of(&after), pid, "the dyno went on");
+}
