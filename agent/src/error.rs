@@ -61,6 +61,10 @@ pub enum Reason {
     DynoNotDown,
     /// A request id already belongs to another request.
     RequestIdReused,
+    /// Exec or attach needs a running dyno (or one-off) and it is not.
+    DynoNotRunning,
+    /// An exec session could not be set up in the dyno.
+    ExecFailed,
 }
 
 impl Reason {
@@ -74,6 +78,8 @@ impl Reason {
             Reason::HostCordoned => "HOST_CORDONED",
             Reason::DynoNotDown => "DYNO_NOT_DOWN",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
+            Reason::DynoNotRunning => "DYNO_NOT_RUNNING",
+            Reason::ExecFailed => "EXEC_FAILED",
         }
     }
 }

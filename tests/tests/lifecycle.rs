@@ -150,8 +150,10 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Attached without a terminal: stdout and stderr streamed apart, byte for byte.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout, "hi\nhello there from run.1\noops\n");
+    assert_eq!(stdout, "hi\nhello there from run.1\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
 
     // Words with spaces and quotes arrive intact.
     let out = a.ctl(&run_args(
@@ -160,7 +162,7 @@ fn one_off_run_streams_output_and_returns_the_exit_status() {
         &["--", "printf", "%s|", "a b", "it's", "$HOME"],
     ));
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$HOME|\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|$HOME|");
 
     let d = a.dyno("shop", "run.1").expect("run.1 listed");
     assert_eq!(d["state"], "down");

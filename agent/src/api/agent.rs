@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{cordon_pb, dyno_pb, dyno_stats_pb, opt, state_from_pb};
-use super::{launch, stream, validate};
+use super::{launch, session, stream, validate};
 use crate::config::Config;
 use crate::engine::{Engine, ListFilter, Selector};
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ pub struct AgentService {
     pub slugs: Arc<SlugCache>,
 }
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
+pub(super) type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::agent_server::Agent for AgentService {
@@ -184,6 +184,24 @@ impl pb::agent_server::Agent for AgentService {
         let engine = self.engine.clone();
         tokio::spawn(stream::follow_logs(engine, req, app, dyno, sources, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type AttachStream = Stream_<pb::SessionOutput>;
+
+    async fn attach(
+        &self,
+        request: Request<tonic::Streaming<pb::AttachRequest>>,
+    ) -> std::result::Result<Response<Self::AttachStream>, Status> {
+        session::attach(self, request).await
+    }
+
+    type ExecStream = Stream_<pb::SessionOutput>;
+
+    async fn exec(
+        &self,
+        request: Request<tonic::Streaming<pb::ExecRequest>>,
+    ) -> std::result::Result<Response<Self::ExecStream>, Status> {
+        session::exec(self, request).await
     }
 
     async fn host_info(

@@ -11,7 +11,7 @@ use dyno_proto::v1 as pb;
 use super::convert::opt;
 use super::validate::validate_start;
 use crate::config::Config;
-use crate::engine::{DynoSpec, DynoView, Engine, StartRequest};
+use crate::engine::{Attach, DynoSpec, DynoView, Engine, StartRequest};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::slug::{self, SlugCache};
@@ -22,6 +22,27 @@ pub(crate) async fn start(
     cfg: &Config,
     slugs: &Arc<SlugCache>,
     req: pb::StartDynoRequest,
+) -> Result<DynoView> {
+    start_with(engine, cfg, slugs, req, None).await
+}
+
+/// Starts the attached one-off `req` describes (see `Attach`).
+pub(crate) async fn start_attached(
+    engine: &Engine,
+    cfg: &Config,
+    slugs: &Arc<SlugCache>,
+    req: pb::StartDynoRequest,
+    attach: Attach,
+) -> Result<DynoView> {
+    start_with(engine, cfg, slugs, req, Some(attach)).await
+}
+
+async fn start_with(
+    engine: &Engine,
+    cfg: &Config,
+    slugs: &Arc<SlugCache>,
+    req: pb::StartDynoRequest,
+    attach: Option<Attach>,
 ) -> Result<DynoView> {
     validate_start(&req, cfg)?;
     let name = match req.name.as_str() {
@@ -78,6 +99,7 @@ pub(crate) async fn start(
         time_to_live_secs: if one_off { ttl } else { 0 },
         port: None,
         labels: req.labels.into_iter().collect(),
+        attach,
     };
     engine
         .start(StartRequest {

@@ -7,6 +7,8 @@
 //!   and the daemon's sample app);
 //! - [`validate`]: request validation, field by field;
 //! - [`stream`]: the event and log stream pumps;
+//! - [`session`]: `Attach` and `Exec`, a caller's terminal or streams joined
+//!   to a command in a dyno;
 //! - [`convert`]: engine types ↔ protobuf;
 //! - [`status`]: the one `From<Error> for tonic::Status`;
 //! - [`wire`]: the codes of what tonic answers before a handler runs
@@ -19,6 +21,7 @@
 mod agent;
 mod convert;
 pub(crate) mod launch;
+mod session;
 mod status;
 mod stream;
 mod usage;

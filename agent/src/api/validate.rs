@@ -319,3 +319,50 @@ pub(super) fn selector(sel: Option<pb::DynoSelector>) -> Result<Selector> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+/// A pty's size: `None` (unset) is 24x80; rows and columns are 1..=1000.
+pub(super) fn terminal_size(field: &str, size: Option<&pb::TerminalSize>) -> Result<(u16, u16)> {
+    let Some(s) = size else { return Ok((24, 80)) };
+    let check = |name: &str, v: u32| {
+        if (1..=1000).contains(&v) {
+            Ok(v as u16)
+        } else {
+            Err(Error::invalid(
+                format!("{field}.{name}"),
+                format!("{v} is not within 1..=1000"),
+            ))
+        }
+    };
+    Ok((check("rows", s.rows)?, check("cols", s.cols)?))
+}
+
+/// A signal for an attached command: 1..=64, not SIGKILL's or SIGSTOP's
+/// job (those are the stop sequence's).
+pub(super) fn session_signal(field: &str, sig: i32) -> Result<i32> {
+    if (1..=64).contains(&sig) {
+        Ok(sig)
+    } else {
+        Err(Error::invalid(field, format!("{sig} is not a signal number (1..=64)")))
+    }
+}
+
+/// Exec's argv: at least one word, no NUL byte, at most 1024 words and
+/// 128 KiB together.
+pub(super) fn exec_argv(field: &str, argv: &[String]) -> Result<()> {
+    if argv.is_empty() {
+        return Err(Error::invalid(field, "needs at least one word"));
+    }
+    if argv.len() > 1024 {
+        return Err(Error::invalid(field, format!("{} words, at most 1024", argv.len())));
+    }
+    if argv.iter().map(String::len).sum::<usize>() > 128 * 1024 {
+        return Err(Error::invalid(field, "longer than 128 KiB"));
+    }
+    if let Some((i, w)) = argv.iter().enumerate().find(|(_, w)| w.contains('\0')) {
+        return Err(Error::invalid(
+            format!("{field}[{i}]"),
+            format!("{} has a NUL byte", names::quote(w)),
+        ));
+    }
+    Ok(())
+}

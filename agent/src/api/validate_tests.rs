@@ -248,3 +248,51 @@ fn labels_are_bounded_and_named_when_bad() {
     let many: Vec<(&str, String)> = many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     assert_eq!(field(with(&many)), "labels");
 }
+
+fn bad_field(r: Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(Error::InvalidArgument { field, .. }) => field,
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+}
+
+#[test]
+fn terminal_sizes_default_and_are_bounded() {
+    assert_eq!(terminal_size("start.size", None).unwrap(), (24, 80));
+    let size = |rows, cols| pb::TerminalSize { rows, cols };
+    assert_eq!(terminal_size("start.size", Some(&size(40, 120))).unwrap(), (40, 120));
+    assert_eq!(
+        bad_field(terminal_size("start.size", Some(&size(0, 80)))),
+        "start.size.rows"
+    );
+    assert_eq!(
+        bad_field(terminal_size("input.resize", Some(&size(24, 70_000)))),
+        "input.resize.cols"
+    );
+}
+
+#[test]
+fn session_signals_are_signal_numbers() {
+    assert_eq!(session_signal("input.signal", 2).unwrap(), 2);
+    assert_eq!(bad_field(session_signal("input.signal", 0)), "input.signal");
+    assert_eq!(bad_field(session_signal("input.signal", 65)), "input.signal");
+    assert_eq!(bad_field(session_signal("input.signal", -9)), "input.signal");
+}
+
+#[test]
+fn exec_argv_needs_words_without_nul_within_bounds() {
+    exec_argv("start.argv", &["sh".into(), "-c".into(), "echo hi".into()]).unwrap();
+    assert_eq!(bad_field(exec_argv("start.argv", &[])), "start.argv");
+    assert_eq!(
+        bad_field(exec_argv("start.argv", &["a".into(), "b\0c".into()])),
+        "start.argv[1]"
+    );
+    assert_eq!(
+        bad_field(exec_argv("start.argv", &vec!["x".to_string(); 1025])),
+        "start.argv"
+    );
+    assert_eq!(
+        bad_field(exec_argv("start.argv", &["y".repeat(129 * 1024)])),
+        "start.argv"
+    );
+}

@@ -78,10 +78,30 @@ pub enum Command {
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
     },
-    /// Run a one-off dyno, stream its output, exit with its status.
+    /// Run a one-off dyno attached to this terminal (a pty when stdin and
+    /// stdout are terminals, else streams); exit with its status (125: dynoctl's own error).
     Run {
         #[command(flatten)]
         slug: SlugArgs,
+        /// Print the one-off's name and return; its output goes to `logs`.
+        #[arg(long)]
+        detached: bool,
+        /// Streams, never a pty.
+        #[arg(long)]
+        no_tty: bool,
+        /// The command's words.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Run a command inside a live dyno, attached as `run` is.
+    Exec {
+        #[arg(long)]
+        app: String,
+        /// TYPE.N
+        name: String,
+        /// Streams, never a pty.
+        #[arg(long)]
+        no_tty: bool,
         /// The command's words.
         #[arg(last = true, required = true)]
         argv: Vec<String>,

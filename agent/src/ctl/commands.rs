@@ -12,6 +12,7 @@ use super::render::{
     Listing, dyno_json, format_ps, print_cordon, print_dynos, print_info, print_json, print_stats, state_name, ts,
     ts_secs, usage_table,
 };
+use super::session::{attach_session, terminal};
 use super::start::{run_one_off, start_request};
 use super::{Failure, R};
 
@@ -47,7 +48,34 @@ pub(super) async fn dispatch(cli: Cli) -> R<i32> {
             }
             Ok(0)
         }
-        Command::Run { slug, argv } => run_one_off(&mut agent, &slug, &argv, json).await,
+        Command::Run {
+            slug,
+            detached,
+            no_tty,
+            argv,
+        } => run_one_off(&mut agent, &slug, &argv, detached, no_tty, json).await,
+        Command::Exec {
+            app,
+            name,
+            no_tty,
+            argv,
+        } => {
+            let size = terminal(no_tty);
+            let first = pb::ExecRequest {
+                request: Some(pb::exec_request::Request::Start(pb::ExecStart {
+                    app,
+                    name,
+                    argv,
+                    tty: size.is_some(),
+                    size,
+                })),
+            };
+            let wrap = |i| pb::ExecRequest {
+                request: Some(pb::exec_request::Request::Input(i)),
+            };
+            let pty = first_is_tty(&first);
+            attach_session(first, wrap, |s| agent.exec(s), pty, json).await
+        }
         Command::Stop { app, target, all } => {
             let selector = selector(app.unwrap_or_default(), target, all);
             let r = agent.stop_dyno(pb::StopDynoRequest { selector }).await?;
@@ -275,4 +303,8 @@ async fn ps(agent: &mut AgentClient<Channel>, app: Option<String>, states: &[Str
         print!("{}", format_ps(&r.dynos, Utc::now()));
     }
     Ok(0)
+}
+
+fn first_is_tty(first: &pb::ExecRequest) -> bool {
+    matches!(&first.request, Some(pb::exec_request::Request::Start(s)) if s.tty)
 }

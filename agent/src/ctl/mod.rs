@@ -7,12 +7,14 @@
 //!
 //! - [`args`]: the grammar;
 //! - `commands`: one function per command;
-//! - `start`: `start` and `run` (the attached one-off);
+//! - `start`: `start` and `run` (attached or detached one-offs);
+//! - `session`: the attached session of `run` and `exec` (pty or streams);
 //! - `render`: tables, Heroku's `ps`, JSON.
 
 pub mod args;
 mod commands;
 mod render;
+mod session;
 mod start;
 
 use std::io::Write;
@@ -90,15 +92,21 @@ type R<T = ()> = Result<T, Failure>;
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    // `run` and `exec` exit with the command's status: their own errors are
+    // 125 (as `docker run`'s), never mistaken for the command's.
+    let attached = matches!(cli.command, Command::Run { .. } | Command::Exec { .. });
     match commands::dispatch(cli).await {
         Ok(code) => code,
         Err(f) => {
             let _ = std::io::stdout().flush();
             eprintln!("dynoctl: {}", f.message);
-            f.code
+            if attached { OWN_ERROR } else { f.code }
         }
     }
 }
+
+/// `dynoctl run`'s and `dynoctl exec`'s exit code for their own errors.
+pub const OWN_ERROR: i32 = 125;
 
 /// The whole `dynoctl` binary; returns its exit code.
 pub fn main() -> i32 {

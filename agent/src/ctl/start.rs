@@ -3,14 +3,13 @@
 //! and the attached one-off that streams its output and exits with its
 //! status.
 
-use std::io::Write;
-
 use dyno_proto::v1 as pb;
 use pb::agent_client::AgentClient;
 use tonic::transport::Channel;
 
 use super::args::SlugArgs;
 use super::render::dyno_json;
+use super::session::{attach_session, terminal};
 use super::{Failure, R};
 
 pub(super) fn start_request(s: &SlugArgs) -> R<pb::StartDynoRequest> {
@@ -54,46 +53,39 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// `dynoctl run`: a detached one-off (its name printed), or one attached
+/// to this terminal (see [`super::session`]).
 pub(super) async fn run_one_off(
     agent: &mut AgentClient<Channel>,
     slug: &SlugArgs,
     argv: &[String],
+    detached: bool,
+    no_tty: bool,
     json: bool,
 ) -> R<i32> {
     let mut req = start_request(slug)?;
     req.one_off = true;
     req.command = argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
-    let d = agent.start_dyno(req).await?.into_inner();
-    let mut stream = agent
-        .stream_logs(pb::StreamLogsRequest {
-            app: d.app.clone(),
-            dyno: d.name.clone(),
-            follow: true,
-            from_run_start: true,
-            until_exit: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let mut out = std::io::stdout().lock();
-    while let Some(line) = stream.message().await? {
-        if line.source == "app" {
-            let _ = writeln!(out, "{}", line.text);
+    if detached {
+        let d = agent.start_dyno(req).await?.into_inner();
+        if json {
+            println!("{}", dyno_json(&d));
+        } else {
+            println!("{}", d.name);
         }
+        return Ok(0);
     }
-    let _ = out.flush();
-    drop(out);
-    let d = agent
-        .get_dyno(pb::GetDynoRequest {
-            app: d.app,
-            name: d.name,
-        })
-        .await?
-        .into_inner();
-    if json {
-        eprintln!("{}", dyno_json(&d));
-    }
-    let exit = d.last_exit.as_ref();
-    let status = exit.and_then(|x| x.code.or(x.signal.map(|s| 128 + s)));
-    Ok(status.unwrap_or(1))
+    let size = terminal(no_tty);
+    let pty = size.is_some();
+    let first = pb::AttachRequest {
+        request: Some(pb::attach_request::Request::Start(pb::AttachStart {
+            start: Some(req),
+            tty: pty,
+            size,
+        })),
+    };
+    let wrap = |i| pb::AttachRequest {
+        request: Some(pb::attach_request::Request::Input(i)),
+    };
+    attach_session(first, wrap, |s| agent.attach(s), pty, json).await
 }

@@ -43,6 +43,10 @@ pub fn main() -> i32 {
     if args.get(1).map(String::as_str) == Some("shim") {
         return crate::shim::main(&args[2..]);
     }
+    // So is the exec helper (it joins a dyno's namespaces).
+    if args.get(1).map(String::as_str) == Some("exec") {
+        return crate::shim::exec::main(&args[2..]);
+    }
     let flags = <Flags as clap::Parser>::parse();
     let mut stacks = Vec::new();
     for s in &flags.stacks {

@@ -51,6 +51,7 @@ pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, lo
         log_rate_lines: log.rate_lines,
         log_rate_burst: log.burst,
         jail,
+        attach: None,
         owner: None,
     }
 }
@@ -115,6 +116,12 @@ impl Actor {
         };
         let mut spec = run_spec(&rec.spec, run_id, jail, self.cfg.log_bounds());
         spec.owner = serde_json::to_value(Owner::of(rec)).ok();
+        spec.attach = rec.spec.attach.map(|a| runs::AttachSpec {
+            tty: a.tty,
+            rows: a.rows,
+            cols: a.cols,
+            grace_secs: self.cfg.stop_grace.as_secs().max(1),
+        });
         // A failure is settled as `spawn_failed`, which abandons the run.
         runs::write_json_atomic(&dir.spec(), &spec)?;
         // Keep the previous run's directory for its logs; drop older ones,

@@ -65,7 +65,7 @@ pub use self::cordon::{Cordon, REASON_MAX as CORDON_REASON_MAX};
 pub use self::events::{Event, Snapshot, Watch};
 pub use self::launch::shell_command;
 pub use self::metrics::metrics_line;
-pub use self::model::{DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
+pub use self::model::{Attach, DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
 pub use self::pending::PendingStart;
 pub use self::stats::DynoStats;
 pub use self::store::Paths;

@@ -42,6 +42,18 @@ pub struct DynoSpec {
     /// nothing).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// An attached one-off (`Attach`): its caller holds its terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<Attach>,
+}
+
+/// How an attached one-off meets its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    /// The command gets a pty (inside the dyno) of this size.
+    pub tty: bool,
+    pub rows: u16,
+    pub cols: u16,
 }
 
 impl DynoSpec {

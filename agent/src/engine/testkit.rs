@@ -34,6 +34,7 @@ pub(super) fn spec(name: &str, size: &str) -> DynoSpec {
         port: None,
         memory_quota_bytes: 512 << 20,
         labels: BTreeMap::new(),
+        attach: None,
     }
 }
 

@@ -19,6 +19,8 @@
 //!   `MAX_ARG_STRLEN`), checked when a start is validated;
 //! - [`spawn`]: the fork→exec child of an unjailed run ([`ExecPlan`],
 //!   [`spawn_command`]);
+//! - [`tty`]: ptys (allocated in a dyno's own devpts), window sizes, raw
+//!   mode of the caller's terminal, fds passed over Unix sockets;
 //! - [`jail`]: a jailed run: the dyno's init (PID 1 of its pid namespace),
 //!   its root filesystem, the privileges it drops, the seccomp filter, and the
 //!   init→shim [`report`] wire format.
@@ -34,9 +36,10 @@ pub mod process;
 pub mod procfs;
 pub mod resolve;
 pub mod spawn;
+pub mod tty;
 
 pub use self::fd::{pipe, redirect};
-pub use self::jail::{JailPlan, Jailed, report, spawn_jailed, step_name};
+pub use self::jail::{Console, JailIo, JailPlan, Jailed, report, spawn_jailed, step_name};
 pub use self::process::{
     ExitStatus, exit_now, fork, ignore_signals, kill_group, kill_pid, new_session, peek_exit, pidfd_open, pidfd_wait,
     set_oom_score_adj, wait_exit,

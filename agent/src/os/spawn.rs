@@ -17,6 +17,8 @@ pub struct ExecPlan {
     argv: Vec<CString>,
     envp: Vec<CString>,
     workdir: CString,
+    /// stdin is a pty the command takes as its controlling terminal.
+    ctty: bool,
 }
 
 /// An [`ExecPlan`] with the NULL-terminated pointer arrays `execve` takes,
@@ -47,7 +49,14 @@ impl ExecPlan {
                 .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
                 .collect::<io::Result<_>>()?,
             workdir: c(workdir.as_os_str().as_bytes())?,
+            ctty: false,
         })
+    }
+
+    /// The same plan, its stdin a pty to take as controlling terminal.
+    pub fn with_controlling_tty(mut self) -> ExecPlan {
+        self.ctty = true;
+        self
     }
 
     /// What [`ExecArgs::exec`] needs; built before the fork (it allocates).
@@ -85,6 +94,7 @@ fn step_name(step: i32) -> &'static str {
         2 => "redirecting standard streams",
         3 => "chdir to the app directory",
         4 => "closing inherited fds",
+        6 => "taking the pty as controlling terminal",
         _ => "exec /bin/sh",
     }
 }
@@ -117,6 +127,11 @@ pub fn spawn_command(plan: &ExecPlan, stdin: &OwnedFd, stdout: &OwnedFd, stderr:
         child::default_signals();
         if let Err(e) = child::take_streams(streams) {
             fail(2, e);
+        }
+        if plan.ctty
+            && let Err(e) = super::tty::make_controlling()
+        {
+            fail(6, e);
         }
         if let Err(e) = child::chdir(plan.workdir()) {
             fail(3, e);

@@ -5,7 +5,8 @@
 //! - `exec.json`  ([`ExecRecord`], by the shim once the command is exec'd),
 //! - `exit.json`  ([`ExitRecord`], by the shim when the command has ended),
 //! - `log`, `log.1` (the run's log, see [`crate::logs`]),
-//! - `shim.log`   (the shim's own diagnostics).
+//! - `shim.log`   (the shim's own diagnostics),
+//! - `attach.sock` (an attached run's caller connects here, see [`AttachSpec`]).
 //!
 //! Records are written atomically (temp file, fsync, rename, fsync of the
 //! directory), so a reader sees a whole record or none, even after a crash.
@@ -42,6 +43,10 @@ pub struct RunSpec {
     pub log_rate_burst: u32,
     /// How to jail the run; `None` runs it on the host (development mode).
     pub jail: Option<JailSpec>,
+    /// An attached one-off: its caller reaches the command through
+    /// `attach.sock` (see [`AttachSpec`]); its output is not logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<AttachSpec>,
     /// Whose run this is, in the engine's words (opaque here): what
     /// rebuilds the dyno when its record cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +92,22 @@ pub struct JailSpec {
     /// The dyno's `/etc/resolv.conf` (with `netns`).
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
+}
+
+/// How an attached run meets its caller. The shim serves `attach.sock` in
+/// the run's directory: the first connection gets the command's pty master
+/// (tag `t`) or its stdin, stdout and stderr pipes (tag `p`) by
+/// `SCM_RIGHTS`, and, when the command has ended, its exit status (an init
+/// report frame). When that connection closes first (the caller or the
+/// agent is gone), or nobody connects within a minute, the shim hangs the
+/// command up: SIGHUP, then SIGTERM to every process of the dyno, then
+/// after `grace_secs` SIGKILL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachSpec {
+    pub tty: bool,
+    pub rows: u16,
+    pub cols: u16,
+    pub grace_secs: u64,
 }
 
 /// Written by the shim once the command is exec'd.
@@ -135,6 +156,10 @@ impl RunDir {
     }
     pub fn log(&self) -> PathBuf {
         self.path.join("log")
+    }
+    /// The socket an attached run's caller connects to (see [`AttachSpec`]).
+    pub fn attach_sock(&self) -> PathBuf {
+        self.path.join("attach.sock")
     }
     pub fn shim_log(&self) -> PathBuf {
         self.path.join("shim.log")

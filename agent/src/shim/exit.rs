@@ -12,14 +12,14 @@ use crate::os::report::Report;
 use crate::runs::{ExitRecord, RunDir, write_json_atomic};
 
 /// Closes the log and writes `exit.json` for a command that ended with
-/// `status`, now. `init_report` is the read end of the init's report pipe,
+/// `status`, now; returns the status recorded. `init_report` is the read end of the init's report pipe,
 /// for a jailed run.
 pub(super) fn record(
     run: &RunDir,
     init_report: Option<&OwnedFd>,
     status: ExitStatus,
     mut log: LogWriter,
-) -> io::Result<()> {
+) -> io::Result<ExitStatus> {
     let exited_at = Utc::now();
     // A jailed run's status is the command's, as its init reported it.
     let status = match init_report {
@@ -38,7 +38,8 @@ pub(super) fn record(
             signal,
             exited_at,
         },
-    )
+    )?;
+    Ok(status)
 }
 
 /// The last `Exited` report of the dyno's init, if it sent one.

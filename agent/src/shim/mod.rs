@@ -9,9 +9,12 @@
 //!    writes `exec.json` and reports `ok <shim-pid> <pid>` (or
 //!    `err <message>`) on the report pipe;
 //! 3. turns the command's output into log lines until the command exits
-//!    ([`pump`]);
+//!    ([`pump`]), or, for an attached run, hands the command's pty or pipes
+//!    to its caller on `attach.sock` and hangs the command up when the
+//!    caller goes ([`attach`]);
 //! 4. kills whatever is left of the command's process group, reaps it, drains
-//!    the pipes and writes `exit.json`, status and exit time ([`exit`]).
+//!    the pipes and writes `exit.json`, status and exit time ([`exit`]);
+//!    an attached run's caller gets the status too.
 //!
 //! It runs before any async runtime exists and never starts a thread, so
 //! forking here is safe (and [`crate::os::fork`] checks it).
@@ -28,6 +31,8 @@ use crate::logs::LogWriter;
 use crate::os;
 use crate::runs::{ExecRecord, RunDir, RunSpec, read_json, write_json_atomic};
 
+mod attach;
+pub mod exec;
 mod exit;
 mod pump;
 mod start;
@@ -94,7 +99,15 @@ fn supervise(run: &RunDir) -> io::Result<()> {
     sig_w.set_nonblocking(true)?;
     signal_hook::low_level::pipe::register(Signal::SIGCHLD as i32, sig_w)?;
 
-    let started = start::start(run, &spec)?;
+    let mut started = start::start(run, &spec)?;
+    // An attached run's caller may connect once exec.json is there.
+    let mut caller = match std::mem::replace(&mut started.output, start::Output::Attached(0, Vec::new())) {
+        start::Output::Attached(tag, fds) => Some(attach::Caller::listen(&run.attach_sock(), tag, fds)?),
+        log => {
+            started.output = log;
+            None
+        }
+    };
     let started_at = Utc::now();
     let record = ExecRecord {
         pid: started.pid,
@@ -106,12 +119,19 @@ fn supervise(run: &RunDir) -> io::Result<()> {
     write_json_atomic(&run.exec(), &record)?;
     report(&format!("ok {} {}", std::process::id(), started.pid));
 
-    let status = pump::pump(
-        started.child,
-        started.init_pid.is_none(),
-        started.output,
-        &mut sig_r,
-        &mut log,
-    )?;
-    exit::record(run, started.init_report.as_ref(), status, log)
+    let status = match (&mut caller, started.output, spec.attach) {
+        (Some(caller), _, Some(a)) => {
+            attach::serve(caller, started.child, started.pid, started.init_pid, &a, &mut sig_r)?
+        }
+        (_, start::Output::Log(pipes), _) => {
+            pump::pump(started.child, started.init_pid.is_none(), pipes, &mut sig_r, &mut log)?
+        }
+        _ => return Err(io::Error::other("an attached run without its caller")),
+    };
+    let status = exit::record(run, started.init_report.as_ref(), status, log)?;
+    if let Some(caller) = caller {
+        caller.finish(status);
+        let _ = std::fs::remove_file(run.attach_sock());
+    }
+    Ok(())
 }

@@ -41,6 +41,11 @@ pub(super) fn exec_dropped(c: &Child<'_>, status: BorrowedFd<'_>) -> ! {
     if let Err(e) = child::take_streams(c.streams) {
         fail(26, e);
     }
+    if c.tty
+        && let Err(e) = crate::os::tty::make_controlling()
+    {
+        fail(30, e);
+    }
     child::default_signals();
     if let Err(e) = child::close_inherited_on_exec() {
         fail(27, e);

@@ -17,6 +17,7 @@ use crate::os::{ExitStatus, child, fd, process};
 
 /// What the command's process needs, prepared by the shim before it forked
 /// the init (so that nothing is allocated after the fork).
+#[derive(Clone, Copy)]
 pub(super) struct Child<'a> {
     pub plan: &'a JailPlan,
     pub exec: &'a ExecArgs<'a>,
@@ -27,6 +28,14 @@ pub(super) struct Child<'a> {
     pub cap_last: u32,
     /// The run's network namespace (close-on-exec), joined first.
     pub netns: Option<&'a std::os::fd::OwnedFd>,
+    /// With a pty: where the init sends the pty's master once it allocated
+    /// it in the dyno's devpts (the `streams` are then unused).
+    pub console: Option<super::Console<'a>>,
+    /// The command's stdin is a pty to take as its controlling terminal.
+    pub tty: bool,
+    /// The shim's ends of the command's pipes: closed by the init first
+    /// thing, or a reader of stdin would never see its end.
+    pub shim_ends: &'a [BorrowedFd<'a>],
 }
 
 fn send(report: BorrowedFd<'_>, message: Report) {
@@ -49,6 +58,11 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes,
     // here a static one.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"dyno-init".as_ptr(), 0, 0, 0) };
+    for fd in child.shim_ends {
+        // SAFETY: these fds are the shim's (borrowed from its stack frames,
+        // which the init never returns to); nothing in the init uses them.
+        unsafe { fd::close_behind_owner(*fd) };
+    }
     // Wait until the shim has put us into the dyno's cgroup.
     let mut byte = [0u8; 1];
     if !matches!(fd::read_full(go, &mut byte), Ok(1)) {
@@ -69,6 +83,26 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
         send(report, failed(15, &e));
         process::exit_now(1);
     }
+    // A pty of the dyno's own devpts, owned by its uid: the master goes to
+    // the shim, the slave becomes the command's stdin, stdout and stderr.
+    let mut slave = None;
+    let shim_streams = child.streams;
+    let mut with_pty = *child;
+    if let Some(console) = child.console {
+        let sent = crate::os::tty::open_pty(child.plan.uid, child.plan.gid, console.rows, console.cols)
+            .and_then(|(master, s)| crate::os::tty::send_fds(console.sock, b't', &[master.as_fd()]).map(|()| s));
+        match sent {
+            Ok(s) => slave = Some(s),
+            Err(e) => {
+                send(report, failed(18, &e));
+                process::exit_now(1);
+            }
+        }
+        let fd = slave.as_ref().expect("set above").as_fd();
+        with_pty.streams = [fd, fd, fd];
+        with_pty.tty = true;
+    }
+    let child = &with_pty;
     // Block every signal: init takes them synchronously with sigwaitinfo.
     // SAFETY: sigset_t is plain data; zeroed is a valid value for sigfillset
     // to fill.
@@ -96,7 +130,8 @@ pub(super) fn run(child: &Child<'_>, go: BorrowedFd<'_>, report: BorrowedFd<'_>)
         command::exec_dropped(child, status_w.as_fd())
     }
     drop(status_w);
-    for stream in child.streams {
+    drop(slave);
+    for stream in shim_streams {
         // SAFETY: init's copies of the dyno's streams (the command has its
         // own); their owners live in the shim's stack frames, which init
         // never returns to (it leaves with _exit), so nothing uses or closes

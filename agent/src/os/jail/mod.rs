@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use super::{cvt, fd, process, procfs, spawn::ExecPlan};
 
 mod command;
+mod enter;
 mod init;
 mod keyring;
 mod privileges;
@@ -21,6 +22,7 @@ pub mod report;
 mod rootfs;
 mod seccomp;
 
+pub use self::enter::{Dropped, enter_dyno, spawn_dropped};
 pub use self::report::step_name;
 
 /// What a jailed run looks like; everything prepared before any fork.
@@ -46,6 +48,24 @@ pub struct JailPlan {
     pub resolv_conf: Option<PathBuf>,
 }
 
+/// Where the dyno's init sends the master of the pty it allocates for the
+/// command, and the pty's first size.
+#[derive(Clone, Copy)]
+pub struct Console<'a> {
+    pub sock: std::os::fd::BorrowedFd<'a>,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// The command's standard streams and what the init does with the shim's
+/// fds: `streams` become the command's 0/1/2 (unless a `console` gives it a
+/// pty), `shim_ends` (the shim's ends of those pipes) are closed first.
+pub struct JailIo<'a> {
+    pub streams: [&'a OwnedFd; 3],
+    pub shim_ends: &'a [&'a OwnedFd],
+    pub console: Option<Console<'a>>,
+}
+
 /// A started jailed run.
 pub struct Jailed {
     /// Host pid of the dyno's init.
@@ -62,11 +82,17 @@ pub struct Jailed {
 pub fn spawn_jailed(
     plan: &JailPlan,
     exec: &ExecPlan,
-    streams: [&OwnedFd; 3],
+    io: JailIo<'_>,
     report_w: &OwnedFd,
     cgroup_procs: &[PathBuf],
     oom_score_adj: i32,
 ) -> io::Result<Jailed> {
+    let JailIo {
+        streams,
+        shim_ends,
+        console,
+    } = io;
+    let shim_ends: Vec<std::os::fd::BorrowedFd<'_>> = shim_ends.iter().map(|f| f.as_fd()).collect();
     let cap_last = procfs::cap_last_cap();
     let args = exec.args();
     let filter = seccomp::dyno_filter();
@@ -81,6 +107,9 @@ pub fn spawn_jailed(
         streams: [streams[0].as_fd(), streams[1].as_fd(), streams[2].as_fd()],
         cap_last,
         netns: netns.as_ref(),
+        console,
+        tty: false,
+        shim_ends: &shim_ends,
     };
     let Some(init) = process::fork()? else {
         drop(go_w);

@@ -103,6 +103,7 @@ pub fn step_name(step: i32) -> &'static str {
         15 => "joining a fresh session keyring",
         16 => "joining the dyno's network namespace",
         17 => "mounting /etc/resolv.conf",
+        18 => "allocating the pty",
         20 => "setsid",
         21 => "setting rlimits",
         22 => "chdir /app",
@@ -113,6 +114,7 @@ pub fn step_name(step: i32) -> &'static str {
         27 => "closing inherited fds",
         28 => "exec /bin/sh",
         29 => "installing the seccomp filter",
+        30 => "taking the pty as controlling terminal",
         _ => "setting up the jail",
     }
 }
