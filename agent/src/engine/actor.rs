@@ -399,12 +399,34 @@ impl Actor {
             }
         }
         let now = self.clock.now();
-        let Some(entry) = self.dynos.get_mut(key) else {
+        if !self.dynos.contains_key(key) {
             return;
-        };
+        }
         debug!(app = %key.0, dyno = %key.1, ?input, "input");
-        let actions = decide(&self.policy, now, &mut entry.rec, input);
+        let peers = self.peers(key);
+        let entry = self.dynos.get_mut(key).expect("present");
+        let actions = decide(&self.policy, now, &mut entry.rec, input, &peers);
         self.apply(key, actions, false);
+    }
+
+    /// What a dyno's step knows of the other dynos of its app and process
+    /// type (one-offs have none): their cycle times, and whether one is out
+    /// of `up` because of its cycle.
+    pub(super) fn peers(&self, key: &Key) -> crate::supervisor::Peers {
+        let mut peers = crate::supervisor::Peers::default();
+        let Some(me) = self.dynos.get(key) else { return peers };
+        if me.rec.spec.one_off {
+            return peers;
+        }
+        let app = (key.0.clone(), String::new());
+        for (k, e) in self.dynos.range(app..).take_while(|(k, _)| k.0 == key.0) {
+            if k == key || e.rec.spec.one_off || e.rec.spec.ptype != me.rec.spec.ptype {
+                continue;
+            }
+            peers.cycles.extend(e.rec.sup.cycle_at);
+            peers.cycling |= e.rec.sup.cycling;
+        }
+        peers
     }
 
     /// Carries out a dyno's actions; its record is written first unless it
@@ -545,7 +567,13 @@ impl Actor {
 }
 
 /// What a dyno's supervision makes of an input at `now`.
-pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec<Action> {
+pub(super) fn decide(
+    policy: &Policy,
+    now: Time,
+    rec: &mut DynoRecord,
+    input: Input,
+    peers: &crate::supervisor::Peers,
+) -> Vec<Action> {
     let profile = rec.spec.profile();
     let mut rng = rand::rng();
     let mut jitter = || rng.random::<f64>();
@@ -554,6 +582,7 @@ pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: In
         policy,
         now,
         jitter: &mut jitter,
+        peers,
     };
     rec.sup.step(&mut cx, input)
 }

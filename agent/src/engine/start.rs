@@ -114,7 +114,8 @@ impl Actor {
     pub(super) fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
         let mut rec = self.dynos[key].rec.clone();
         change(&mut rec);
-        let actions = decide(&self.policy, self.clock.now(), &mut rec, input);
+        let peers = self.peers(key);
+        let actions = decide(&self.policy, self.clock.now(), &mut rec, input, &peers);
         if let Err(e) = self.paths.save_record(&key.0, &key.1, &rec) {
             error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
             let message = format!("cannot write the dyno record, nothing was changed: {e}");
