@@ -34,10 +34,13 @@ fn rows(n: usize) -> Vec<DynoRow> {
         .collect()
 }
 
+/// A per-dyno family: its name and the value of a dyno.
+type Family = (&'static str, fn(&DynoRow) -> f64);
+
 /// The per-dyno series written by hand: the floor.
 fn by_hand(s: &Scrape) -> String {
     let mut out = String::with_capacity(4096);
-    let families: [(&str, fn(&DynoRow) -> f64); 6] = [
+    let families: [Family; 6] = [
         ("dyno_restarts_total", |d| d.restarts as f64),
         ("dyno_oom_kills_total", |d| d.oom_kills as f64),
         ("dyno_cpu_seconds_total", |d| d.cpu_seconds),

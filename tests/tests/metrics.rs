@@ -125,8 +125,7 @@ fn the_dyno_metadata_variables_are_in_the_dynos_environment() {
         let want = format!("meta app=shop id={run} release=v42 dyno=worker.1");
         wait_for("the dyno to print its metadata", || {
             texts(&a.ctl_ok(&["logs", "--app", "shop", "--dyno", "worker.1"]))
-                .iter()
-                .any(|l| *l == want)
+                .contains(&want)
                 .then_some(())
         });
     };

@@ -156,7 +156,6 @@ impl Collector for ScrapeCollector {
             let n = s.dynos.iter().filter(|d| d.state == state).count() as i64;
             ConstGauge::new(n).encode(m.encode_family(&[("state", state)])?)?;
         }
-        drop(m);
         let m = encoder.encode_descriptor(
             "ledger_pending_writes",
             "Usage ledger writes waiting for the ledger",
@@ -185,7 +184,6 @@ impl Collector for ScrapeCollector {
             ];
             ConstGauge::new(1i64).encode(m.encode_family(&with_state)?)?;
         }
-        drop(m);
         series(
             &mut encoder,
             "dyno_restarts",
