@@ -169,7 +169,7 @@ fn memory_kill_ratio_defaults_to_twice_the_quota_and_is_bounded() {
     }
     let size = |ratio: &str| {
         format!(
-            "[sizes.ps]\nmemory_bytes = 536870912\nmemory_kill_ratio = {ratio}\ncpu_shares = 1024\npids_max = 64\nnofile = 64\n"
+            "default_size = \"ps\"\n[sizes.ps]\nmemory_bytes = 536870912\nmemory_kill_ratio = {ratio}\ncpu_shares = 1024\npids_max = 64\nnofile = 64\n"
         )
     };
     let c = load(&size("1.0"), &[], &Overrides::default()).unwrap();
