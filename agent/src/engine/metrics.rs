@@ -166,8 +166,9 @@ impl Actor {
                 counted.insert(t.run_id.clone(), active);
             }
             let now = Instant::now();
+            let live: std::collections::HashSet<&str> = targets.iter().map(|t| t.run_id.as_str()).collect();
             let mut f = figures.lock().unwrap_or_else(|e| e.into_inner());
-            f.retain(|run, _| targets.iter().any(|t| t.run_id == *run));
+            f.retain(|run, _| live.contains(run.as_str()));
             for (run, active) in counted {
                 let entry = f.entry(run).or_default();
                 // The first count of a run is one tick's worth.
