@@ -31,6 +31,21 @@ pub fn stats() -> HostStats {
     }
 }
 
+/// Whether the host has swap (`SwapTotal` of `/proc/meminfo` above zero):
+/// then a dyno's memory past its quota goes to swap (DESIGN §5).
+pub fn has_swap() -> bool {
+    std::fs::read_to_string("/proc/meminfo").is_ok_and(|m| swap_total(&m) > 0)
+}
+
+/// `SwapTotal` of a `/proc/meminfo` text, in kB (0 when missing).
+fn swap_total(meminfo: &str) -> u64 {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Memory the host may give dynos: `(total - reserve) * overcommit`.
 pub fn allocatable(total: u64, reserve: u64, overcommit: f64) -> u64 {
     (total.saturating_sub(reserve) as f64 * overcommit) as u64

@@ -18,3 +18,13 @@ fn figures_are_plausible() {
     assert!(s.memory_total > 0 && s.memory_available <= s.memory_total);
     assert!(s.load.iter().all(|l| *l >= 0.0));
 }
+
+#[test]
+fn swap_is_read_from_meminfo() {
+    assert_eq!(
+        super::swap_total("MemTotal: 100 kB\nSwapTotal:        2097148 kB\nSwapFree: 1 kB\n"),
+        2_097_148
+    );
+    assert_eq!(super::swap_total("MemTotal: 100 kB\nSwapTotal:              0 kB\n"), 0);
+    assert_eq!(super::swap_total(""), 0);
+}

@@ -22,6 +22,8 @@
 //!   [`net`]: a network namespace per run through CNI, the host's filter;
 //! - [`meter`]: the thread that bills every open run at each slice boundary
 //!   into the [`ledger`] (SQLite);
+//! - [`telemetry`]: the Prometheus endpoint (`metrics_listen`) and the
+//!   agent's counters;
 //! - [`logs`]: log line format, rotation, tail and follow;
 //!   [`private`]: the state directory is root's alone (modes, fixed at start);
 //! - [`config`]: file → environment → flags, validated all at once; sizes;
@@ -57,6 +59,7 @@ pub mod runs;
 pub mod shim;
 pub mod slug;
 pub mod supervisor;
+pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;

@@ -16,6 +16,10 @@ pub const KEYRING: (&str, &str) = ("keyring", include_str!("probes/keyring.c"));
 /// filled TCP buffers.
 pub const NET: (&str, &str) = ("net", include_str!("probes/net.c"));
 
+/// The memory tests' probe (`probes/mem.c`): allocates and holds MiB,
+/// optionally after forking a sleeping child and after SIGUSR1.
+pub const MEM: (&str, &str) = ("mem", include_str!("probes/mem.c"));
+
 /// The static binary of `probe` (a name and its C source), compiled if this
 /// source text was never compiled before. Panics, naming gcc's complaint, when
 /// it cannot be built: a test never passes without its probe.

@@ -626,7 +626,9 @@ fn environment_is_the_config_vars_plus_the_documented_ones() {
     );
     let port = web["port"].as_u64().expect("web port").to_string();
     let env = without_shell_vars(logged_env(&a, "web.1"));
-    let want: BTreeMap<String, String> = [
+    let web_run = web["run_id"].as_str().expect("run id").to_string();
+    let release = web["release"].as_str().expect("release").to_string();
+    let mut want: BTreeMap<String, String> = [
         ("DYNO", "web.1"),
         ("HOME", "/app"),
         ("PATH", path),
@@ -637,23 +639,38 @@ fn environment_is_the_config_vars_plus_the_documented_ones() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // Heroku's dyno metadata: the app, the run's id, the release.
+    want.insert("HEROKU_APP_NAME".into(), "shop".into());
+    want.insert("HEROKU_DYNO_ID".into(), web_run);
+    want.insert("HEROKU_RELEASE_VERSION".into(), release.clone());
     assert_eq!(env, want, "web.1");
 
-    start(&a, "worker.1", &slug, &format!("{print}; exec sleep 600"), &vars);
+    let worker = start(&a, "worker.1", &slug, &format!("{print}; exec sleep 600"), &vars);
     let env = without_shell_vars(logged_env(&a, "worker.1"));
     let mut want_worker = want.clone();
     want_worker.remove("PORT");
     want_worker.insert("DYNO".into(), "worker.1".into());
+    want_worker.insert(
+        "HEROKU_DYNO_ID".into(),
+        worker["run_id"].as_str().expect("run id").into(),
+    );
     assert_eq!(env, want_worker, "worker.1: no PORT");
 
     // A one-off: the same, DYNO=run.N.
     let (code, out) = run_argv(&a, &slug, &["--env", "K=one-off"], &["env"]);
     assert_eq!(code, 0, "{out}");
-    let env = without_shell_vars(
+    let mut env = without_shell_vars(
         out.lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+    );
+    assert_eq!(env.remove("HEROKU_APP_NAME").as_deref(), Some("shop"), "{out}");
+    assert_eq!(env.remove("HEROKU_RELEASE_VERSION"), Some(release.clone()), "{out}");
+    let run_id = env.remove("HEROKU_DYNO_ID").unwrap_or_default();
+    assert!(
+        run_id.ends_with(".1") && run_id.len() > 30,
+        "HEROKU_DYNO_ID {run_id:?}: {out}"
     );
     let want_run: BTreeMap<String, String> = [("DYNO", "run.1"), ("HOME", "/app"), ("PATH", path), ("K", "one-off")]
         .into_iter()

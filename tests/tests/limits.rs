@@ -65,8 +65,23 @@ fn the_size_sets_the_cgroup_limits_of_the_run() {
     let tiny = a.wait_state("shop", "worker.2", "up");
     let run = |d: &serde_json::Value| d["run_id"].as_str().unwrap().to_string();
 
+    // The quota is 512 MiB; memory and swap are capped at the kill limit,
+    // twice that (RAM at the quota where the host has swap for the rest).
+    let swap = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("SwapTotal:") && l.split_whitespace().nth(1) != Some("0"));
+    let ram = |quota: u64| if swap { quota } else { 2 * quota };
     assert_eq!(
         read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.limit_in_bytes")),
+        ram(512 << 20)
+    );
+    assert_eq!(
+        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.memsw.limit_in_bytes")),
+        1024 << 20
+    );
+    assert_eq!(
+        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.soft_limit_in_bytes")),
         512 << 20
     );
     assert_eq!(read_u64(run_cgroup(&a, "cpu", &run(&std1x)).join("cpu.shares")), 1024);
@@ -77,7 +92,7 @@ fn the_size_sets_the_cgroup_limits_of_the_run() {
     assert_eq!(read_u64(run_cgroup(&a, "pids", &run(&std1x)).join("pids.max")), 256);
     assert_eq!(
         read_u64(run_cgroup(&a, "memory", &run(&tiny)).join("memory.limit_in_bytes")),
-        32 << 20
+        ram(32 << 20)
     );
     assert_eq!(
         read_u64(run_cgroup(&a, "cpu", &run(&tiny)).join("cpu.cfs_quota_us")),

@@ -658,7 +658,7 @@ fn read_u64(p: &Path) -> u64 {
 }
 
 /// (8) (cgroup v1) A dyno's TCP buffers are charged to its cgroup: its
-/// `memory.kmem.tcp.limit_in_bytes` is its memory limit, and 64 loopback
+/// `memory.kmem.tcp.limit_in_bytes` is its memory quota, and 64 loopback
 /// connections whose buffers it fills from both ends (unbounded, ~500 MB
 /// here) are charged to `memory.kmem.tcp.usage_in_bytes` and stop being
 /// queued near that limit. Not exactly at it: v1's limit is soft (the
@@ -689,7 +689,13 @@ fn a_dynos_tcp_buffers_are_charged_to_a_tcp_limit_of_its_memory_size() {
         .parse()
         .expect("filled=");
     let cg = memory_cgroup(pid_of(&d));
-    assert_eq!(read_u64(&cg.join("memory.limit_in_bytes")), limit, "{}", cg.display());
+    // RAM + swap at the kill limit (twice the quota), TCP buffers at the quota.
+    assert_eq!(
+        read_u64(&cg.join("memory.memsw.limit_in_bytes")),
+        2 * limit,
+        "{}",
+        cg.display()
+    );
     let tcp_limit = read_u64(&cg.join("memory.kmem.tcp.limit_in_bytes"));
     assert_eq!(tcp_limit, limit, "kmem.tcp limit of {}", cg.display());
     let usage = read_u64(&cg.join("memory.kmem.tcp.usage_in_bytes"));

@@ -189,7 +189,10 @@ fn exec_fits(req: &pb::StartDynoRequest, cfg: &Config) -> Result<()> {
         "/".repeat(UNJAILED_ROOT_BYTES)
     };
     let command = engine::shell_command(&req.command);
-    let vars: BTreeMap<String, String> = req.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut vars: BTreeMap<String, String> = req.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // A run id is a UUID and a run number.
+    let run_id = format!("{}.{}", uuid::Uuid::nil(), u32::MAX);
+    vars.extend(engine::dyno_metadata(&req.app, &run_id, &req.release));
     let env = engine::run_env(&vars, &name, &root, Some(u16::MAX));
     let envp = env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let size = exec_limits::exec_size("/bin/sh", &["sh", "-c", &command], envp);

@@ -23,6 +23,7 @@ pub(super) fn fake_mkdir(dir: &Path) -> io::Result<()> {
     let controllers = enabled.join(" ");
     let mut files = vec![
         ("cgroup.procs", ""),
+        ("cgroup.threads", ""),
         ("cgroup.controllers", controllers.as_str()),
         ("cgroup.subtree_control", ""),
         ("cgroup.events", "populated 0\nfrozen 0\n"),
@@ -34,6 +35,8 @@ pub(super) fn fake_mkdir(dir: &Path) -> io::Result<()> {
         files.extend([
             ("memory.max", "max\n"),
             ("memory.swap.max", "max\n"),
+            ("memory.swap.current", "0\n"),
+            ("memory.oom.group", "0\n"),
             ("memory.current", "0\n"),
             ("memory.peak", "0\n"),
             (

@@ -48,15 +48,21 @@
 //!
 //! | | v1 | v2 |
 //! |---|---|---|
-//! | memory | `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes` = the same | `memory.max`, `memory.swap.max` = 0 |
+//! | memory (host without swap) | `memory.limit_in_bytes` = `memory.memsw.limit_in_bytes` = kill limit | `memory.max` = kill limit, `memory.swap.max` = 0 |
+//! | memory (host with swap) | `memory.limit_in_bytes` = quota, `memory.memsw.limit_in_bytes` = kill limit | `memory.max` = quota, `memory.swap.max` = kill limit − quota |
+//! | memory (both) | `memory.soft_limit_in_bytes` = quota | `memory.oom.group` = 1 |
 //! | cpu shares | `cpu.shares` | `cpu.weight` = 1 + (shares − 2) × 9999 / 262142 (runc/crun) |
 //! | cpu quota | `cpu.cfs_period_us` = 100000, `cpu.cfs_quota_us` = cores × period or −1 | `cpu.max` = "quota 100000" or "max 100000" |
 //! | pids | `pids.max` | `pids.max` |
 //!
-//! "No swap beyond the limit": on v1 memory+swap is capped at the memory
-//! limit; when the kernel has no swap accounting (no `memsw` files) the cgroup
-//! gets `memory.swappiness` 0 instead, and a warning. On v2 `memory.swap.max`
-//! is 0 (a warning when the kernel has no such file).
+//! Memory as on Heroku's Common Runtime (DESIGN §5): the quota is what the
+//! dyno may hold in RAM; memory and swap together are capped at the kill
+//! limit (quota × `memory_kill_ratio`), where the kernel OOM-kills inside the
+//! cgroup. On v2 `memory.oom.group` makes that kill take the whole dyno; v1
+//! has no such switch, so the agent watches `oom_kill` and kills the rest
+//! itself. When the kernel has no swap accounting (no `memsw` files) the v1
+//! cgroup gets `memory.swappiness` 0 instead, and a warning; on v2 a missing
+//! `memory.swap.max` is a warning.
 //!
 //! # Lifecycle
 //!
@@ -130,8 +136,15 @@ impl fmt::Display for Version {
 /// The cgroup limits of one dyno size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
-    /// Hard memory limit in bytes; no swap beyond it.
+    /// The memory quota in bytes (DESIGN §5): the RAM the dyno may hold
+    /// where the host has swap; above it the dyno's log gets R14.
     pub memory_bytes: u64,
+    /// The kill limit (quota × `memory_kill_ratio`): memory and swap together
+    /// past this are OOM-killed (R15). At least `memory_bytes`.
+    pub memory_kill_bytes: u64,
+    /// The host has swap: RAM is capped at the quota and the rest up to the
+    /// kill limit goes to swap. Without swap, RAM up to the kill limit.
+    pub swap: bool,
     /// v1 `cpu.shares`; converted to `cpu.weight` on v2.
     pub cpu_shares: u64,
     /// CFS quota in cores; `None` for no quota.
@@ -145,6 +158,12 @@ impl Limits {
         if self.memory_bytes == 0 || self.memory_bytes > i64::MAX as u64 {
             return bad(format!("memory_bytes {} out of range", self.memory_bytes));
         }
+        if self.memory_kill_bytes < self.memory_bytes || self.memory_kill_bytes > i64::MAX as u64 {
+            return bad(format!(
+                "memory_kill_bytes {} out of range (at least memory_bytes {})",
+                self.memory_kill_bytes, self.memory_bytes
+            ));
+        }
         if self.pids_max == 0 || self.pids_max > i64::MAX as u64 {
             return bad(format!("pids_max {} out of range", self.pids_max));
         }
@@ -154,6 +173,16 @@ impl Limits {
             return bad(format!("cpu_quota {q} is not a positive number of cores"));
         }
         Ok(())
+    }
+
+    /// The RAM limit: the quota where the host has swap (the excess goes to
+    /// swap), else the kill limit.
+    pub fn ram_bytes(&self) -> u64 {
+        if self.swap {
+            self.memory_bytes
+        } else {
+            self.memory_kill_bytes
+        }
     }
 
     /// The quota in microseconds per [`CFS_PERIOD_US`] (at least 1 ms, the
@@ -180,6 +209,13 @@ pub struct Stats {
     pub memory_rss: u64,
     /// Page cache (v1 `total_cache`, v2 `file` of `memory.stat`).
     pub memory_cache: u64,
+    /// Swapped out (v1 `total_swap` of `memory.stat`, 0 without swap
+    /// accounting; v2 `memory.swap.current`, 0 where missing).
+    pub memory_swap: u64,
+    /// Pages charged and uncharged (v1 `total_pgpgin` / `total_pgpgout` of
+    /// `memory.stat`; v2 has no such counters: `pgfault` and `pgsteal`).
+    pub pgpgin: u64,
+    pub pgpgout: u64,
     /// Highest memory charged (v1 `memory.max_usage_in_bytes`, v2
     /// `memory.peak`, which kernels before 5.19 lack: then `None`).
     pub memory_peak: Option<u64>,
@@ -310,6 +346,9 @@ pub trait DynoCgroup: Send + Sync {
     fn add_process(&self, pid: u32) -> Result<()>;
     /// The processes in the cgroup, sorted; empty once it is removed.
     fn procs(&self) -> Result<Vec<u32>>;
+    /// Every thread in the cgroup (v1 `tasks`, v2 `cgroup.threads`): what a
+    /// dyno's load average counts.
+    fn threads(&self) -> Result<Vec<u32>>;
     fn stats(&self) -> Result<Stats>;
     /// Opens the files the usage ledger reads every slice.
     fn usage_probe(&self) -> Result<Box<dyn UsageProbe>>;

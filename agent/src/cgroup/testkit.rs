@@ -21,6 +21,8 @@ const MIB: u64 = 1024 * 1024;
 pub(super) fn size(name: &str) -> Limits {
     let limits = |memory_mib: u64, cpu_shares, cpu_quota, pids_max| Limits {
         memory_bytes: memory_mib * MIB,
+        memory_kill_bytes: memory_mib * MIB,
+        swap: false,
         cpu_shares,
         cpu_quota,
         pids_max,

@@ -205,12 +205,24 @@ impl V1Dyno {
     fn apply(&self, limits: &Limits) -> Result<()> {
         let (memory, memory_dir) = self.controller::<MemController>("memory")?;
         let bytes = limits.memory_bytes as i64;
+        // RAM, then RAM + swap (memsw may never be below the RAM limit).
+        // Without swap accounting swap cannot be capped: no swap then, and
+        // RAM up to the kill limit.
+        let memsw = memory_dir.join("memory.memsw.limit_in_bytes").exists();
+        let ram = if memsw {
+            limits.ram_bytes()
+        } else {
+            limits.memory_kill_bytes
+        };
         memory
-            .set_limit(bytes)
+            .set_limit(ram as i64)
             .map_err(cgroups_failed("setting memory.limit_in_bytes of", memory_dir))?;
-        if memory_dir.join("memory.memsw.limit_in_bytes").exists() {
+        memory
+            .set_soft_limit(bytes)
+            .map_err(cgroups_failed("setting memory.soft_limit_in_bytes of", memory_dir))?;
+        if memsw {
             memory
-                .set_memswap_limit(bytes)
+                .set_memswap_limit(limits.memory_kill_bytes as i64)
                 .map_err(cgroups_failed("setting memory.memsw.limit_in_bytes of", memory_dir))?;
         } else {
             tracing::warn!(cgroup = %memory_dir.display(), "no swap accounting: setting memory.swappiness 0 instead of a memory+swap limit");
@@ -309,6 +321,10 @@ impl DynoCgroup for V1Dyno {
         Ok(pids.into_iter().collect())
     }
 
+    fn threads(&self) -> Result<Vec<u32>> {
+        read_pids(&self.memory.join("tasks"))
+    }
+
     fn stats(&self) -> Result<Stats> {
         let stat_file = self.memory.join("memory.stat");
         let stat = read_keyed(&stat_file)?;
@@ -316,6 +332,10 @@ impl DynoCgroup for V1Dyno {
             memory_current: read_u64(&self.memory.join("memory.usage_in_bytes"))?,
             memory_rss: key(&stat, "total_rss", &stat_file)?,
             memory_cache: key(&stat, "total_cache", &stat_file)?,
+            // Present with swap accounting only.
+            memory_swap: stat.get("total_swap").copied().unwrap_or(0),
+            pgpgin: key(&stat, "total_pgpgin", &stat_file)?,
+            pgpgout: key(&stat, "total_pgpgout", &stat_file)?,
             memory_peak: Some(read_u64(&self.memory.join("memory.max_usage_in_bytes"))?),
             cpu_usage_ns: read_u64(&self.cpuacct_usage()?)?,
             oom_kills: self.oom_kills()?,

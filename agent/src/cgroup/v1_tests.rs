@@ -117,6 +117,8 @@ fn v1_oom_kill_is_detected() {
     let fx = Fixture::new();
     let tiny = Limits {
         memory_bytes: 16 << 20,
+        memory_kill_bytes: 16 << 20,
+        swap: false,
         cpu_shares: 1024,
         cpu_quota: None,
         pids_max: 64,

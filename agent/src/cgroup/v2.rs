@@ -155,12 +155,20 @@ impl V2Dyno {
     }
 
     fn apply(&self, limits: &Limits) -> Result<()> {
-        write(&self.file("memory.max"), &limits.memory_bytes.to_string())?;
+        write(&self.file("memory.max"), &limits.ram_bytes().to_string())?;
         let swap = self.file("memory.swap.max");
         if swap.exists() {
-            write(&swap, "0")?;
+            let swap_max = limits.memory_kill_bytes - limits.ram_bytes();
+            write(&swap, &swap_max.to_string())?;
         } else {
             tracing::warn!(cgroup = %self.dir.display(), "no memory.swap.max (no swap accounting): swap is not limited");
+        }
+        // Linux >= 4.19: an OOM kill takes every process of the dyno.
+        let group = self.file("memory.oom.group");
+        if group.exists() {
+            write(&group, "1")?;
+        } else {
+            tracing::warn!(cgroup = %self.dir.display(), "no memory.oom.group: the agent ends the dyno after an OOM kill");
         }
         write(
             &self.file("cpu.weight"),
@@ -213,20 +221,29 @@ impl DynoCgroup for V2Dyno {
         read_pids(&self.file("cgroup.procs"))
     }
 
+    fn threads(&self) -> Result<Vec<u32>> {
+        read_pids(&self.file("cgroup.threads"))
+    }
+
     fn stats(&self) -> Result<Stats> {
         let stat_file = self.file("memory.stat");
         let stat = read_keyed(&stat_file)?;
         let cpu_file = self.file("cpu.stat");
         let cpu = read_keyed(&cpu_file)?;
-        let memory_peak = match read_u64(&self.file("memory.peak")) {
-            Ok(peak) => Some(peak),
-            Err(Error::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+        let optional = |name: &str| match read_u64(&self.file(name)) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Io { error, .. }) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         };
+        let memory_peak = optional("memory.peak")?;
+        let memory_swap = optional("memory.swap.current")?.unwrap_or(0);
         Ok(Stats {
             memory_current: read_u64(&self.file("memory.current"))?,
             memory_rss: key(&stat, "anon", &stat_file)?,
             memory_cache: key(&stat, "file", &stat_file)?,
+            memory_swap,
+            pgpgin: stat.get("pgfault").copied().unwrap_or(0),
+            pgpgout: stat.get("pgsteal").copied().unwrap_or(0),
             memory_peak,
             cpu_usage_ns: key(&cpu, "usage_usec", &cpu_file)?.saturating_mul(1000),
             oom_kills: self.oom_kills()?,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::cgroup::fake::{fake_mkdir, fake_rmdir, fake_v2};
 use crate::cgroup::testkit::{contents, size};
-use crate::cgroup::{Cgroups as _, DEFAULT_PARENT, Error, Stats, V2Cgroups, Version};
+use crate::cgroup::{Cgroups as _, DEFAULT_PARENT, Error, Limits, Stats, V2Cgroups, Version};
 
 #[test]
 fn v2_create_writes_the_limits_of_standard_1x() {
@@ -131,7 +131,12 @@ fn v2_stats_parse_the_control_files() {
     let dir = tmp.path().join("dynoagent/web-1");
     fs::write(dir.join("memory.current"), "1000\n").unwrap();
     fs::write(dir.join("memory.peak"), "2000\n").unwrap();
-    fs::write(dir.join("memory.stat"), "anon 600\nfile 300\nkernel 100\nshmem 0\n").unwrap();
+    fs::write(
+        dir.join("memory.stat"),
+        "anon 600\nfile 300\nkernel 100\nshmem 0\npgfault 70\npgsteal 20\n",
+    )
+    .unwrap();
+    fs::write(dir.join("memory.swap.current"), "400\n").unwrap();
     fs::write(
         dir.join("cpu.stat"),
         "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
@@ -145,6 +150,9 @@ fn v2_stats_parse_the_control_files() {
             memory_current: 1000,
             memory_rss: 600,
             memory_cache: 300,
+            memory_swap: 400,
+            pgpgin: 70,
+            pgpgout: 20,
             memory_peak: Some(2000),
             cpu_usage_ns: 1_500_000,
             oom_kills: 1,
@@ -197,4 +205,39 @@ fn v2_list_open_and_reap_leftovers() {
     let reaped = restarted.reap(&|name| name == "run-b").unwrap();
     assert_eq!(reaped, ["run-a", "run-c"]);
     assert_eq!(restarted.list().unwrap(), ["run-b"]);
+}
+
+#[test]
+fn v2_memory_limits_follow_the_quota_the_kill_limit_and_swap() {
+    let (tmp, cgroups) = fake_v2();
+    let limits = Limits {
+        memory_kill_bytes: 1024 << 20,
+        ..size("standard-1x")
+    };
+    // No swap on the host: RAM up to the kill limit, no swap.
+    cgroups.create("noswap-1", &limits).unwrap();
+    let dir = tmp.path().join("dynoagent/noswap-1");
+    assert_eq!(contents(dir.join("memory.max")), "1073741824");
+    assert_eq!(contents(dir.join("memory.swap.max")), "0");
+    assert_eq!(contents(dir.join("memory.oom.group")), "1");
+    // Swap: RAM up to the quota, the rest of the kill limit in swap.
+    cgroups
+        .create(
+            "swap-1",
+            &Limits {
+                swap: true,
+                ..limits.clone()
+            },
+        )
+        .unwrap();
+    let dir = tmp.path().join("dynoagent/swap-1");
+    assert_eq!(contents(dir.join("memory.max")), "536870912");
+    assert_eq!(contents(dir.join("memory.swap.max")), "536870912");
+    assert_eq!(contents(dir.join("memory.oom.group")), "1");
+    // A kill limit below the quota is refused.
+    let bad = Limits {
+        memory_kill_bytes: 1,
+        ..limits
+    };
+    assert!(matches!(cgroups.create("bad-1", &bad), Err(Error::InvalidLimits(_))));
 }

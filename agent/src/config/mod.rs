@@ -138,9 +138,13 @@ pub struct Config {
     pub cgroup_root: PathBuf,
     /// The dynos' parent cgroup, under which each run gets its own.
     pub cgroup_parent: String,
-    /// How often a runtime-metrics line goes into each running dyno's log.
+    /// How often a runtime-metrics line goes into each running dyno's log
+    /// (and, above the quota, R14).
     #[serde(with = "humantime_serde")]
     pub metrics_interval: Duration,
+    /// Optional TCP address (`host:port`) serving the Prometheus text
+    /// exposition at `GET /metrics` (plain HTTP); off by default.
+    pub metrics_listen: Option<String>,
     /// `oom_score_adj` of dynos: the kernel's OOM killer picks them first.
     pub dyno_oom_score_adj: i32,
     /// Slug limits (DESIGN §7): compressed bytes (a larger Content-Length is
@@ -249,6 +253,7 @@ impl Default for Config {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: crate::cgroup::DEFAULT_PARENT.into(),
             metrics_interval: Duration::from_secs(20),
+            metrics_listen: None,
             dyno_oom_score_adj: 800,
             slug_max_compressed_bytes: 1 << 30,
             slug_max_unpacked_bytes: 4 << 30,

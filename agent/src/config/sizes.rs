@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SizeLimits {
-    /// Hard memory limit in bytes; no swap beyond it.
+    /// The memory quota in bytes (DESIGN §5): what admission counts and
+    /// the RAM a dyno may hold where the host has swap; above it, R14.
     pub memory_bytes: u64,
+    /// The kill limit as a multiple of the quota (R15 past it): 2.0 as on
+    /// Heroku's Common Runtime, 1.0 for Private-Space behaviour.
+    #[serde(default = "default_kill_ratio")]
+    pub memory_kill_ratio: f64,
     pub cpu_shares: u64,
     /// CFS quota in cores; `None` means no quota.
     #[serde(default)]
@@ -19,14 +24,29 @@ pub struct SizeLimits {
     pub nofile: u64,
 }
 
-/// The cgroup limits of a size (nofile is applied by the jail, not a cgroup).
-impl From<&SizeLimits> for crate::cgroup::Limits {
-    fn from(s: &SizeLimits) -> crate::cgroup::Limits {
+/// The default `memory_kill_ratio`.
+pub const DEFAULT_KILL_RATIO: f64 = 2.0;
+
+fn default_kill_ratio() -> f64 {
+    DEFAULT_KILL_RATIO
+}
+
+impl SizeLimits {
+    /// The kill limit in bytes: quota × `memory_kill_ratio`.
+    pub fn memory_kill_bytes(&self) -> u64 {
+        ((self.memory_bytes as f64) * self.memory_kill_ratio.max(1.0)).round() as u64
+    }
+
+    /// The cgroup limits of this size on a host with or without swap
+    /// (nofile is applied by the jail, not a cgroup).
+    pub fn cgroup_limits(&self, swap: bool) -> crate::cgroup::Limits {
         crate::cgroup::Limits {
-            memory_bytes: s.memory_bytes,
-            cpu_shares: s.cpu_shares,
-            cpu_quota: s.cpu_quota,
-            pids_max: s.pids_max,
+            memory_bytes: self.memory_bytes,
+            memory_kill_bytes: self.memory_kill_bytes(),
+            swap,
+            cpu_shares: self.cpu_shares,
+            cpu_quota: self.cpu_quota,
+            pids_max: self.pids_max,
         }
     }
 }
@@ -36,6 +56,7 @@ pub fn default_sizes() -> BTreeMap<String, SizeLimits> {
     const MIB: u64 = 1024 * 1024;
     let size = |mem, shares, quota, pids| SizeLimits {
         memory_bytes: mem,
+        memory_kill_ratio: DEFAULT_KILL_RATIO,
         cpu_shares: shares,
         cpu_quota: quota,
         pids_max: pids,

@@ -161,6 +161,42 @@ fn size_table_is_validated() {
 }
 
 #[test]
+fn memory_kill_ratio_defaults_to_twice_the_quota_and_is_bounded() {
+    let c = load("", &[], &Overrides::default()).unwrap();
+    for (name, s) in &c.sizes {
+        assert_eq!(s.memory_kill_ratio, 2.0, "{name}");
+        assert_eq!(s.memory_kill_bytes(), 2 * s.memory_bytes, "{name}");
+    }
+    let size = |ratio: &str| {
+        format!(
+            "default_size = \"ps\"\n[sizes.ps]\nmemory_bytes = 536870912\nmemory_kill_ratio = {ratio}\ncpu_shares = 1024\npids_max = 64\nnofile = 64\n"
+        )
+    };
+    let c = load(&size("1.0"), &[], &Overrides::default()).unwrap();
+    assert_eq!(c.sizes["ps"].memory_kill_bytes(), 512 << 20, "Private-Space behaviour");
+    let limits = c.sizes["ps"].cgroup_limits(true);
+    assert_eq!(
+        (limits.memory_bytes, limits.memory_kill_bytes, limits.swap),
+        (512 << 20, 512 << 20, true)
+    );
+    for bad in ["0.5", "17.0", "nan"] {
+        let err = load(&size(bad), &[], &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("sizes.ps.memory_kill_ratio"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_must_be_an_address() {
+    assert_eq!(load("", &[], &Overrides::default()).unwrap().metrics_listen, None);
+    let c = load("metrics_listen = \"127.0.0.1:9431\"", &[], &Overrides::default()).unwrap();
+    assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9431"));
+    let err = load("metrics_listen = \"localhost\"", &[], &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metrics_listen"), "{err}");
+}
+
+#[test]
 fn log_rate_keys_default_to_the_documented_bound_and_refuse_zero() {
     let c = load("", &[], &Overrides::default()).unwrap();
     assert_eq!((c.log_rate_lines, c.log_rate_burst), (1000, 10_000));

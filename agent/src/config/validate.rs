@@ -117,6 +117,12 @@ impl Config {
             if s.memory_bytes < 4 * 1024 * 1024 {
                 p.push(format!("sizes.{name}.memory_bytes: must be at least 4 MiB"));
             }
+            if !(s.memory_kill_ratio.is_finite() && (1.0..=16.0).contains(&s.memory_kill_ratio)) {
+                p.push(format!(
+                    "sizes.{name}.memory_kill_ratio: must be a number from 1.0 (Private Space) to 16.0, got {}",
+                    s.memory_kill_ratio
+                ));
+            }
             if s.cpu_quota.is_some_and(|q| q.is_nan() || q <= 0.0) {
                 p.push(format!("sizes.{name}.cpu_quota: must be greater than zero"));
             }
@@ -128,6 +134,13 @@ impl Config {
         }
         if !(self.memory_overcommit.is_finite() && self.memory_overcommit > 0.0) {
             p.push("memory_overcommit: must be a number greater than zero".into());
+        }
+        if let Some(addr) = &self.metrics_listen
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            p.push(format!(
+                "metrics_listen: {addr:?} is not an address like 127.0.0.1:9431"
+            ));
         }
         if let Some(addr) = &self.listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {

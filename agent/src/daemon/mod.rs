@@ -128,6 +128,26 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         }
         None => None,
     };
+    let metrics = match &cfg.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_listen: binding {addr}"))?;
+            info!(metrics_listen = %addr, "serving Prometheus metrics at /metrics");
+            let engine = engine.clone();
+            let scrape = move || {
+                let engine = engine.clone();
+                async move {
+                    crate::telemetry::Scrape {
+                        dynos: engine.scrape().await.unwrap_or_default(),
+                        ledger_pending_writes: engine.meter().snapshot().pending_writes as u64,
+                    }
+                }
+            };
+            Some(tokio::spawn(crate::telemetry::serve(listener, scrape, stop.wait())))
+        }
+        None => None,
+    };
     let report = cfg
         .scheduler
         .clone()
@@ -155,6 +175,9 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
     }
     if let Some(report) = report {
         let _ = report.await;
+    }
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
     }
     // Commit the usage the meter still holds (the engine has stopped sending).
     let meter = engine.meter().clone();

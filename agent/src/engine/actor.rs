@@ -66,6 +66,10 @@ pub(super) struct Actor {
     /// not say whose they are: left running, their cgroups and directories
     /// kept.
     pub(super) unaccounted: std::collections::HashSet<String>,
+    /// The metrics, load and OOM samplers and their last readings.
+    pub(super) samplers: super::metrics::Samplers,
+    /// Runs of each dyno the memory limit killed since the agent started.
+    pub(super) oom_kills: std::collections::HashMap<Key, u64>,
 }
 
 /// How often what could not be written (events, records) is tried again.
@@ -83,6 +87,10 @@ impl Actor {
         metrics.tick().await;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut load = tokio::time::interval(super::metrics::LOAD_TICK.min(self.cfg.metrics_interval));
+        load.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut oom = tokio::time::interval(super::metrics::OOM_POLL);
+        oom.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.dynos.values().filter_map(|e| e.rec.sup.next_deadline()).min();
             let sleep_until = deadline.map(|d| self.clock.instant(d));
@@ -99,6 +107,8 @@ impl Actor {
                     }
                 } => self.tick(),
                 _ = metrics.tick() => self.sample_metrics(),
+                _ = load.tick() => self.sample_load(),
+                _ = oom.tick() => self.watch_oom(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }
@@ -233,7 +243,20 @@ impl Actor {
             Msg::Run(key, input) => self.step(&key, input),
             Msg::Ended(key, input, usage) => {
                 self.meter_close(&input, usage);
+                if let Input::Exited { run_id, end } = &input
+                    && end.oom
+                    && self
+                        .dynos
+                        .get(&key)
+                        .is_some_and(|e| e.rec.sup.run.as_ref().is_some_and(|r| r.id == *run_id))
+                {
+                    crate::telemetry::oom_killed();
+                    *self.oom_kills.entry(key.clone()).or_default() += 1;
+                }
                 self.step(&key, input);
+            }
+            Msg::Scrape(reply) => {
+                let _ = reply.send(self.scrape_rows());
             }
             Msg::Address(key, run_id, address) => {
                 if let Some(e) = self.dynos.get_mut(&key)
@@ -362,18 +385,72 @@ impl Actor {
         })
     }
 
+    /// Every dyno as a Prometheus scrape shows it.
+    fn scrape_rows(&self) -> Vec<crate::telemetry::DynoRow> {
+        let figures = self.samplers.figures.lock().unwrap_or_else(|e| e.into_inner());
+        self.dynos
+            .iter()
+            .map(|(key, e)| {
+                let spec = &e.rec.spec;
+                let size = self.cfg.sizes.get(&spec.size);
+                let stats = e.rec.sup.run.as_ref().and_then(|r| figures.get(&r.id)?.stats);
+                crate::telemetry::DynoRow {
+                    app: spec.app.clone(),
+                    dyno: spec.name.clone(),
+                    ptype: spec.ptype.clone(),
+                    size: spec.size.clone(),
+                    state: e.rec.sup.state.as_str(),
+                    restarts: u64::from(e.rec.sup.restarts),
+                    oom_kills: self.oom_kills.get(key).copied().unwrap_or(0),
+                    cpu_seconds: stats.map_or(0.0, |s| s.cpu_usage_ns as f64 / 1e9),
+                    memory_bytes: stats.map_or(0, |s| s.memory_current + s.memory_swap),
+                    memory_quota_bytes: size.map_or(0, |s| s.memory_bytes),
+                    memory_kill_bytes: size.map_or(0, |s| s.memory_kill_bytes()),
+                }
+            })
+            .collect()
+    }
+
     /// Feeds one input to a dyno and carries out the actions.
     pub(super) fn step(&mut self, key: &Key, input: Input) {
         if let Input::Spawned { run_id, at, .. } = &input {
             self.meter_open(key, run_id, *at);
+            if let Some(run) = self.dynos.get(key).and_then(|e| e.rec.sup.run.as_ref())
+                && run.id == *run_id
+                && run.pid.is_none()
+            {
+                crate::telemetry::started((*at - run.spawned_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            }
         }
         let now = self.clock.now();
-        let Some(entry) = self.dynos.get_mut(key) else {
+        if !self.dynos.contains_key(key) {
             return;
-        };
+        }
         debug!(app = %key.0, dyno = %key.1, ?input, "input");
-        let actions = decide(&self.policy, now, &mut entry.rec, input);
+        let peers = self.peers(key);
+        let entry = self.dynos.get_mut(key).expect("present");
+        let actions = decide(&self.policy, now, &mut entry.rec, input, &peers);
         self.apply(key, actions, false);
+    }
+
+    /// What a dyno's step knows of the other dynos of its app and process
+    /// type (one-offs have none): their cycle times, and whether one is out
+    /// of `up` because of its cycle.
+    pub(super) fn peers(&self, key: &Key) -> crate::supervisor::Peers {
+        let mut peers = crate::supervisor::Peers::default();
+        let Some(me) = self.dynos.get(key) else { return peers };
+        if me.rec.spec.one_off {
+            return peers;
+        }
+        let app = (key.0.clone(), String::new());
+        for (k, e) in self.dynos.range(app..).take_while(|(k, _)| k.0 == key.0) {
+            if k == key || e.rec.spec.one_off || e.rec.spec.ptype != me.rec.spec.ptype {
+                continue;
+            }
+            peers.cycles.extend(e.rec.sup.cycle_at);
+            peers.cycling |= e.rec.sup.cycling;
+        }
+        peers
     }
 
     /// Carries out a dyno's actions; its record is written first unless it
@@ -419,6 +496,9 @@ impl Actor {
                     }
                 }
                 Action::Changed { from, to, reason } => {
+                    if to == crate::supervisor::State::Starting && reason != "start" {
+                        crate::telemetry::restarted(reason);
+                    }
                     let view = self.dynos[key].rec.view();
                     info!(app = %key.0, dyno = %key.1, %from, %to, reason, "state changed");
                     self.events.publish(self.clock.now(), from, to, reason, view);
@@ -511,7 +591,13 @@ impl Actor {
 }
 
 /// What a dyno's supervision makes of an input at `now`.
-pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: Input) -> Vec<Action> {
+pub(super) fn decide(
+    policy: &Policy,
+    now: Time,
+    rec: &mut DynoRecord,
+    input: Input,
+    peers: &crate::supervisor::Peers,
+) -> Vec<Action> {
     let profile = rec.spec.profile();
     let mut rng = rand::rng();
     let mut jitter = || rng.random::<f64>();
@@ -520,6 +606,7 @@ pub(super) fn decide(policy: &Policy, now: Time, rec: &mut DynoRecord, input: In
         policy,
         now,
         jitter: &mut jitter,
+        peers,
     };
     let failed_run = match &input {
         Input::SpawnFailed { run_id, .. } if rec.sup.run.as_ref().is_some_and(|r| r.id == *run_id) => {

@@ -45,7 +45,7 @@ pub(super) fn run_spec(spec: &DynoSpec, run_id: &str, jail: Option<JailSpec>, lo
         app: spec.app.clone(),
         dyno: spec.name.clone(),
         command: shell_command(&spec.command),
-        env: spec.run_env(&root),
+        env: spec.run_env(&root, run_id),
         workdir: spec.app_dir.clone(),
         log_max_bytes: log.max_bytes,
         log_rate_lines: log.rate_lines,
@@ -79,7 +79,7 @@ impl Actor {
             Some(stack) => {
                 let cgroup_procs = match &self.cgroups {
                     Some(cgroups) => cgroups
-                        .create(run_id, &cgroup::Limits::from(size))
+                        .create(run_id, &size.cgroup_limits(crate::host::has_swap()))
                         .map_err(|e| std::io::Error::other(format!("cgroup: {e}")))?
                         .procs_files(),
                     None => Vec::new(),

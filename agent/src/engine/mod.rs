@@ -26,14 +26,17 @@
 //! - `admission`: memory admission, port and uid allocation;
 //! - `launch`: preparing a run and spawning its shim; `signal`: signalling runs;
 //! - `settle`: how an ended run ended; `readopt`: re-adoption after a restart;
-//! - `metrics`: runtime metrics lines; `stats`: per-dyno figures on demand;
-//! - `cordon`: a host that takes no new starts.
+//! - `metrics`: runtime metrics lines, R14, OOM of a whole dyno (v1), the
+//!   readings a Prometheus scrape shows; `load`: a dyno's own load averages;
+//! - `stats`: per-dyno figures on demand; `cordon`: a host that takes no
+//!   new starts.
 
 mod actor;
 mod admission;
 mod cordon;
 mod events;
 mod launch;
+mod load;
 mod metrics;
 mod model;
 mod pending;
@@ -64,8 +67,11 @@ use crate::supervisor::Input;
 pub use self::cordon::{Cordon, REASON_MAX as CORDON_REASON_MAX};
 pub use self::events::{Event, Snapshot, Watch};
 pub use self::launch::shell_command;
-pub use self::metrics::metrics_line;
-pub use self::model::{Attach, DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, run_env};
+pub use self::load::LoadAvg;
+pub use self::metrics::{metrics_line, r14_lines};
+pub use self::model::{
+    Attach, DynoRecord, DynoSpec, DynoView, LogSource, Selector, StartRequest, Summary, dyno_metadata, run_env,
+};
 pub use self::pending::PendingStart;
 pub use self::stats::DynoStats;
 pub use self::store::Paths;
@@ -100,6 +106,8 @@ enum Msg {
     Ended(Key, Input, Option<cgroup::Usage>),
     /// The address of a run's network, once set up.
     Address(Key, String, std::net::Ipv4Addr),
+    /// Every dyno as a Prometheus scrape shows it.
+    Scrape(Reply<Vec<crate::telemetry::DynoRow>>),
 }
 
 /// Which dynos a listing shows.
@@ -224,6 +232,11 @@ impl Engine {
             tx: self.tx.clone(),
         })
     }
+    /// Every dyno as a Prometheus scrape shows it (the figures of the last
+    /// metrics sample).
+    pub async fn scrape(&self) -> Result<Vec<crate::telemetry::DynoRow>> {
+        self.call(Msg::Scrape).await
+    }
     /// The next free `run.N` name of an app.
     pub async fn next_one_off(&self, app: &str) -> Result<String> {
         self.call(|r| Msg::NextOneOff(app.into(), r)).await?
@@ -300,6 +313,8 @@ pub async fn start(
         state_disk_full: false,
         pending: Default::default(),
         unaccounted: Default::default(),
+        samplers: Default::default(),
+        oom_kills: Default::default(),
         tx: tx.clone(),
     };
     actor.recover()?;

@@ -109,9 +109,23 @@ impl DynoSpec {
     }
 
     /// The complete environment of a run whose `app/` is at `root`.
-    pub(super) fn run_env(&self, root: &str) -> Vec<(String, String)> {
-        run_env(&self.env, &self.name, root, self.port)
+    /// With Heroku's dyno metadata (DESIGN §10a): `HEROKU_APP_NAME`,
+    /// `HEROKU_DYNO_ID` (the run's id: new for every run) and
+    /// `HEROKU_RELEASE_VERSION`, which win over config vars of those names.
+    pub(super) fn run_env(&self, root: &str, run_id: &str) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.extend(dyno_metadata(&self.app, run_id, &self.release));
+        run_env(&env, &self.name, root, self.port)
     }
+}
+
+/// Heroku's runtime dyno metadata variables of a run.
+pub fn dyno_metadata(app: &str, run_id: &str, release: &str) -> [(String, String); 3] {
+    [
+        ("HEROKU_APP_NAME".into(), app.into()),
+        ("HEROKU_DYNO_ID".into(), run_id.into()),
+        ("HEROKU_RELEASE_VERSION".into(), release.into()),
+    ]
 }
 
 /// The complete environment of a run of dyno `name` with config vars `env`,

@@ -34,6 +34,7 @@ fn reason(end: RunEnd) -> ExitReason {
             policy: &policy,
             now: t0(),
             jitter: &mut jitter,
+            peers: &crate::supervisor::NO_PEERS,
         };
         sup.step(&mut cx, input)
     };

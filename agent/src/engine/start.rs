@@ -121,10 +121,11 @@ impl Actor {
     /// only what is durable. On a failure nothing has changed.
     pub(super) fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
         let (policy, now) = (self.policy.clone(), self.clock.now());
+        let peers = self.peers(key);
         let mut actions = Vec::new();
         self.save_durably(key, |rec| {
             change(rec);
-            actions = decide(&policy, now, rec, input);
+            actions = decide(&policy, now, rec, input, &peers);
         })?;
         self.apply(key, actions, true);
         Ok(())

@@ -85,7 +85,7 @@ fn a_request_id_belongs_to_one_app_dyno_and_spec() {
 #[test]
 fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
     use crate::engine::testkit::{record, t0};
-    use crate::supervisor::{Action, Policy};
+    use crate::supervisor::{Action, NO_PEERS, Policy};
     let policy = Policy::default();
     let mut rec = record("worker.1", "standard-1x", State::Down, 1);
     let spawned = |actions: &[Action]| {
@@ -97,7 +97,7 @@ fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
             })
             .expect("a spawn")
     };
-    let first = spawned(&decide(&policy, t0(), &mut rec, Input::Start));
+    let first = spawned(&decide(&policy, t0(), &mut rec, Input::Start, &NO_PEERS));
     // A stale run's failure is not this dyno's.
     decide(
         &policy,
@@ -107,6 +107,7 @@ fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
             run_id: "not-a-run".into(),
             error: "x".into(),
         },
+        &NO_PEERS,
     );
     assert_eq!(rec.last_spawn_error, None);
     decide(
@@ -117,6 +118,7 @@ fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
             run_id: first.clone(),
             error: "slug: no such file".into(),
         },
+        &NO_PEERS,
     );
     let kept = rec.last_spawn_error.clone().expect("recorded");
     assert_eq!(
@@ -129,6 +131,7 @@ fn a_spawn_failure_is_kept_as_the_last_spawn_error_past_later_runs() {
         t0() + chrono::Duration::hours(1),
         &mut rec,
         Input::Restart,
+        &NO_PEERS,
     ));
     assert_ne!(second, first);
     assert_eq!(rec.last_spawn_error, Some(kept));

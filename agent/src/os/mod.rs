@@ -44,7 +44,7 @@ pub use self::process::{
     ExitStatus, exit_now, fork, ignore_signals, kill_group, kill_pid, new_session, peek_exit, pidfd_open, pidfd_wait,
     set_oom_score_adj, wait_exit,
 };
-pub use self::procfs::{all_pids, arg_is, children, cmdline, in_my_pid_namespace, start_ticks};
+pub use self::procfs::{all_pids, arg_is, children, cmdline, in_my_pid_namespace, start_ticks, task_state};
 pub use self::spawn::{ExecPlan, spawn_command, use_fork_exec};
 
 /// A raw libc return code as a `Result`: negative means `errno` says why.

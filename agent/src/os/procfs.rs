@@ -13,6 +13,13 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// The state letter of thread `tid` (field 3 of `/proc/TID/stat`: `R`
+/// running, `S` sleeping, `D` uninterruptible …), `None` once it is gone.
+pub fn task_state(tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// The arguments of `pid` as in `/proc/PID/cmdline`.
 pub fn cmdline(pid: u32) -> Option<Vec<Vec<u8>>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

@@ -40,6 +40,9 @@ pub struct SlugCache {
     /// every hit, insertion and GC decision, so GC never removes an entry a
     /// resolve is handing out.
     pub(super) used: Mutex<HashMap<String, Instant>>,
+    /// Bytes of each cached digest, measured once (an entry never changes):
+    /// their sum is the cache's size for the Prometheus scrape.
+    pub(super) sizes: Mutex<HashMap<String, u64>>,
 }
 
 impl SlugCache {
@@ -98,6 +101,7 @@ impl SlugCache {
             dir_roots: Mutex::new(Vec::new()),
             flights: Mutex::new(HashMap::new()),
             used: Mutex::new(used),
+            sizes: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -202,7 +206,10 @@ impl SlugCache {
             .fetcher
             .fetch_unpack(&uri, || self.staging_path(), expected.as_deref(), &self.limits)
             .await
-            .map_err(|f| failure_error(&shown, f))?;
+            .map_err(|f| {
+                crate::telemetry::fetch_failed();
+                failure_error(&shown, f)
+            })?;
         let fetched = started.elapsed();
         let this = self.clone();
         let digest = unpacked.sha256.clone();

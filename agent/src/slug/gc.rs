@@ -59,6 +59,7 @@ impl SlugCache {
                 }
             }
         }
+        self.measure(&names, &doomed.iter().map(|(d, _)| d.clone()).collect());
         let mut removed = Vec::new();
         for (digest, trash) in doomed {
             if let Err(e) = remove_any(&trash) {
@@ -69,6 +70,41 @@ impl SlugCache {
         }
         removed
     }
+}
+
+impl SlugCache {
+    /// Publishes the cache's size: the digests in `names` that are not
+    /// `doomed`, each measured once.
+    fn measure(&self, names: &HashSet<String>, doomed: &HashSet<String>) {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes.retain(|d, _| names.contains(d) && !doomed.contains(d));
+        for digest in names.iter().filter(|d| !doomed.contains(*d)) {
+            if !sizes.contains_key(digest) {
+                sizes.insert(digest.clone(), tree_bytes(&self.dir.join(digest)));
+            }
+        }
+        crate::telemetry::slug_cache_bytes(sizes.values().sum());
+    }
+}
+
+/// Bytes of the regular files under `dir` (symlinks not followed).
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Runs [`SlugCache::gc`] every [`SlugCache::gc_interval`] with the digests

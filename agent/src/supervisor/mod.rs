@@ -16,11 +16,15 @@
 //!
 //! - `types`: states, reasons, runs, profile and policy, inputs and actions;
 //! - `step`: [`Supervision`] and its step function;
+//! - `cycle`: where a run's daily cycle falls among its peers', and waiting
+//!   for a cycling peer;
 //! - `tests/`: the state machine's tests, one file per section.
 
+mod cycle;
 mod step;
 mod types;
 
+pub use self::cycle::{CYCLE_WAIT, NO_PEERS, Peers, pick_cycle};
 pub use self::step::Supervision;
 pub use self::types::*;
 /// Wall-clock time in UTC.

@@ -34,6 +34,10 @@ pub struct Supervision {
     /// Consecutive spawn failures (the retry's backoff); reset by an exec.
     #[serde(default)]
     pub spawn_failures: u32,
+    /// Out of `up` because of a daily cycle: from the cycle's stop until the
+    /// next run is up (or the dyno crashes or goes down).
+    #[serde(default)]
+    pub cycling: bool,
 }
 
 impl Supervision {
@@ -56,6 +60,7 @@ impl Supervision {
             cycle_at: None,
             ttl_at: None,
             spawn_failures: 0,
+            cycling: false,
         }
     }
 
@@ -134,6 +139,9 @@ impl Supervision {
     }
 
     fn set_state(&mut self, to: State, reason: &'static str, now: Time, out: &mut Vec<Action>) {
+        if matches!(to, State::Crashed | State::Down) {
+            self.cycling = false;
+        }
         let from = self.state;
         self.state = to;
         self.updated_at = now;
@@ -201,7 +209,14 @@ impl Supervision {
             && self.stopping.is_none()
             && let Some((interval, jitter)) = cx.policy.cycle
         {
-            self.cycle_at = Some(at + interval + jitter.mul_f64((cx.jitter)().clamp(0.0, 1.0)));
+            let u = (cx.jitter)();
+            self.cycle_at = Some(super::pick_cycle(
+                at + interval,
+                jitter,
+                &cx.peers.cycles,
+                cx.policy.restart_span(),
+                u,
+            ));
         }
         if let Some(stopping) = self.stopping {
             // Asked to stop before the command was exec'd: deliver it now.
@@ -222,6 +237,7 @@ impl Supervision {
     }
 
     fn became_up(&mut self, cx: &mut Ctx<'_>, out: &mut Vec<Action>) {
+        self.cycling = false;
         self.stable_at = Some(cx.now + cx.policy.stable_window);
         self.set_state(State::Up, "up", cx.now, out);
     }
@@ -444,9 +460,15 @@ impl Supervision {
             self.begin_stop(cx, Intent::TimeToLive, out);
         }
         if due(self.cycle_at) && self.stopping.is_none() {
-            self.cycle_at = None;
-            out.push(Action::Log("Cycling".into()));
-            self.begin_stop(cx, Intent::Cycle, out);
+            if cx.peers.cycling {
+                // A peer is still out of `up` for its own cycle: not two at once.
+                self.cycle_at = Some(now + super::CYCLE_WAIT);
+            } else {
+                self.cycle_at = None;
+                out.push(Action::Log("Cycling".into()));
+                self.begin_stop(cx, Intent::Cycle, out);
+                self.cycling = self.stopping.is_some_and(|s| s.intent == Intent::Cycle);
+            }
         }
         if due(self.stable_at) && self.state == State::Up {
             self.stable_at = None;

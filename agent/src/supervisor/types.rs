@@ -229,6 +229,8 @@ pub struct Ctx<'a> {
     pub policy: &'a Policy,
     pub now: Time,
     pub jitter: &'a mut dyn FnMut() -> f64,
+    /// The other dynos of the app and process type, for cycling.
+    pub peers: &'a super::Peers,
 }
 
 /// Something that happened to a dyno.

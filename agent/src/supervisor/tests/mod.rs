@@ -78,6 +78,7 @@ fn ctx<'a>(profile: &'a Profile, policy: &'a Policy, now: Time, jitter: &'a mut 
         policy,
         now,
         jitter,
+        peers: &NO_PEERS,
     }
 }
 
@@ -188,6 +189,8 @@ struct Dyno {
     u: f64,
     next_pid: u32,
     sup: Supervision,
+    /// What the dyno's steps are told of its peers.
+    peers: Peers,
 }
 
 impl Dyno {
@@ -199,6 +202,7 @@ impl Dyno {
             u: 0.5,
             next_pid: 4000,
             sup: Supervision::new(prefix, t0()),
+            peers: Peers::default(),
         }
     }
 
@@ -223,6 +227,7 @@ impl Dyno {
         let u = self.u;
         let mut jitter = move || u;
         let mut cx = ctx(&self.profile, &self.policy, self.now, &mut jitter);
+        cx.peers = &self.peers;
         self.sup.step(&mut cx, input)
     }
 
