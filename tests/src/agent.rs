@@ -319,6 +319,15 @@ pub fn texts(logs: &str) -> Vec<String> {
         .collect()
 }
 
+/// The time of a `dynoctl logs` line (its leading RFC 3339 stamp), in seconds.
+pub fn log_stamp(line: &str) -> f64 {
+    let ts = line.split_whitespace().next().expect("a timestamp");
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .unwrap_or_else(|e| panic!("{ts}: {e}"))
+        .timestamp_micros() as f64
+        / 1e6
+}
+
 /// A path as an argument or in a message.
 pub fn show(p: &Path) -> String {
     p.display().to_string()

@@ -38,7 +38,7 @@ pub mod stock;
 pub mod tarball;
 pub mod wait;
 
-pub use agent::{TestAgent, run_args, show, start_args, texts};
+pub use agent::{TestAgent, log_stamp, run_args, show, start_args, texts};
 pub use config::FAST;
 pub use env::{agent_bin, ctl_bin, require_root, stack};
 pub use grpc::{

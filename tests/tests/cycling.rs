@@ -22,15 +22,6 @@ cycle_jitter = "4s"
 /// A worker that takes about a second to stop, as real apps do.
 const WORKER: &str = "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.2; done";
 
-/// The time of a `dynoctl logs` line, in seconds.
-fn stamp(line: &str) -> f64 {
-    let ts = line.split_whitespace().next().expect("a timestamp");
-    chrono::DateTime::parse_from_rfc3339(ts)
-        .unwrap_or_else(|e| panic!("{ts}: {e}"))
-        .timestamp_micros() as f64
-        / 1e6
-}
-
 #[test]
 fn four_dynos_of_one_type_cycling_are_never_two_out_of_up_at_once() {
     let a = TestAgent::start(CYCLING);
@@ -83,11 +74,11 @@ fn four_dynos_of_one_type_cycling_are_never_two_out_of_up_at_once() {
         match text {
             "Cycling" => {
                 assert!(!out_since.contains_key(&dyno), "{dyno} cycled twice: {line}");
-                out_since.insert(dyno, stamp(&line));
+                out_since.insert(dyno, log_stamp(&line));
             }
             "State changed from starting to up" => {
                 if let Some(from) = out_since.remove(&dyno) {
-                    spans.push((dyno, from, stamp(&line)));
+                    spans.push((dyno, from, log_stamp(&line)));
                 }
             }
             _ => {}

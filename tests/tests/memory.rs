@@ -66,15 +66,6 @@ fn host_has_swap() -> bool {
         .is_some_and(|kb| kb > 0)
 }
 
-/// The timestamp of a `dynoctl logs` line, in seconds.
-fn stamp(line: &str) -> f64 {
-    let ts = line.split_whitespace().next().expect("a timestamp");
-    chrono::DateTime::parse_from_rfc3339(ts)
-        .unwrap_or_else(|e| panic!("{ts}: {e}"))
-        .timestamp_micros() as f64
-        / 1e6
-}
-
 #[test]
 fn a_dyno_at_one_and_a_half_times_its_quota_keeps_running_warned_with_r14_once_an_interval() {
     let a = TestAgent::start(SMALL);
@@ -124,7 +115,7 @@ fn a_dyno_at_one_and_a_half_times_its_quota_keeps_running_warned_with_r14_once_a
         let (mib, pct): (u64, f64) = (mib.parse().unwrap(), pct.trim_end_matches("%)").parse().unwrap());
         assert!((48..64).contains(&mib), "{before}");
         assert!((145.0..200.0).contains(&pct), "{before}");
-        r14_at.push(stamp(line));
+        r14_at.push(log_stamp(line));
     }
     // At most once a metrics interval (1 s; the sampler's writes may land
     // a little early or late, never twice in one interval).

@@ -215,11 +215,7 @@ impl Actor {
             Msg::Pending(key, request_id, reply) => {
                 // A retry of a start that was taken is answered as before;
                 // anything else waits for no slug on a cordoned host.
-                let replay = request_id.as_ref().is_some_and(|rid| {
-                    self.dynos
-                        .values()
-                        .any(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
-                });
+                let replay = request_id.as_deref().is_some_and(|rid| self.holder_of(rid).is_some());
                 let r = match replay {
                     true => Ok(self.pending.add(key)),
                     false => self.refuse_if_cordoned(&key).map(|()| self.pending.add(key)),

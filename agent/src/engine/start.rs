@@ -19,10 +19,7 @@ impl Actor {
             self.pending.take(token)?;
         }
         if let Some(rid) = &req.request_id
-            && let Some(e) = self
-                .dynos
-                .values()
-                .find(|e| e.rec.request_id.as_ref() == Some(rid) || e.rec.past_request_ids.contains(rid))
+            && let Some(e) = self.holder_of(rid)
         {
             return repeated_request(&e.rec, &req, rid);
         }
@@ -114,6 +111,13 @@ impl Actor {
             return Err(e);
         }
         Ok(self.dynos[&key].rec.view())
+    }
+
+    /// The dyno a start's request id belongs to (its current or an earlier one).
+    pub(super) fn holder_of(&self, rid: &str) -> Option<&Entry> {
+        self.dynos
+            .values()
+            .find(|e| e.rec.request_id.as_deref() == Some(rid) || e.rec.past_request_ids.iter().any(|r| r == rid))
     }
 
     /// Feeds an API call's input to a dyno (after `change` to its record)
