@@ -88,3 +88,23 @@ pub fn stack() -> &'static Path {
         dir
     })
 }
+
+/// Whether this host's cgroups are v2 only (`/sys/fs/cgroup` a cgroup2
+/// mount offering the memory controller), as in the VM of `scripts/vm-test`.
+pub fn cgroup_v2() -> bool {
+    std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// On v2, the cgroup an agent started by this test process runs in and
+/// puts its dynos' parent under (it inherits the test's cgroup; its own
+/// leaf excluded).
+pub fn v2_own_base() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let own = dyno_agent::cgroup::own_v2_cgroup(&text).expect("a 0:: line in /proc/self/cgroup");
+    let mut base = Path::new("/sys/fs/cgroup").join(own.trim().trim_start_matches('/'));
+    if base.file_name().is_some_and(|n| n == dyno_agent::cgroup::AGENT_LEAF) {
+        base.pop();
+    }
+    base
+}
