@@ -63,8 +63,11 @@ pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Pa
         format!("host_id = \"e2e-{n}\""),
         format!("cgroup_parent = \"{}\"", cgroup_parent(n)),
     ];
+    // A slower machine gets as long to bind $PORT, relative to its speed.
+    let boot = format!("boot_timeout = \"{}\"", crate::env::scaled_secs(3));
     let fast: String = FAST
         .lines()
+        .map(|l| if key(l) == "boot_timeout" { boot.as_str() } else { l })
         .chain([slug_root.as_str(), cni.as_str()])
         .chain(own.iter().map(String::as_str))
         .filter(|l| !extra_keys.contains(&key(l)))

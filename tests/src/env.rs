@@ -108,3 +108,19 @@ pub fn v2_own_base() -> PathBuf {
     }
     base
 }
+
+/// How many times slower than this host the tests run (`DYNO_E2E_SLOWDOWN`,
+/// default 1; scripts/test-v2 sets 10 for the emulated VM): durations a test
+/// races against (boot timeouts, cool-offs) are this many times longer.
+pub fn slowdown() -> u32 {
+    std::env::var("DYNO_E2E_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// `secs` seconds [`slowdown`] times over, as a configuration duration.
+pub fn scaled_secs(secs: u32) -> String {
+    format!("{}s", secs * slowdown())
+}

@@ -142,7 +142,8 @@ fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
 
 #[test]
 fn a_crashed_dyno_keeps_its_cooloff_across_an_agent_restart() {
-    let mut a = TestAgent::start("restart_cooloffs = [\"4s\"]");
+    let cooloff = format!("restart_cooloffs = [\"{}\"]", dyno_tests::env::scaled_secs(4));
+    let mut a = TestAgent::start(&cooloff);
     let slug = a.slug("s", &[]);
     a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");
