@@ -92,8 +92,14 @@ fn the_deb_holds_the_binaries_unit_config_and_stack_builder_and_installs() {
     assert_eq!(cfg.socket, Path::new("/run/dynoagent/dynoagent.sock"));
     assert_eq!(cfg.stacks["default"], Path::new("/var/lib/dynoagent/stacks/default"));
 
-    // The unit as installed: systemd's own check, against that root.
+    // The unit as installed: systemd's own check, against that root (with
+    // the host's units beside it, for the targets it is ordered against;
+    // the package's own files are kept).
     let unit = root.join("lib/systemd/system/dynoagent.service");
+    run(Command::new("cp")
+        .arg("-an")
+        .arg("/lib/systemd/system/.")
+        .arg(root.join("lib/systemd/system")));
     let verify = Command::new("systemd-analyze")
         .arg(format!("--root={}", root.display()))
         .arg("verify")
