@@ -114,8 +114,8 @@ impl TestAgent {
             }
             std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
         });
-        // The socket is bound before the engine has re-adopted, reaped and
-        // set up the network: the agent is up once it answers.
+        // The socket appears once the engine has re-adopted and reaped;
+        // the agent is up once it answers.
         wait_for("the agent to answer ps", || {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("dynoagent exited early with {status}:\n{}", self.agent_log());

@@ -99,9 +99,11 @@ fn an_agent_in_a_delegated_cgroup_starts_dynos_beside_its_own_leaf() {
     .unwrap();
     assert!(procs(&leaf).contains(&exec.shim_pid), "shim not in {}", leaf.display());
 
-    // Restarted into the service's cgroup again (as systemd does): it moves
-    // in beside the shim and re-adopts the dyno.
+    // Restarted from inside its leaf (the service's cgroup itself takes no
+    // process any more: controllers are enabled for its children), it finds
+    // the same base and re-adopts the dyno.
     a.kill9();
+    a.launcher = launcher_into(&leaf.join("cgroup.procs"));
     a.spawn();
     assert!(procs(&leaf).contains(&a.agent_pid()));
     assert!(procs(&base).is_empty());

@@ -241,8 +241,8 @@ fn v2_delegated_setup_moves_the_agent_into_its_leaf_and_dynos_start_beside_it() 
     fs::write(cg.path().join("cgroup.procs"), "").unwrap();
     assert_eq!(cgroups.reap(&|_| false).unwrap(), vec!["web.1".to_string()]);
     assert!(service.join("agent").is_dir());
-    // A restarted agent (systemd puts it in the service's cgroup again)
-    // moves in beside the shims the first one left in the leaf.
+    // A process found in the agent's cgroup at a later start (the fake lets
+    // one in; the kernel would refuse it now) moves in beside the shims.
     fs::write(service.join("cgroup.procs"), "6000\n").unwrap();
     cgroups.setup().unwrap();
     assert_eq!(contents(service.join("agent/cgroup.procs")), "4242\n4343\n6000");
