@@ -118,7 +118,10 @@ pub(super) async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixL
 /// Where [`bind_socket`] binds the socket `path` until it is published:
 /// `.<name>.starting` beside it.
 pub(super) fn starting_name(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.starting"))
 }
 
@@ -126,6 +129,5 @@ pub(super) fn starting_name(path: &Path) -> std::path::PathBuf {
 /// and reaping are done: from then on clients can connect.
 pub(super) fn publish_socket(path: &Path) -> anyhow::Result<()> {
     let starting = starting_name(path);
-    std::fs::rename(&starting, path)
-        .with_context(|| format!("renaming {} to {}", starting.display(), path.display()))
+    std::fs::rename(&starting, path).with_context(|| format!("renaming {} to {}", starting.display(), path.display()))
 }
