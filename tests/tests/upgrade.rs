@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use dyno_tests::*;
 
 /// The previous release's agent: `DYNO_E2E_PREVIOUS_AGENT`, else built from
-/// the tag now (once; a missing tag fails the test).
+/// the tag now (once; in a clone without the tag, from its commit by id;
+/// without either, as in a shallow clone, the test fails).
 fn previous_agent() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
