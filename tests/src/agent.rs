@@ -35,6 +35,9 @@ pub struct TestAgent {
     /// A program (and its arguments) that execs the agent's command line,
     /// e.g. to start it in a session keyring the test controls; empty: none.
     pub launcher: Vec<OsString>,
+    /// On v2, the cgroup the launcher starts the agent in (a delegated
+    /// subtree, as systemd's); `None`: the test's own.
+    pub v2_base: Option<PathBuf>,
     pub(crate) child: Option<Child>,
     /// Whether `state` is a tmpfs of the test's own (unmounted on drop).
     pub(crate) tmpfs: bool,
@@ -93,6 +96,7 @@ impl TestAgent {
             ports,
             dir,
             launcher,
+            v2_base: None,
             child: None,
             tmpfs: false,
         }
@@ -110,8 +114,8 @@ impl TestAgent {
             }
             std::os::unix::net::UnixStream::connect(&self.socket).ok().map(drop)
         });
-        // The socket is bound before the engine has re-adopted, reaped and
-        // set up the network: the agent is up once it answers.
+        // The socket appears once the engine has re-adopted and reaped;
+        // the agent is up once it answers.
         wait_for("the agent to answer ps", || {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("dynoagent exited early with {status}:\n{}", self.agent_log());

@@ -41,9 +41,14 @@ pub fn remove_cgroup_tree(dir: &Path, within: Duration) -> bool {
 }
 
 impl TestAgent {
-    /// The cgroup directories of this agent's parent, in every hierarchy.
+    /// The cgroup directories of this agent's parent, in every hierarchy
+    /// (v1) or in the unified one under the agent's own cgroup (v2).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let parent = cgroup_parent(self.n);
+        if crate::env::cgroup_v2() {
+            let dir = self.v2_base().join(parent);
+            return if dir.is_dir() { vec![dir] } else { Vec::new() };
+        }
         let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
             return Vec::new();
         };
@@ -51,6 +56,29 @@ impl TestAgent {
             .flatten()
             .map(|h| h.path().join(&parent))
             .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// On v2, the cgroup the agent runs in (the one its launcher put it in,
+    /// else the test's own): its parent cgroup is under it.
+    pub fn v2_base(&self) -> PathBuf {
+        self.v2_base.clone().unwrap_or_else(crate::env::v2_own_base)
+    }
+
+    /// The run cgroups left under the agent's parent cgroups. Fails when
+    /// there is no parent cgroup to look in: a check of nothing.
+    pub fn run_cgroups_left(&self) -> Vec<PathBuf> {
+        let dirs = self.cgroup_dirs();
+        assert!(
+            !dirs.is_empty(),
+            "no parent cgroup {} for the agent (cgroup {}): nothing to check",
+            cgroup_parent(self.n),
+            if crate::env::cgroup_v2() { "v2" } else { "v1" }
+        );
+        dirs.iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
             .collect()
     }
 

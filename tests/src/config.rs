@@ -63,8 +63,17 @@ pub(crate) fn write_initial(config: &Path, n: u32, ports: (u16, u16), stack: &Pa
         format!("host_id = \"e2e-{n}\""),
         format!("cgroup_parent = \"{}\"", cgroup_parent(n)),
     ];
+    // A slower machine gets as long to bind $PORT and to stop, relative to
+    // its speed.
+    let boot = format!("boot_timeout = \"{}\"", crate::env::scaled_secs(3));
+    let grace = format!("stop_grace = \"{}\"", crate::env::scaled_secs(2));
     let fast: String = FAST
         .lines()
+        .map(|l| match key(l).as_str() {
+            "boot_timeout" => boot.as_str(),
+            "stop_grace" => grace.as_str(),
+            _ => l,
+        })
         .chain([slug_root.as_str(), cni.as_str()])
         .chain(own.iter().map(String::as_str))
         .filter(|l| !extra_keys.contains(&key(l)))

@@ -88,3 +88,39 @@ pub fn stack() -> &'static Path {
         dir
     })
 }
+
+/// Whether this host's cgroups are v2 only (`/sys/fs/cgroup` a cgroup2
+/// mount offering the memory controller), as in the VM of `scripts/vm-test`.
+pub fn cgroup_v2() -> bool {
+    std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// On v2, the cgroup an agent started by this test process runs in and
+/// puts its dynos' parent under (it inherits the test's cgroup; its own
+/// leaf excluded).
+pub fn v2_own_base() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let own = dyno_agent::cgroup::own_v2_cgroup(&text).expect("a 0:: line in /proc/self/cgroup");
+    let mut base = Path::new("/sys/fs/cgroup").join(own.trim().trim_start_matches('/'));
+    if base.file_name().is_some_and(|n| n == dyno_agent::cgroup::AGENT_LEAF) {
+        base.pop();
+    }
+    base
+}
+
+/// How many times slower than this host the tests run (`DYNO_E2E_SLOWDOWN`,
+/// default 1; scripts/test-v2 sets 10 for the emulated VM): durations a test
+/// races against (boot timeouts, cool-offs) are this many times longer.
+pub fn slowdown() -> u32 {
+    std::env::var("DYNO_E2E_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// `secs` seconds [`slowdown`] times over, as a configuration duration.
+pub fn scaled_secs(secs: u32) -> String {
+    format!("{}s", secs * slowdown())
+}

@@ -13,7 +13,10 @@ const EVERY: Duration = Duration::from_millis(50);
 
 /// Calls `check` every `every` until it returns `Ok`, or returns its last
 /// `Err` once `limit` has passed (always after at least one call).
+/// On a slower machine (`DYNO_E2E_SLOWDOWN`, the emulated VM) every limit
+/// is that many times longer.
 pub fn poll<T, E>(limit: Duration, every: Duration, mut check: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let limit = limit * crate::env::slowdown();
     let start = Instant::now();
     loop {
         match check() {

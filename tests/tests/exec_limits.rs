@@ -14,12 +14,7 @@ use tonic::Code;
 
 /// Names of the run cgroups left under the agent's parent cgroups.
 fn run_cgroups(a: &TestAgent) -> Vec<String> {
-    a.cgroup_dirs()
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.path().display().to_string())
-        .collect()
+    a.run_cgroups_left().iter().map(|p| p.display().to_string()).collect()
 }
 
 /// The network namespace files the agent has under its state directory.

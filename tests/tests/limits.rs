@@ -22,10 +22,13 @@ pids_max = 256
 nofile = 10000
 "#;
 
-/// The run's cgroup directory in one v1 hierarchy.
+/// The run's cgroup directory in one v1 hierarchy, or on v2 the run's cgroup.
 fn run_cgroup(a: &TestAgent, hierarchy: &str, run_id: &str) -> PathBuf {
-    let parent = a
-        .cgroup_dirs()
+    let dirs = a.cgroup_dirs();
+    if dyno_tests::env::cgroup_v2() {
+        return dirs.first().expect("the agent's parent cgroup").join(run_id);
+    }
+    let parent = dirs
         .into_iter()
         .find(|d| d.parent().is_some_and(|h| h.ends_with(hierarchy)))
         .unwrap_or_else(|| panic!("no {hierarchy} hierarchy for the agent"));
@@ -40,13 +43,69 @@ fn read_u64(path: PathBuf) -> u64 {
         .unwrap()
 }
 
-/// No run cgroup is left under the agent's parent in any hierarchy.
+/// The first word of a control file.
+fn first_word(path: PathBuf) -> String {
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The run's memory limit (v1 `memory.limit_in_bytes`, v2 `memory.max`).
+fn memory_limit(a: &TestAgent, run_id: &str) -> u64 {
+    let dir = run_cgroup(a, "memory", run_id);
+    match dyno_tests::env::cgroup_v2() {
+        true => read_u64(dir.join("memory.max")),
+        false => read_u64(dir.join("memory.limit_in_bytes")),
+    }
+}
+
+/// The run's CPU quota per 100 ms period, in µs (v1 `cpu.cfs_quota_us`,
+/// the first word of v2 `cpu.max`).
+fn cpu_quota_us(a: &TestAgent, run_id: &str) -> u64 {
+    let dir = run_cgroup(a, "cpu", run_id);
+    match dyno_tests::env::cgroup_v2() {
+        true => first_word(dir.join("cpu.max")).parse().unwrap(),
+        false => read_u64(dir.join("cpu.cfs_quota_us")),
+    }
+}
+
+/// The run's CPU share and what it should be for `shares`: v1 `cpu.shares`,
+/// v2 `cpu.weight`.
+fn cpu_share(a: &TestAgent, run_id: &str, shares: u64) -> (u64, u64) {
+    let dir = run_cgroup(a, "cpu", run_id);
+    match dyno_tests::env::cgroup_v2() {
+        true => (
+            read_u64(dir.join("cpu.weight")),
+            dyno_agent::cgroup::shares_to_weight(shares),
+        ),
+        false => (read_u64(dir.join("cpu.shares")), shares),
+    }
+}
+
+/// CPU time the run used, in ns (v1 `cpuacct.usage`, v2 `usage_usec` of `cpu.stat`).
+fn cpu_usage_ns(a: &TestAgent, run_id: &str) -> u64 {
+    if dyno_tests::env::cgroup_v2() {
+        let path = run_cgroup(a, "cpu", run_id).join("cpu.stat");
+        let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let us: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .expect("usage_usec")
+            .parse()
+            .unwrap();
+        return us * 1000;
+    }
+    read_u64(run_cgroup(a, "cpuacct", run_id).join("cpuacct.usage"))
+}
+
+/// No run cgroup is left under the agent's parent in any hierarchy (and
+/// there is a parent to look in).
 fn assert_no_run_cgroups(a: &TestAgent) {
     wait_for("the runs' cgroups to be removed", || {
-        a.cgroup_dirs()
-            .iter()
-            .all(|d| std::fs::read_dir(d).is_ok_and(|mut e| !e.any(|e| e.is_ok_and(|e| e.path().is_dir()))))
-            .then_some(())
+        a.run_cgroups_left().is_empty().then_some(())
     });
 }
 
@@ -72,32 +131,29 @@ fn the_size_sets_the_cgroup_limits_of_the_run() {
         .lines()
         .any(|l| l.starts_with("SwapTotal:") && l.split_whitespace().nth(1) != Some("0"));
     let ram = |quota: u64| if swap { quota } else { 2 * quota };
-    assert_eq!(
-        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.limit_in_bytes")),
-        ram(512 << 20)
-    );
-    assert_eq!(
-        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.memsw.limit_in_bytes")),
-        1024 << 20
-    );
-    assert_eq!(
-        read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.soft_limit_in_bytes")),
-        512 << 20
-    );
-    assert_eq!(read_u64(run_cgroup(&a, "cpu", &run(&std1x)).join("cpu.shares")), 1024);
-    assert_eq!(
-        read_u64(run_cgroup(&a, "cpu", &run(&std1x)).join("cpu.cfs_quota_us")),
-        100_000
-    );
+    assert_eq!(memory_limit(&a, &run(&std1x)), ram(512 << 20));
+    if dyno_tests::env::cgroup_v2() {
+        // RAM + swap stop at the kill limit.
+        let swap_max = read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.swap.max"));
+        assert_eq!(ram(512 << 20) + swap_max, 1024 << 20);
+    } else {
+        assert_eq!(
+            read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.memsw.limit_in_bytes")),
+            1024 << 20
+        );
+        assert_eq!(
+            read_u64(run_cgroup(&a, "memory", &run(&std1x)).join("memory.soft_limit_in_bytes")),
+            512 << 20
+        );
+    }
+    let (share, want) = cpu_share(&a, &run(&std1x), 1024);
+    assert_eq!(share, want);
+    assert_eq!(cpu_quota_us(&a, &run(&std1x)), 100_000);
     assert_eq!(read_u64(run_cgroup(&a, "pids", &run(&std1x)).join("pids.max")), 256);
-    assert_eq!(
-        read_u64(run_cgroup(&a, "memory", &run(&tiny)).join("memory.limit_in_bytes")),
-        ram(32 << 20)
-    );
-    assert_eq!(
-        read_u64(run_cgroup(&a, "cpu", &run(&tiny)).join("cpu.cfs_quota_us")),
-        50_000
-    );
+    assert_eq!(memory_limit(&a, &run(&tiny)), ram(32 << 20));
+    let (share, want) = cpu_share(&a, &run(&tiny), 512);
+    assert_eq!(share, want);
+    assert_eq!(cpu_quota_us(&a, &run(&tiny)), 50_000);
 
     // The dyno's processes are in it; the shim is not.
     let procs = std::fs::read_to_string(run_cgroup(&a, "memory", &run(&std1x)).join("cgroup.procs")).unwrap();
@@ -191,13 +247,13 @@ fn a_cpu_hog_gets_about_its_quota() {
         &["--size", "tiny", "--command", "while :; do :; done"],
     ));
     let d = a.wait_state("shop", "hog.1", "up");
-    let usage = run_cgroup(&a, "cpuacct", d["run_id"].as_str().unwrap()).join("cpuacct.usage");
-    let (u0, t0) = (read_u64(usage.clone()), Instant::now());
+    let run_id = d["run_id"].as_str().unwrap();
+    let (u0, t0) = (cpu_usage_ns(&a, run_id), Instant::now());
     // Measure over a window long enough for many 100 ms CFS periods.
     wait_for("a measuring window of 3 s", || {
         (t0.elapsed() >= Duration::from_secs(3)).then_some(())
     });
-    let (u1, t1) = (read_u64(usage), t0.elapsed());
+    let (u1, t1) = (cpu_usage_ns(&a, run_id), t0.elapsed());
     let cores = (u1 - u0) as f64 / t1.as_nanos() as f64;
     // Quota 0.5 core: never (much) more; on a busy 2-core machine maybe less.
     assert!(cores <= 0.6, "used {cores:.2} cores with a 0.5 core quota");

@@ -20,9 +20,35 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
     a.start_dyno("shop", "web.1", &slug, "exec busybox httpd -f -p $PORT -h .");
     a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     a.start_dyno("shop", "clock.1", &slug, "exec sleep 600");
-    let web = a.wait_state("shop", "web.1", "up");
-    let worker = a.wait_state("shop", "worker.1", "up");
-    let clock = a.wait_state("shop", "clock.1", "up");
+    for name in ["web.1", "worker.1", "clock.1"] {
+        a.wait_state("shop", name, "up");
+    }
+    // The baseline, once all three are up (once up, only a crash restarts
+    // one). Under emulation (DYNO_E2E_SLOWDOWN > 1) a first boot may miss
+    // its timeout and be restarted before the kill: that is the emulator,
+    // not what this test is about, so such restarts are the baseline; only
+    // those caused by the kill must be none. On the host none is allowed.
+    let [web, worker, clock] = ["web.1", "worker.1", "clock.1"].map(|name| {
+        let d = a.dyno("shop", name).expect(name);
+        assert_eq!(d["state"], "up", "{d}");
+        if dyno_tests::env::slowdown() == 1 {
+            assert_eq!(d["restarts"], 0, "restarted before the kill: {d}");
+        } else if d["restarts"] != 0 {
+            eprintln!("note: {name} restarted before the kill under emulation: {d}");
+        }
+        d
+    });
+    let before: Vec<Value> = serde_json::from_str(&a.ctl_ok(&["--json", "events"])).unwrap();
+    // Each came up once per run that got that far: once, unless restarted
+    // (a boot timeout restarts a run that never came up).
+    for d in [&web, &worker, &clock] {
+        let ups = before
+            .iter()
+            .filter(|e| e["to"] == "up" && e["app"] == d["app"] && e["dyno"] == d["name"])
+            .count() as u64;
+        let runs = 1 + d["restarts"].as_u64().expect("restarts");
+        assert!((1..=runs).contains(&ups), "{ups} up events for {d}: {before:#?}");
+    }
 
     a.kill9();
     for d in [&web, &worker, &clock] {
@@ -33,13 +59,13 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
         let now = a.dyno("shop", d["name"].as_str().unwrap()).unwrap();
         assert_eq!(now["state"], "up", "{now}");
         assert_eq!(now["pid"], d["pid"], "same process, not a new one");
-        assert_eq!(now["restarts"], 0, "not started twice");
+        assert_eq!(now["restarts"], d["restarts"], "not started again: {now}");
     }
 
     // Re-adoption is silent: no state change was published for it.
     let events: Vec<Value> = serde_json::from_str(&a.ctl_ok(&["--json", "events"])).unwrap();
     assert!(events.iter().all(|e| e["from"] != e["to"]), "{events:#?}");
-    assert_eq!(events.iter().filter(|e| e["to"] == "up").count(), 3, "{events:#?}");
+    assert_eq!(events, before, "re-adoption published events");
 
     // The new agent supervises them: a stop stops, a crash restarts.
     a.ctl_ok(&["stop", "--app", "shop", "worker.1"]);
@@ -48,8 +74,9 @@ fn dynos_survive_kill_9_of_the_agent_and_are_readopted() {
     assert!(!alive(pid_of(&worker)));
 
     signal(pid_of(&web), Signal::SIGKILL);
+    let web_restarts = web["restarts"].as_u64().expect("restarts");
     let web2 = a.wait_dyno("shop", "web.1", "restarted after a crash", |d| {
-        d["restarts"] == 1 && d["state"] == "up"
+        d["restarts"] == web_restarts + 1 && d["state"] == "up"
     });
     assert_ne!(web2["pid"], web["pid"]);
 
@@ -142,7 +169,8 @@ fn a_shim_killed_while_the_agent_was_down_is_lost_on_restart() {
 
 #[test]
 fn a_crashed_dyno_keeps_its_cooloff_across_an_agent_restart() {
-    let mut a = TestAgent::start("restart_cooloffs = [\"4s\"]");
+    let cooloff = format!("restart_cooloffs = [\"{}\"]", dyno_tests::env::scaled_secs(4));
+    let mut a = TestAgent::start(&cooloff);
     let slug = a.slug("s", &[]);
     a.start_dyno("shop", "worker.1", &slug, "exec sleep 600");
     let d = a.wait_state("shop", "worker.1", "up");

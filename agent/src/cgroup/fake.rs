@@ -86,3 +86,76 @@ pub(super) fn fake_v2() -> (tempfile::TempDir, V2Cgroups) {
         .with_fs_ops(fake_mkdir, fake_rmdir);
     (tmp, cgroups)
 }
+
+/// A write to a control file of a cgroup2 fs: enabling controllers in
+/// `cgroup.subtree_control` of a cgroup other than the root that has
+/// processes is refused with EBUSY (the "no internal processes" rule); a pid
+/// written to `cgroup.procs` leaves the cgroup it was in. The file must exist.
+pub(super) fn fake_write(path: &Path, value: &str) -> io::Result<()> {
+    let dir = path.parent().expect("a control file is in a cgroup");
+    let is_root = !dir.parent().is_some_and(|p| p.join("cgroup.controllers").is_file());
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if !path.is_file() {
+        return Err(io::Error::from_raw_os_error(Errno::ENOENT as i32));
+    }
+    match name {
+        "cgroup.subtree_control" if !is_root && value.contains('+') => {
+            if !fs::read_to_string(dir.join("cgroup.procs"))?.trim().is_empty() {
+                return Err(io::Error::from_raw_os_error(Errno::EBUSY as i32));
+            }
+            fs::write(path, value)
+        }
+        "cgroup.procs" => {
+            let pid = value.trim();
+            let mut root = dir.to_path_buf();
+            while root.parent().is_some_and(|p| p.join("cgroup.controllers").is_file()) {
+                root.pop();
+            }
+            remove_pid(&root, pid)?;
+            let mut procs = fs::read_to_string(path)?;
+            procs.push_str(pid);
+            procs.push('\n');
+            fs::write(path, procs)
+        }
+        _ => fs::write(path, value),
+    }
+}
+
+/// Takes `pid` out of the `cgroup.procs` of `dir` and every cgroup under it.
+fn remove_pid(dir: &Path, pid: &str) -> io::Result<()> {
+    let procs = dir.join("cgroup.procs");
+    let kept: Vec<String> = fs::read_to_string(&procs)?
+        .split_whitespace()
+        .filter(|p| *p != pid)
+        .map(|p| format!("{p}\n"))
+        .collect();
+    fs::write(&procs, kept.concat())?;
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.path().is_dir() {
+            remove_pid(&entry.path(), pid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A fake cgroup2 fs like a systemd host's with the agent's service
+/// `system.slice/dynoagent.service` delegated (its controllers available,
+/// none enabled for its children) and holding the processes `pids`, and the
+/// agent's backend for it (parent [`DEFAULT_PARENT`]) as seen from `own`.
+pub(super) fn fake_delegated(pids: &[u32], own: &str) -> (tempfile::TempDir, V2Cgroups) {
+    let (tmp, _) = fake_v2();
+    let root = tmp.path();
+    fs::write(root.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+    let slice = root.join("system.slice");
+    fake_mkdir(&slice).unwrap();
+    fs::write(slice.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+    let service = slice.join("dynoagent.service");
+    fake_mkdir(&service).unwrap();
+    let procs: String = pids.iter().map(|p| format!("{p}\n")).collect();
+    fs::write(service.join("cgroup.procs"), procs).unwrap();
+    let cgroups = V2Cgroups::for_own_cgroup(root.to_path_buf(), own, DEFAULT_PARENT)
+        .unwrap()
+        .with_fs_ops(fake_mkdir, fake_rmdir)
+        .with_write_op(fake_write);
+    (tmp, cgroups)
+}

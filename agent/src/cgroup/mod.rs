@@ -82,8 +82,18 @@
 //! Every call blocks (file I/O, and `kill_all`/`remove` wait for processes to
 //! die): async code calls them from `spawn_blocking`.
 //!
-//! On v2 the parent must not be the agent's own cgroup: controllers can only
-//! be enabled for the children of a cgroup without processes of its own.
+//! On v2 controllers can only be enabled for the children of a cgroup without
+//! processes of its own (the root excepted). So on v2 the agent's parent is
+//! relative to the agent's own cgroup (the subtree systemd delegates with
+//! `Delegate=yes`, or the root), and at start ([`for_agent`]) the agent moves
+//! itself, and whatever else is in that cgroup, into its leaf
+//! [`AGENT_LEAF`], beside the dynos' parent:
+//!
+//! ```text
+//! <own cgroup>/            e.g. system.slice/dynoagent.service
+//!   agent/                 the agent and the shims it starts
+//!   <cgroup_parent>/<run>  one per dyno run, with its limits
+//! ```
 
 use std::fmt;
 use std::fs;
@@ -106,7 +116,7 @@ mod tests;
 
 pub use self::probe::{Usage, UsageProbe};
 pub use self::v1::V1Cgroups;
-pub use self::v2::V2Cgroups;
+pub use self::v2::{AGENT_LEAF, V2Cgroups};
 
 /// The parent cgroup of all dynos, relative to the root of each hierarchy.
 pub const DEFAULT_PARENT: &str = "dynoagent";
@@ -367,15 +377,40 @@ pub trait DynoCgroup: Send + Sync {
 /// holds a v1 memory hierarchy. `parent` is the dynos' parent cgroup,
 /// relative to the root of each hierarchy.
 pub fn detect(root: &Path, parent: &str) -> Result<Box<dyn Cgroups>> {
-    if let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers"))
-        && controllers.split_whitespace().any(|c| c == "memory")
-    {
+    if is_v2(root) {
         return Ok(Box::new(V2Cgroups::new(root, parent)?));
     }
     if root.join("memory/cgroup.procs").is_file() {
         return Ok(Box::new(V1Cgroups::new(root, parent)?));
     }
     Err(Error::NoHierarchy(root.to_path_buf()))
+}
+
+/// The cgroups of the agent at start: [`detect`], but on v2 the parent is
+/// relative to the agent's own cgroup (from `/proc/self/cgroup`) and the
+/// subtree is set up now ([`V2Cgroups::setup`]: the agent moves into its
+/// leaf, the parent gets its controllers), so that a setup that cannot work
+/// stops the agent with the file at fault instead of failing every start.
+pub fn for_agent(root: &Path, parent: &str) -> Result<Box<dyn Cgroups>> {
+    if is_v2(root) {
+        let cgroup = Path::new("/proc/self/cgroup");
+        let text = fs::read_to_string(cgroup).map_err(|error| Error::io("reading", cgroup, error))?;
+        let own = own_v2_cgroup(&text).ok_or_else(|| Error::parse(cgroup, "no `0::` line (cgroup v2)".into()))?;
+        let v2 = V2Cgroups::for_own_cgroup(root.to_path_buf(), own, parent)?;
+        v2.setup()?;
+        return Ok(Box::new(v2));
+    }
+    detect(root, parent)
+}
+
+/// The agent's cgroup v2 path in the text of `/proc/self/cgroup`.
+pub fn own_v2_cgroup(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+fn is_v2(root: &Path) -> bool {
+    fs::read_to_string(root.join("cgroup.controllers"))
+        .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "memory"))
 }
 
 /// A dyno's cgroup name: one path component of `[A-Za-z0-9_.:@-]`, not

@@ -29,24 +29,62 @@ const RMDIR_RETRIES: u32 = 7;
 /// `mkdir` or `rmdir` of a cgroup directory.
 type DirOp = fn(&Path) -> io::Result<()>;
 
-/// cgroup v2: one unified hierarchy at `root`.
+/// A write of a value to an existing control file.
+type WriteOp = fn(&Path, &str) -> io::Result<()>;
+
+/// The leaf of the agent's own cgroup that the agent (and the shims it
+/// starts) moves into on a delegated subtree, beside the dynos' parent.
+pub const AGENT_LEAF: &str = "agent";
+
+/// cgroup v2: one unified hierarchy at `root`; the dynos' parent is under
+/// `base`, the agent's own cgroup (the root when the agent runs there).
 #[derive(Debug)]
 pub struct V2Cgroups {
     root: PathBuf,
+    /// The cgroup delegated to the agent: `root` joined with the agent's own
+    /// cgroup (without [`AGENT_LEAF`]).
+    base: PathBuf,
     parent: PathBuf,
     /// `mkdir` and `rmdir` of a cgroup: the plain calls on cgroupfs; tests
     /// swap in versions that also do what the kernel would (create the
     /// control files, refuse to remove a populated cgroup).
     mkdir: DirOp,
     rmdir: DirOp,
+    /// Writes of the setup (`cgroup.subtree_control`, `cgroup.procs`): the
+    /// plain write; tests swap in one that refuses controllers for a cgroup
+    /// with processes and moves a pid out of its old cgroup.
+    write: WriteOp,
+}
+
+fn plain_write(path: &Path, value: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?
+        .write_all(value.as_bytes())
 }
 
 impl V2Cgroups {
-    /// Needs the memory, cpu and pids controllers in `<root>/cgroup.controllers`.
+    /// The dynos' parent at `<root>/<parent>`. Needs the memory, cpu and
+    /// pids controllers in `<root>/cgroup.controllers`.
     pub fn new(root: impl Into<PathBuf>, parent: &str) -> Result<V2Cgroups> {
         let root = root.into();
+        V2Cgroups::delegated(root.clone(), root, parent)
+    }
+
+    /// The dynos' parent at `<base>/<parent>`, `base` being the cgroup
+    /// delegated to the agent under `root` (its own cgroup). Needs the
+    /// memory, cpu and pids controllers in `<base>/cgroup.controllers`.
+    pub fn delegated(root: PathBuf, base: PathBuf, parent: &str) -> Result<V2Cgroups> {
         let parent = check_parent(parent)?;
-        let path = root.join("cgroup.controllers");
+        if base != root && parent.components().next().is_some_and(|c| c.as_os_str() == AGENT_LEAF) {
+            return Err(Error::InvalidName(format!(
+                "{} (on a delegated cgroup, {AGENT_LEAF:?} is the agent's own leaf)",
+                parent.display()
+            )));
+        }
+        let path = base.join("cgroup.controllers");
         let available = read(&path)?;
         for controller in V2_CONTROLLERS {
             if !available.split_whitespace().any(|c| c == controller) {
@@ -55,10 +93,33 @@ impl V2Cgroups {
         }
         Ok(V2Cgroups {
             root,
+            base,
             parent,
             mkdir: |dir| std::fs::create_dir(dir),
             rmdir: |dir| std::fs::remove_dir(dir),
+            write: plain_write,
         })
+    }
+
+    /// For the agent in the cgroup `own` (its line `0::<own>` of
+    /// `/proc/self/cgroup`) of the cgroup2 fs at `root`: the base is `own`,
+    /// or its parent when `own` is already the agent's leaf (an agent
+    /// started from inside it).
+    pub fn for_own_cgroup(root: PathBuf, own: &str, parent: &str) -> Result<V2Cgroups> {
+        let own = own.trim().trim_start_matches('/');
+        let mut base = root.clone();
+        if !own.is_empty() {
+            for component in own.split('/') {
+                if component.is_empty() || component == "." || component == ".." {
+                    return Err(Error::InvalidName(format!("own cgroup /{own}")));
+                }
+                base.push(component);
+            }
+        }
+        if base != root && base.file_name().is_some_and(|n| n == AGENT_LEAF) {
+            base.pop();
+        }
+        V2Cgroups::delegated(root, base, parent)
     }
 
     #[cfg(test)]
@@ -66,16 +127,70 @@ impl V2Cgroups {
         V2Cgroups { mkdir, rmdir, ..self }
     }
 
-    fn parent_dir(&self) -> PathBuf {
-        self.root.join(&self.parent)
+    #[cfg(test)]
+    pub(super) fn with_write_op(self, write: WriteOp) -> V2Cgroups {
+        V2Cgroups { write, ..self }
+    }
+
+    /// The cgroup delegated to the agent (the root when it runs there).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The dynos' parent cgroup directory.
+    pub fn parent_dir(&self) -> PathBuf {
+        self.base.join(&self.parent)
+    }
+
+    fn write_setup(&self, path: &Path, value: &str) -> Result<()> {
+        (self.write)(path, value).map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            value: value.to_string(),
+            error,
+        })
+    }
+
+    /// Prepares the agent's subtree at start, so that a setup that cannot
+    /// work stops the agent rather than every start: on a delegated cgroup
+    /// (not the root), every process in it (the agent, and shims an earlier
+    /// agent left there) moves into its leaf [`AGENT_LEAF`], since
+    /// controllers can only be enabled for the children of a cgroup without
+    /// processes of its own; then the parent is created and its controllers
+    /// enabled.
+    pub fn setup(&self) -> Result<()> {
+        if self.base != self.root {
+            let leaf = self.base.join(AGENT_LEAF);
+            match (self.mkdir)(&leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(Error::io("creating", &leaf, error)),
+            }
+            let procs = leaf.join("cgroup.procs");
+            // A process that forks meanwhile leaves a child behind: look again.
+            for _ in 0..100 {
+                let pids = read_pids(&self.base.join("cgroup.procs"))?;
+                if pids.is_empty() {
+                    break;
+                }
+                for pid in pids {
+                    match self.write_setup(&procs, &pid.to_string()) {
+                        Ok(()) => tracing::info!(pid, leaf = %leaf.display(), "moved into the agent's leaf cgroup"),
+                        // Gone meanwhile.
+                        Err(Error::Write { error, .. }) if error.raw_os_error() == Some(Errno::ESRCH as i32) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        self.ensure_parent()
     }
 
     /// Creates the parent where missing and enables the controllers for the
-    /// children of the root, of every cgroup down to the parent, and of the
+    /// children of the base, of every cgroup down to the parent, and of the
     /// parent itself.
     fn ensure_parent(&self) -> Result<()> {
-        let mut dir = self.root.clone();
-        enable_controllers(&dir)?;
+        let mut dir = self.base.clone();
+        self.enable_controllers(&dir)?;
         for component in self.parent.components() {
             dir.push(component);
             match (self.mkdir)(&dir) {
@@ -83,9 +198,22 @@ impl V2Cgroups {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(error) => return Err(Error::io("creating", &dir, error)),
             }
-            enable_controllers(&dir)?;
+            self.enable_controllers(&dir)?;
         }
         Ok(())
+    }
+
+    /// Writes the missing ones of [`V2_CONTROLLERS`] to `dir/cgroup.subtree_control`.
+    fn enable_controllers(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("cgroup.subtree_control");
+        let enabled = read(&path)?;
+        let enabled: Vec<&str> = enabled.split_whitespace().map(|c| c.trim_start_matches('+')).collect();
+        if V2_CONTROLLERS.iter().all(|c| enabled.contains(c)) {
+            return Ok(());
+        }
+        // One write for all three: the kernel applies each token of it.
+        let value: Vec<String> = V2_CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
+        self.write_setup(&path, &value.join(" "))
     }
 
     fn dyno(&self, name: &str) -> V2Dyno {
@@ -95,19 +223,6 @@ impl V2Cgroups {
             rmdir: self.rmdir,
         }
     }
-}
-
-/// Writes the missing ones of [`V2_CONTROLLERS`] to `dir/cgroup.subtree_control`.
-fn enable_controllers(dir: &Path) -> Result<()> {
-    let path = dir.join("cgroup.subtree_control");
-    let enabled = read(&path)?;
-    let enabled: Vec<&str> = enabled.split_whitespace().map(|c| c.trim_start_matches('+')).collect();
-    if V2_CONTROLLERS.iter().all(|c| enabled.contains(c)) {
-        return Ok(());
-    }
-    // One write for all three: the kernel applies each token of it.
-    let value: Vec<String> = V2_CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
-    write(&path, &value.join(" "))
 }
 
 impl Cgroups for V2Cgroups {

@@ -6,9 +6,9 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::cgroup::fake::{fake_mkdir, fake_rmdir, fake_v2};
+use crate::cgroup::fake::{fake_delegated, fake_mkdir, fake_rmdir, fake_v2, fake_write};
 use crate::cgroup::testkit::{contents, size};
-use crate::cgroup::{Cgroups as _, DEFAULT_PARENT, Error, Limits, Stats, V2Cgroups, Version};
+use crate::cgroup::{Cgroups as _, DEFAULT_PARENT, Error, Limits, Stats, V2Cgroups, Version, own_v2_cgroup};
 
 #[test]
 fn v2_create_writes_the_limits_of_standard_1x() {
@@ -240,4 +240,103 @@ fn v2_memory_limits_follow_the_quota_the_kill_limit_and_swap() {
         ..limits
     };
     assert!(matches!(cgroups.create("bad-1", &bad), Err(Error::InvalidLimits(_))));
+}
+
+const SERVICE: &str = "/system.slice/dynoagent.service";
+
+#[test]
+fn v2_delegated_without_setup_is_the_busy_error_of_the_no_internal_processes_rule() {
+    // What an agent that stays in its own cgroup meets: the fake refuses as
+    // the kernel does, naming the file.
+    let (tmp, cgroups) = fake_delegated(&[4242], SERVICE);
+    let err = cgroups.create("web.1", &size("standard-1x")).err().unwrap();
+    let file = tmp.path().join("system.slice/dynoagent.service/cgroup.subtree_control");
+    match &err {
+        Error::Write { path, error, .. } => {
+            assert_eq!(path, &file);
+            assert_eq!(error.raw_os_error(), Some(nix::errno::Errno::EBUSY as i32));
+        }
+        other => panic!("want a write error, got {other}"),
+    }
+}
+
+#[test]
+fn v2_delegated_setup_moves_the_agent_into_its_leaf_and_dynos_start_beside_it() {
+    let (tmp, cgroups) = fake_delegated(&[4242, 4343], SERVICE);
+    let service = tmp.path().join("system.slice/dynoagent.service");
+    cgroups.setup().unwrap();
+    assert_eq!(cgroups.base(), service);
+    assert_eq!(cgroups.parent_dir(), service.join(DEFAULT_PARENT));
+    assert_eq!(contents(service.join("cgroup.procs")), "");
+    assert_eq!(contents(service.join("agent/cgroup.procs")), "4242\n4343");
+    for level in [service.clone(), service.join(DEFAULT_PARENT)] {
+        let enabled = contents(level.join("cgroup.subtree_control"));
+        for c in ["+memory", "+cpu", "+pids"] {
+            assert!(enabled.contains(c), "{c} in {}: {enabled:?}", level.display());
+        }
+    }
+    let cg = cgroups.create("web.1", &size("standard-1x")).unwrap();
+    assert_eq!(cg.path(), service.join("dynoagent/web.1"));
+    assert_eq!(contents(cg.path().join("memory.max")), "536870912");
+    cg.add_process(5555).unwrap();
+    assert_eq!(cgroups.list().unwrap(), vec!["web.1".to_string()]);
+    // The agent's leaf is not a dyno's: reaping leaves it alone.
+    fs::write(cg.path().join("cgroup.procs"), "").unwrap();
+    assert_eq!(cgroups.reap(&|_| false).unwrap(), vec!["web.1".to_string()]);
+    assert!(service.join("agent").is_dir());
+    // A process found in the agent's cgroup at a later start (the fake lets
+    // one in; the kernel would refuse it now) moves in beside the shims.
+    fs::write(service.join("cgroup.procs"), "6000\n").unwrap();
+    cgroups.setup().unwrap();
+    assert_eq!(contents(service.join("agent/cgroup.procs")), "4242\n4343\n6000");
+}
+
+#[test]
+fn v2_an_agent_started_inside_its_leaf_uses_the_same_base() {
+    let (tmp, cgroups) = fake_delegated(&[], &format!("{SERVICE}/agent"));
+    assert_eq!(cgroups.base(), tmp.path().join("system.slice/dynoagent.service"));
+}
+
+#[test]
+fn v2_at_the_root_nothing_moves() {
+    let (tmp, _) = fake_v2();
+    let cgroups = V2Cgroups::for_own_cgroup(tmp.path().to_path_buf(), "/", DEFAULT_PARENT)
+        .unwrap()
+        .with_fs_ops(fake_mkdir, fake_rmdir)
+        .with_write_op(fake_write);
+    cgroups.setup().unwrap();
+    assert_eq!(contents(tmp.path().join("cgroup.procs")), "1");
+    assert!(!tmp.path().join("agent").exists());
+    cgroups.create("web.1", &size("standard-1x")).unwrap();
+    assert!(tmp.path().join("dynoagent/web.1/memory.max").is_file());
+}
+
+#[test]
+fn v2_delegated_without_controllers_names_the_file() {
+    let (tmp, _) = fake_delegated(&[1], SERVICE);
+    // A service without Delegate=yes: no controller for it.
+    let controllers = tmp.path().join("system.slice/dynoagent.service/cgroup.controllers");
+    fs::write(&controllers, "").unwrap();
+    let err = V2Cgroups::for_own_cgroup(tmp.path().to_path_buf(), SERVICE, DEFAULT_PARENT).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingController { path, .. } if path == &controllers),
+        "{err}"
+    );
+}
+
+#[test]
+fn v2_delegated_refuses_a_parent_named_like_the_agents_leaf_and_odd_own_paths() {
+    let (tmp, _) = fake_delegated(&[1], SERVICE);
+    let root = tmp.path().to_path_buf();
+    let err = V2Cgroups::for_own_cgroup(root.clone(), SERVICE, "agent/dynos").unwrap_err();
+    assert!(matches!(err, Error::InvalidName(_)), "{err}");
+    let err = V2Cgroups::for_own_cgroup(root, "/system.slice/../x", DEFAULT_PARENT).unwrap_err();
+    assert!(matches!(err, Error::InvalidName(_)), "{err}");
+}
+
+#[test]
+fn own_v2_cgroup_reads_the_unified_line() {
+    let text = "12:memory:/x\n0::/system.slice/dynoagent.service\n";
+    assert_eq!(own_v2_cgroup(text), Some("/system.slice/dynoagent.service"));
+    assert_eq!(own_v2_cgroup("4:pids:/\n"), None);
 }

@@ -74,6 +74,11 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(cfg.log_format);
+    match crate::os::process::raise_nofile_limit() {
+        Ok((before, after)) if before < after => info!(before, after, "raised the soft limit on open files"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft limit on open files"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -123,7 +128,9 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not into a journal or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -104,8 +104,30 @@ pub(super) async fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixL
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    // Bound under a name of its own until the agent has recovered: a
+    // client never meets a half-recovered agent ([`publish_socket`]).
+    let starting = starting_name(path);
+    let _ = std::fs::remove_file(&starting);
+    let listener =
+        tokio::net::UnixListener::bind(&starting).with_context(|| format!("binding {}", starting.display()))?;
+    std::fs::set_permissions(&starting, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", starting.display()))?;
     Ok(listener)
+}
+
+/// Where [`bind_socket`] binds the socket `path` until it is published:
+/// `.<name>.starting` beside it.
+pub(super) fn starting_name(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.starting"))
+}
+
+/// Renames the socket bound by [`bind_socket`] to `path`, once re-adoption
+/// and reaping are done: from then on clients can connect.
+pub(super) fn publish_socket(path: &Path) -> anyhow::Result<()> {
+    let starting = starting_name(path);
+    std::fs::rename(&starting, path).with_context(|| format!("renaming {} to {}", starting.display(), path.display()))
 }

@@ -106,6 +106,8 @@ pub async fn run(cfg: Config, sample: bool, shutdown: impl Future<Output = ()> +
         .set_serving::<pb::usage_server::UsageServer<UsageService>>()
         .await;
     let (reflection_v1, reflection_v1alpha) = reflection()?;
+    // Recovered (re-adopted, settled, reaped): clients may connect now.
+    listen::publish_socket(&cfg.socket)?;
     info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), host_id = %cfg.host_id, "serving");
     let agent = AgentService {
         engine: engine.clone(),

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{error, warn};
 
-use super::listen::bind_socket;
+use super::listen::{bind_socket, publish_socket};
 
 /// How often the socket file is checked.
 const CHECK: Duration = Duration::from_secs(2);
@@ -55,7 +55,7 @@ async fn accept(path: PathBuf, mut listener: UnixListener, tx: mpsc::Sender<std:
                 if ours.is_some() && inode(&path) == ours {
                     continue;
                 }
-                match bind_socket(&path).await {
+                match bind_socket(&path).await.and_then(|fresh| publish_socket(&path).map(|()| fresh)) {
                     Ok(fresh) => {
                         listener = fresh;
                         ours = inode(&path);

@@ -260,7 +260,7 @@ pub async fn start(
     let events =
         events::EventLog::open(paths.events.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", paths.events.display()))?;
     let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("locating the agent binary: {e}"))?;
-    let cgroups: Option<CgroupsRef> = match cgroup::detect(&cfg.cgroup_root, &cfg.cgroup_parent) {
+    let cgroups: Option<CgroupsRef> = match cgroup::for_agent(&cfg.cgroup_root, &cfg.cgroup_parent) {
         Ok(c) => {
             info!(version = %c.version(), root = %cfg.cgroup_root.display(), parent = %cfg.cgroup_parent, "cgroups");
             Some(Arc::from(c))

@@ -180,3 +180,14 @@ pub fn set_oom_score_adj(value: i32) -> io::Result<()> {
 #[cfg(test)]
 #[path = "process_tests.rs"]
 mod tests;
+
+/// Raises the soft limit on open descriptors to the hard one (systemd
+/// starts services with a soft limit of 1024); returns (before, after).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok((soft, hard))
+}
