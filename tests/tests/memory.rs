@@ -105,7 +105,7 @@ fn a_dyno_at_one_and_a_half_times_its_quota_keeps_running_warned_with_r14_once_a
         if !line.ends_with("dyno[worker.1]: Error R14 (Memory quota exceeded)") {
             continue;
         }
-        // Right after its `Process running mem=…M(…%)` line, above the quota.
+        // Right after its `Process running mem=…M(…%)` line.
         let before = lines[i - 1];
         let text = before.split_once("]: ").unwrap().1;
         let mem = text
@@ -113,8 +113,10 @@ fn a_dyno_at_one_and_a_half_times_its_quota_keeps_running_warned_with_r14_once_a
             .unwrap_or_else(|| panic!("R14 not after its mem line: {before}"));
         let (mib, pct) = mem.split_once("M(").unwrap();
         let (mib, pct): (u64, f64) = (mib.parse().unwrap(), pct.trim_end_matches("%)").parse().unwrap());
-        assert!((48..64).contains(&mib), "{before}");
-        assert!((145.0..200.0).contains(&pct), "{before}");
+        // Above the 32 MiB quota, below the kill limit (the first may come
+        // while the probe is still on its way to 48 MiB).
+        assert!((32..64).contains(&mib), "{before}");
+        assert!(pct > 100.0 && pct < 200.0, "{before}");
         r14_at.push(log_stamp(line));
     }
     // At most once a metrics interval (1 s; the sampler's writes may land
@@ -165,10 +167,11 @@ fn a_dyno_past_twice_its_quota_is_ended_whole_with_oom_and_r15() {
         (l.iter().any(|l| l == "child") && l.iter().any(|l| l == "ready")).then_some(())
     });
     let cg = memory_cgroup(&a, &run);
-    let procs: Vec<u32> = std::fs::read_to_string(cg.join("cgroup.procs"))
+    let procs: Vec<(u32, Option<u64>)> = std::fs::read_to_string(cg.join("cgroup.procs"))
         .unwrap()
         .split_whitespace()
         .map(|p| p.parse().unwrap())
+        .map(|p| (p, dyno_agent::os::start_ticks(p)))
         .collect();
     // init, sleep, the probe and its child.
     assert!(procs.len() >= 4, "{procs:?}");
@@ -188,8 +191,13 @@ fn a_dyno_past_twice_its_quota_is_ended_whole_with_oom_and_r15() {
     assert_eq!(after["last_exit"]["signal"], 9, "{after}");
     assert_eq!(after["restarts"], 1, "{after}");
     // Nothing of the old run is left: not the child the kernel did not pick.
+    // A pid counts as the old run's only with the start time it had then
+    // (the busy host may give a freed pid to another process).
     wait_for("every process of the OOM-killed run to be gone", || {
-        procs.iter().all(|p| !alive(*p)).then_some(())
+        procs
+            .iter()
+            .all(|&(p, ticks)| !alive(p) || dyno_agent::os::start_ticks(p) != ticks)
+            .then_some(())
     });
     wait_for("the OOM-killed run's cgroup to be removed", || {
         (!cg.exists()).then_some(())
