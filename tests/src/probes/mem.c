@@ -9,6 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+/* One line in one write(2): the probe and its child share the pipe, and
+ * stdio may split a line into several writes that the other's line lands
+ * between ("readychild"). */
+static void say(const char *fmt, long n) {
+    char line[64];
+    int len = snprintf(line, sizeof line, fmt, n);
+    if (len > 0) {
+        ssize_t w = write(1, line, (size_t)len);
+        (void)w;
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: mem MIB [fork] [wait]\n");
@@ -20,7 +32,6 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "fork") == 0) fork_child = 1;
         if (strcmp(argv[i], "wait") == 0) wait_signal = 1;
     }
-    setvbuf(stdout, NULL, _IONBF, 0);
     if (fork_child) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -28,7 +39,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (pid == 0) {
-            printf("child\n");
+            say("child\n", 0);
             for (;;) pause();
         }
     }
@@ -38,17 +49,17 @@ int main(int argc, char **argv) {
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
         sigprocmask(SIG_BLOCK, &set, NULL);
-        printf("ready\n");
+        say("ready\n", 0);
         sigwait(&set, &sig);
     }
     for (long i = 0; i < mib; i++) {
         char *chunk = malloc(1 << 20);
         if (chunk == NULL) {
-            printf("malloc failed at %ld\n", i);
+            say("malloc failed at %ld\n", i);
             return 1;
         }
         memset(chunk, 1 + (int)(i % 250), 1 << 20);
     }
-    printf("held %ld\n", mib);
+    say("held %ld\n", mib);
     for (;;) pause();
 }
