@@ -33,7 +33,9 @@ use crate::os::{self, ExitStatus};
 use crate::runs::RunDir;
 use crate::supervisor::State;
 
-/// How long the agent waits for a new one-off's shim to serve `attach.sock`.
+/// How long the agent waits for a one-off's shim to serve `attach.sock` once
+/// the one-off is past `starting` (while it starts, the engine's own start
+/// path decides: a slow slug fetch or a slow host is not a failure here).
 const CONNECT_WAIT: Duration = Duration::from_secs(60);
 
 /// How long an attached one-off's exit status waits for the dyno to be
@@ -135,9 +137,12 @@ pub(super) async fn attach(
 
 /// Connects to the one-off's `attach.sock` once its shim serves it.
 async fn connect(svc: &AgentService, runs: &Path, app: &str, name: &str) -> Result<UnixStream> {
-    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    let mut deadline = tokio::time::Instant::now() + CONNECT_WAIT;
     loop {
         let view = svc.engine.get(app, name).await?;
+        if view.state == State::Starting {
+            deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+        }
         if let Some(run_id) = &view.run_id
             && let Ok(conn) = UnixStream::connect(RunDir::new(runs, run_id).attach_sock()).await
         {
@@ -151,7 +156,7 @@ async fn connect(svc: &AgentService, runs: &Path, app: &str, name: &str) -> Resu
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::Internal(format!(
-                "one-off {name} was not ready to attach within a minute"
+                "one-off {name} was not ready to attach within a minute of starting"
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
