@@ -201,7 +201,11 @@ impl Actor {
         let tx = self.tx.clone();
         let key = key.clone();
         let network = self.network.clone().zip(self.claims.remove(&run_id));
+        let slots = self.run_work.clone();
         tokio::spawn(async move {
+            // The network's setup and the shim's spawn hold descriptors of
+            // the reserve's run work slots (see `fds`).
+            let slot = slots.clone().acquire_owned().await.ok();
             if let Some((net, claim)) = &network {
                 match net.setup(claim).await {
                     Ok(lease) => {
@@ -222,6 +226,7 @@ impl Actor {
             let net = network.map(|(net, _)| net);
             let input = match spawn_shim(&exe, &run_id, &dir).await {
                 Ok((shim_pid, exec)) => {
+                    drop(slot);
                     let _ = tx.send(Msg::Run(
                         key.clone(),
                         Input::Spawned {
@@ -230,7 +235,7 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, net, clock).await;
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, net, clock, slots).await;
                     Msg::Ended(key, input, usage)
                 }
                 Err(error) => {
