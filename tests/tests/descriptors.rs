@@ -19,6 +19,20 @@ use tonic_types::StatusExt;
 /// Workers the budget must have room for under the limit chosen below.
 const ROOM: u64 = 8;
 
+/// A 1 s usage slice, and dynos whose own descriptor limit is under the
+/// agent's (raising a limit past the hard one takes `CAP_SYS_RESOURCE`,
+/// which a container's root may lack).
+const CONFIG: &str = r#"
+usage_slice = "1s"
+default_size = "small"
+[sizes.small]
+memory_bytes = 33554432
+cpu_shares = 512
+cpu_quota = 0.5
+pids_max = 32
+nofile = 64
+"#;
+
 /// The refusal of a start as dynoctl prints it: exit code, reason, limit.
 fn assert_refused(out: &std::process::Output, limit: u64, expect_code: i32, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -34,13 +48,48 @@ fn assert_refused(out: &std::process::Output, limit: u64, expect_code: i32, what
     assert!(!stderr.contains("invalid argument"), "{what}: {stderr}");
 }
 
+/// The agent's open descriptors by kind (what their links name, with
+/// cgroup files by file name and state files by directory).
+fn kinds(a: &TestAgent) -> BTreeMap<String, usize> {
+    let dir = format!("/proc/{}/fd", a.agent_pid());
+    let mut kinds = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.display().to_string();
+        let kind = if t.starts_with("/sys/fs/cgroup/") {
+            format!(
+                "cgroup {}",
+                target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )
+        } else if t.starts_with('/') {
+            match t.strip_prefix(&a.state.display().to_string()) {
+                Some(rest) => format!("state {rest}"),
+                None => t,
+            }
+        } else {
+            t.split(':').next().unwrap_or(&t).to_string()
+                + t.strip_prefix("anon_inode:")
+                    .map(|k| format!(":{k}"))
+                    .as_deref()
+                    .unwrap_or("")
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    kinds
+}
+
 #[test]
 fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_stopped() {
     let per = fds::dyno_need(false, false);
     // Room for ROOM workers, each admitted while its slug is prepared
     // (PENDING_START more for that moment), and not one more.
     let limit = fds::reserve() + ROOM * per + fds::PENDING_START;
-    let a = TestAgent::start_with_nofile("usage_slice = \"1s\"\n", limit);
+    let a = TestAgent::start_with_nofile(CONFIG, limit);
     wait_ok("the ledger open", || match a.info()["usage"]["ledger"].as_str() {
         Some("ok") => Ok(()),
         other => Err(format!("ledger {other:?}")),
@@ -57,8 +106,15 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
         "{text}"
     );
     let baseline = a.open_fds();
-    println!("descriptors: limit {limit}, reserve {}, a worker needs {per}; the idle agent has {baseline} open", fds::reserve());
-    assert!(baseline < fds::reserve(), "the idle agent holds {baseline}, over its reserve");
+    println!("idle: {:?}", kinds(&a));
+    println!(
+        "descriptors: limit {limit}, reserve {}, a worker needs {per}; the idle agent has {baseline} open",
+        fds::reserve()
+    );
+    assert!(
+        baseline < fds::reserve(),
+        "the idle agent holds {baseline}, over its reserve"
+    );
 
     // Start workers one by one until one is refused.
     let slug = a.slug("fd", &[("Procfile", "worker: exec sleep 600\n")]);
@@ -72,7 +128,10 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
         }
         a.wait_state(app, &name, "up");
         started.push(name);
-        assert!(started.len() as u64 <= ROOM, "more than {ROOM} workers admitted under {limit}");
+        assert!(
+            started.len() as u64 <= ROOM,
+            "more than {ROOM} workers admitted under {limit}"
+        );
     };
     assert_eq!(started.len() as u64, ROOM, "admitted {:?}", started);
     assert_refused(&refused.1, limit, 4, "dynoctl start");
@@ -101,18 +160,38 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     assert_eq!(ps.len() as u64, ROOM, "{ps:?}");
     for name in [refused_name.as_str(), "worker.99"] {
         assert!(a.dyno(app, name).is_none(), "{name} listed");
-        assert!(!a.state.join("dynos").join(app).join(format!("{name}.json")).exists(), "{name} has a record");
+        assert!(
+            !a.state.join("dynos").join(app).join(format!("{name}.json")).exists(),
+            "{name} has a record"
+        );
     }
-    assert!(!ps.iter().any(|d| d["name"].as_str().is_some_and(|n| n.starts_with("run."))), "{ps:?}");
-    assert_eq!(a.run_cgroups_left().len() as u64, ROOM, "{:?}", a.run_cgroups_left());
+    assert!(
+        !ps.iter()
+            .any(|d| d["name"].as_str().is_some_and(|n| n.starts_with("run."))),
+        "{ps:?}"
+    );
+    let run_cgroups: std::collections::BTreeSet<_> = a
+        .run_cgroups_left()
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_owned()))
+        .collect();
+    assert_eq!(run_cgroups.len() as u64, ROOM, "{run_cgroups:?}");
     let runs = std::fs::read_dir(a.state.join("runs")).expect("runs").count() as u64;
     assert_eq!(runs, ROOM, "run directories");
     let netns = std::fs::read_dir(a.state.join("net"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".ns")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ns"))
+                .count()
+        })
         .unwrap_or(0) as u64;
     assert_eq!(netns, ROOM, "network namespaces");
     let staging = std::fs::read_dir(a.state.join("slugs"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".staging")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(staging, 0, "slug staging left");
 
@@ -127,9 +206,13 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     assert_eq!(committed, fds::reserve() + ROOM * per);
     let until = Instant::now() + Duration::from_secs(4);
     let (mut least, mut most) = (u64::MAX, 0);
+    let mut at_most = BTreeMap::new();
     while Instant::now() < until {
         let open = a.open_fds();
         least = least.min(open);
+        if open > most {
+            at_most = kinds(&a);
+        }
         most = most.max(open);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -138,8 +221,12 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
         "descriptors with {ROOM} workers across 4 one-second slices: {least}..{most} open \
          ({per_dyno:.2} a dyno over the idle {baseline}; declared {per}), {committed} committed"
     );
+    println!("at {most} open: {at_most:?}");
     assert!(most <= committed, "{most} open, over the {committed} committed");
-    assert!(least.saturating_sub(baseline) <= ROOM * per, "{least} open: more than {per} a dyno over {baseline}");
+    assert!(
+        least.saturating_sub(baseline) <= ROOM * per,
+        "{least} open: more than {per} a dyno over {baseline}"
+    );
     assert!(
         least >= baseline + ROOM,
         "{least} open with {ROOM} dynos: not even a pidfd each over {baseline}? nothing measured"

@@ -206,7 +206,8 @@ impl super::actor::Actor {
     /// what the others left (its own earlier need, if any, is given back).
     pub(super) fn admit_fds(&self, key: &super::Key, web: bool, attached: bool) -> Result<()> {
         let what = format!("{} of app {}", key.1, key.0);
-        self.fds.admit(self.fds_committed(Some(key)), dyno_need(web, attached), &what)
+        self.fds
+            .admit(self.fds_committed(Some(key)), dyno_need(web, attached), &what)
     }
 
     /// Refuses a start in flight of dyno `key` before its slug is prepared
@@ -214,8 +215,11 @@ impl super::actor::Actor {
     pub(super) fn admit_pending_fds(&self, key: &super::Key) -> Result<()> {
         let web = crate::names::parse_dyno_name(&key.1).is_some_and(|(t, _)| t == "web");
         let what = format!("{} of app {} (with its slug being prepared)", key.1, key.0);
-        self.fds
-            .admit(self.fds_committed(Some(key)), dyno_need(web, false) + PENDING_START, &what)
+        self.fds.admit(
+            self.fds_committed(Some(key)),
+            dyno_need(web, false) + PENDING_START,
+            &what,
+        )
     }
 
     /// The figures `HostInfo` shows.
