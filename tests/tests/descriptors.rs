@@ -155,6 +155,9 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     let out = a.ctl(&run_args(app, &show(&slug), &["--detached", "--", "true"]));
     assert_refused(&out, limit, 125, "dynoctl run");
 
+    // The same start of a running dyno again is no new start: answered.
+    a.ctl_ok(&start_args(app, &started[2], &show(&slug), &["--command", SLEEPER]));
+
     // Nothing of the refused starts exists.
     let ps = a.ps();
     assert_eq!(ps.len() as u64, ROOM, "{ps:?}");

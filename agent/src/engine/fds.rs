@@ -212,7 +212,16 @@ impl super::actor::Actor {
 
     /// Refuses a start in flight of dyno `key` before its slug is prepared
     /// when the slug's preparation and the dyno would not fit.
+    /// A dyno that runs already keeps its need: its start (the same spec
+    /// again, or a new one that restarts it) is not refused for room.
     pub(super) fn admit_pending_fds(&self, key: &super::Key) -> Result<()> {
+        if self
+            .dynos
+            .get(key)
+            .is_some_and(|e| e.rec.sup.state != crate::supervisor::State::Down)
+        {
+            return Ok(());
+        }
         let web = crate::names::parse_dyno_name(&key.1).is_some_and(|(t, _)| t == "web");
         let what = format!("{} of app {} (with its slug being prepared)", key.1, key.0);
         self.fds.admit(

@@ -178,7 +178,11 @@ impl Actor {
         // Off the actor: removing a cgroup may wait for what is left in it.
         if let Some(cgroups) = self.cgroups.clone() {
             let run_id = run_id.to_string();
-            tokio::spawn(async move { discard(None, Some(cgroups), &run_id).await });
+            let slots = self.run_work.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                discard(None, Some(cgroups), &run_id).await
+            });
         }
     }
 
@@ -186,7 +190,11 @@ impl Actor {
     pub(super) fn drop_claim(&mut self, run_id: &str) {
         if let (Some(net), Some(_)) = (self.network.clone(), self.claims.remove(run_id)) {
             let run_id = run_id.to_string();
-            tokio::spawn(async move { net.release_run(&run_id).await });
+            let slots = self.run_work.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                net.release_run(&run_id).await
+            });
         }
     }
 
