@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dyno_agent::engine::fds;
+use dyno_proto::v1 as pb;
 use dyno_tests::ledger::{Life, read_lives, records, stop_and_check};
 use dyno_tests::*;
 use nix::sys::signal::Signal;
@@ -105,8 +106,12 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
         text.contains(&format!("descriptors: {} of {limit} in use", fds::reserve())),
         "{text}"
     );
+    // A follower of WatchEvents from the start: it must see every stop.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut client = rt.block_on(a.client());
+    let mut events = rt.block_on(watch_events(&mut client, 0, true));
     let baseline = a.open_fds();
-    println!("idle: {:?}", kinds(&a));
+    println!("idle (a WatchEvents follower connected): {:?}", kinds(&a));
     println!(
         "descriptors: limit {limit}, reserve {}, a worker needs {per}; the idle agent has {baseline} open",
         fds::reserve()
@@ -138,7 +143,6 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     let (refused_name, _) = refused;
 
     // The code and the reason in the status details, through gRPC.
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let err = rt.block_on(async {
         let mut client = a.client().await;
         client
@@ -280,6 +284,22 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     read_lives(&a.state, &mut lives);
     stop_and_check(&a, "descriptors", &mut lives, &BTreeMap::new());
     assert!(a.ps().iter().all(|d| d["state"] == "down"));
+    // The follower saw each of them go down.
+    let mut down = std::collections::BTreeSet::new();
+    rt.block_on(async {
+        while down.len() as u64 <= ROOM {
+            let Some(m) = next_within(&mut events, Duration::from_secs(30)).await else { break };
+            if let Some(pb::watch_events_response::Kind::Event(e)) = m.kind
+                && e.to == pb::DynoState::Down as i32
+                && e.reason == "stop"
+            {
+                down.insert(e.dyno.map(|d| d.name).unwrap_or_default());
+            }
+        }
+    });
+    assert_eq!(down.len() as u64, ROOM + 1, "stops the WatchEvents follower saw: {down:?}");
+    drop(events);
+    drop(client);
     wait_ok("no run cgroup left", || match a.run_cgroups_left() {
         left if left.is_empty() => Ok(()),
         left => Err(format!("{left:?}")),
