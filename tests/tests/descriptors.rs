@@ -288,7 +288,9 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
     let mut down = std::collections::BTreeSet::new();
     rt.block_on(async {
         while down.len() as u64 <= ROOM {
-            let Some(m) = next_within(&mut events, Duration::from_secs(30)).await else { break };
+            let Some(m) = next_within(&mut events, Duration::from_secs(30)).await else {
+                break;
+            };
             if let Some(pb::watch_events_response::Kind::Event(e)) = m.kind
                 && e.to == pb::DynoState::Down as i32
                 && e.reason == "stop"
@@ -297,7 +299,11 @@ fn starts_past_the_descriptor_budget_are_refused_and_what_runs_is_served_and_sto
             }
         }
     });
-    assert_eq!(down.len() as u64, ROOM + 1, "stops the WatchEvents follower saw: {down:?}");
+    assert_eq!(
+        down.len() as u64,
+        ROOM + 1,
+        "stops the WatchEvents follower saw: {down:?}"
+    );
     drop(events);
     drop(client);
     wait_ok("no run cgroup left", || match a.run_cgroups_left() {
