@@ -65,6 +65,9 @@ pub enum Reason {
     DynoNotRunning,
     /// An exec session could not be set up in the dyno.
     ExecFailed,
+    /// The agent's descriptor limit (`RLIMIT_NOFILE`) has no room for the
+    /// start (see `engine/fds.rs`).
+    NoFreeDescriptors,
 }
 
 impl Reason {
@@ -80,6 +83,7 @@ impl Reason {
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::DynoNotRunning => "DYNO_NOT_RUNNING",
             Reason::ExecFailed => "EXEC_FAILED",
+            Reason::NoFreeDescriptors => "NO_FREE_DESCRIPTORS",
         }
     }
 }

@@ -59,6 +59,24 @@ impl TestAgent {
         a
     }
 
+    /// [`TestAgent::start`] under a descriptor limit: the agent's
+    /// `RLIMIT_NOFILE`, soft and hard, set to `nofile` by `prlimit` (which
+    /// execs it, so the agent keeps its pid and cannot raise it).
+    pub fn start_with_nofile(extra: &str, nofile: u64) -> TestAgent {
+        let launcher = vec![
+            "prlimit".into(),
+            format!("--nofile={nofile}:{nofile}").into(),
+            "--".into(),
+        ];
+        TestAgent::start_under(launcher, extra)
+    }
+
+    /// How many descriptors the agent has open now (`/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> u64 {
+        let dir = format!("/proc/{}/fd", self.agent_pid());
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")).count() as u64
+    }
+
     /// [`TestAgent::start`] with its state directory on a tmpfs of `bytes`
     /// (to fill up), unmounted when the agent is dropped.
     pub fn start_on_tmpfs(extra: &str, bytes: u64) -> TestAgent {

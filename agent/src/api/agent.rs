@@ -252,5 +252,11 @@ pub async fn host_info(engine: &Engine, cfg: &Config) -> Result<pb::HostInfoResp
         cordoned: summary.cordon.is_some(),
         cordon_reason: summary.cordon.as_ref().map(|c| c.reason.clone()).unwrap_or_default(),
         cordoned_since: summary.cordon.as_ref().map(|c| super::convert::timestamp(c.since)),
+        descriptors_limit: summary.fds.limit,
+        descriptors_open: summary.fds.open,
+        descriptors_committed: summary.fds.committed,
+        descriptors_available: summary.fds.available,
+        descriptors_reserve: summary.fds.reserve,
+        descriptors_per_dyno: summary.fds.per_dyno,
     })
 }

@@ -250,6 +250,9 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             "cordoned": i.cordoned,
             "cordon_reason": (!i.cordon_reason.is_empty()).then_some(&i.cordon_reason),
             "cordoned_since": i.cordoned_since.map(ts),
+            "descriptors": {"limit": i.descriptors_limit, "open": i.descriptors_open,
+                "committed": i.descriptors_committed, "available": i.descriptors_available,
+                "reserve": i.descriptors_reserve, "per_dyno": i.descriptors_per_dyno},
         }));
     } else {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -291,6 +294,16 @@ pub(super) fn print_info(i: &pb::HostInfoResponse, json: bool) {
             "state:     {} ({:.2} GiB free)",
             i.state_dir,
             gib(i.state_disk_free_bytes)
+        );
+        println!(
+            "descriptors: {} of {} in use ({} committed: {} reserved for the agent, {} per dyno; {} open now), {} available",
+            i.descriptors_committed.max(i.descriptors_open),
+            i.descriptors_limit,
+            i.descriptors_committed,
+            i.descriptors_reserve,
+            i.descriptors_per_dyno,
+            i.descriptors_open,
+            i.descriptors_available
         );
         if i.cordoned {
             println!(

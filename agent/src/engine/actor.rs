@@ -62,6 +62,11 @@ pub(super) struct Actor {
     pub(super) state_disk_full: bool,
     /// Starts in flight (their slugs being prepared), for a stop to cancel.
     pub(super) pending: super::pending::PendingStarts,
+    /// The descriptor limit dynos are admitted against (`fds`).
+    pub(super) fds: super::fds::Budget,
+    /// Slots of runs spawned or settled at once (their descriptors are in
+    /// the reserve, see `fds::RUN_WORK_SLOTS`).
+    pub(super) run_work: Arc<tokio::sync::Semaphore>,
     /// Live runs found at start that no record names and whose spec does
     /// not say whose they are: left running, their cgroups and directories
     /// kept.
@@ -218,7 +223,10 @@ impl Actor {
                 let replay = request_id.as_deref().is_some_and(|rid| self.holder_of(rid).is_some());
                 let r = match replay {
                     true => Ok(self.pending.add(key)),
-                    false => self.refuse_if_cordoned(&key).map(|()| self.pending.add(key)),
+                    false => self
+                        .refuse_if_cordoned(&key)
+                        .and_then(|()| self.admit_pending_fds(&key))
+                        .map(|()| self.pending.add(key)),
                 };
                 let _ = reply.send(r);
             }
@@ -282,6 +290,7 @@ impl Actor {
             s.state_unwritten.push(format!("{n} events: {why}"));
         }
         s.cordon = self.cordon.clone();
+        s.fds = self.fds_usage();
         if let Some(why) = self.unsaved.values().next() {
             s.state_unwritten
                 .push(format!("{} dyno records: {why}", self.unsaved.len()));
@@ -343,7 +352,14 @@ impl Actor {
             // A down dyno that starts again takes a fresh uid and port; on
             // a cordoned host it stays down.
             let fresh = match (&input, self.dynos[k].rec.idle()) {
-                (Input::Restart, true) => match self.refuse_if_cordoned(k).and_then(|()| self.fresh_allocation(k)) {
+                (Input::Restart, true) => match self
+                    .refuse_if_cordoned(k)
+                    .and_then(|()| {
+                        let spec = &self.dynos[k].rec.spec;
+                        self.admit_fds(k, spec.ptype == "web", spec.one_off && spec.attach.is_some())
+                    })
+                    .and_then(|()| self.fresh_allocation(k))
+                {
                     Ok(f) => Some(f),
                     Err(e) => {
                         refused.push((k, e));

@@ -178,7 +178,11 @@ impl Actor {
         // Off the actor: removing a cgroup may wait for what is left in it.
         if let Some(cgroups) = self.cgroups.clone() {
             let run_id = run_id.to_string();
-            tokio::spawn(async move { discard(None, Some(cgroups), &run_id).await });
+            let slots = self.run_work.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                discard(None, Some(cgroups), &run_id).await
+            });
         }
     }
 
@@ -186,7 +190,11 @@ impl Actor {
     pub(super) fn drop_claim(&mut self, run_id: &str) {
         if let (Some(net), Some(_)) = (self.network.clone(), self.claims.remove(run_id)) {
             let run_id = run_id.to_string();
-            tokio::spawn(async move { net.release_run(&run_id).await });
+            let slots = self.run_work.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                net.release_run(&run_id).await
+            });
         }
     }
 
@@ -201,7 +209,11 @@ impl Actor {
         let tx = self.tx.clone();
         let key = key.clone();
         let network = self.network.clone().zip(self.claims.remove(&run_id));
+        let slots = self.run_work.clone();
         tokio::spawn(async move {
+            // The network's setup and the shim's spawn hold descriptors of
+            // the reserve's run work slots (see `fds`).
+            let slot = slots.clone().acquire_owned().await.ok();
             if let Some((net, claim)) = &network {
                 match net.setup(claim).await {
                     Ok(lease) => {
@@ -222,6 +234,7 @@ impl Actor {
             let net = network.map(|(net, _)| net);
             let input = match spawn_shim(&exe, &run_id, &dir).await {
                 Ok((shim_pid, exec)) => {
+                    drop(slot);
                     let _ = tx.send(Msg::Run(
                         key.clone(),
                         Input::Spawned {
@@ -230,7 +243,7 @@ impl Actor {
                             at: exec.started_at,
                         },
                     ));
-                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, net, clock).await;
+                    let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, net, clock, slots).await;
                     Msg::Ended(key, input, usage)
                 }
                 Err(error) => {

@@ -29,12 +29,13 @@
 //! - `metrics`: runtime metrics lines, R14, OOM of a whole dyno (v1), the
 //!   readings a Prometheus scrape shows; `load`: a dyno's own load averages;
 //! - `stats`: per-dyno figures on demand; `cordon`: a host that takes no
-//!   new starts.
+//!   new starts; `fds`: the descriptor budget and its admission.
 
 mod actor;
 mod admission;
 mod cordon;
 mod events;
+pub mod fds;
 mod launch;
 mod load;
 mod metrics;
@@ -312,6 +313,8 @@ pub async fn start(
         unsaved: BTreeMap::new(),
         state_disk_full: false,
         pending: Default::default(),
+        fds: fds::Budget::current(),
+        run_work: Arc::new(tokio::sync::Semaphore::new(fds::RUN_WORK_SLOTS)),
         unaccounted: Default::default(),
         samplers: Default::default(),
         oom_kills: Default::default(),

@@ -349,6 +349,8 @@ pub struct Summary {
     pub state_disk_full: bool,
     /// What waits to be written to the state directory, and why.
     pub state_unwritten: Vec<String>,
+    /// Descriptors: the limit, open, committed, available, per dyno.
+    pub fds: super::fds::Usage,
 }
 
 #[cfg(test)]

@@ -30,6 +30,11 @@ impl PendingStarts {
         self.next
     }
 
+    /// How many starts are in flight.
+    pub(super) fn len(&self) -> usize {
+        self.starts.len()
+    }
+
     /// Forgets a start (it reached the engine, or failed before).
     pub(super) fn remove(&mut self, token: u64) {
         self.starts.remove(&token);

@@ -197,6 +197,7 @@ impl Actor {
             let k = key.clone();
             let run_id = run.id.clone();
             let network = self.network.clone();
+            let slots = self.run_work.clone();
             tokio::spawn(async move {
                 // The shim may still be starting its command.
                 let exec = loop {
@@ -218,7 +219,7 @@ impl Actor {
                         },
                     ));
                 }
-                let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, network, clock).await;
+                let (input, usage) = watch_exit(shim_pid, dir, run_id, cgroups, network, clock, slots).await;
                 let _ = tx.send(Msg::Ended(k, input, usage));
             });
             let state = self.dynos[key].rec.sup.state;

@@ -103,7 +103,9 @@ pub(super) fn ended_input(
 
 /// Waits (through a pidfd) until the shim has exited, then reads how the run
 /// ended and tears its network down (before the dyno counts as ended: a
-/// restart never meets the previous run's port rule).
+/// restart never meets the previous run's port rule). The teardown and the
+/// reading take one of the run work `slots` (their descriptors are in the
+/// reserve, see `fds`).
 pub(super) async fn watch_exit(
     shim_pid: u32,
     dir: RunDir,
@@ -111,26 +113,37 @@ pub(super) async fn watch_exit(
     cgroups: Option<CgroupsRef>,
     network: Option<NetworkRef>,
     clock: Clock,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> (Input, Option<cgroup::Usage>) {
+    // The pid may have been reused before a pidfd was opened: it is ours
+    // only while its command line still names this run.
+    let ours = || os::cmdline(shim_pid).is_some_and(|a| a.len() == 4 && os::arg_is(&a[2], &run_id));
+    let poll = async || {
+        while ours() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
     match os::pidfd_open(shim_pid) {
         Ok(fd) => {
-            // The pid may have been reused before we opened it: it is ours only
-            // while its command line still names this run.
-            let ours = os::cmdline(shim_pid).is_some_and(|a| a.len() == 4 && os::arg_is(&a[2], &run_id));
-            if ours {
+            if ours() {
                 match os::pidfd_wait(fd).await {
                     Ok(()) => {}
                     Err(e) => {
                         warn!(shim_pid, error = %e, "cannot watch the shim; polling");
-                        while os::cmdline(shim_pid).is_some() {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
+                        poll().await;
                     }
                 }
             }
         }
-        Err(e) => debug!(shim_pid, error = %e, "shim already gone"),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => debug!(shim_pid, error = %e, "shim already gone"),
+        // No descriptor to spare (or another failure): the shim is not
+        // gone for that; watch its command line instead.
+        Err(e) => {
+            warn!(shim_pid, error = %e, "cannot open a pidfd for the shim; polling");
+            poll().await;
+        }
     }
+    let _slot = slots.acquire_owned().await.ok();
     let now = clock.now();
     if let Some(net) = &network {
         net.release_run(&run_id).await;

@@ -42,13 +42,20 @@ impl Actor {
             && let Some(cgroups) = self.cgroups.clone()
         {
             // Whatever might have escaped the pid namespace's end.
+            // In a run work slot: a `stop --all` of thousands of dynos
+            // opens their cgroups a few at a time (see `fds`).
             let run_id = run.id.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Ok(Some(cg)) = cgroups.open(&run_id)
-                    && let Err(e) = cg.kill_all()
-                {
-                    warn!(run = %run_id, error = %e, "cannot empty the run's cgroup");
-                }
+            let slots = self.run_work.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(Some(cg)) = cgroups.open(&run_id)
+                        && let Err(e) = cg.kill_all()
+                    {
+                        warn!(run = %run_id, error = %e, "cannot empty the run's cgroup");
+                    }
+                })
+                .await;
             });
         }
         if let Err(e) = result {

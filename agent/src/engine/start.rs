@@ -31,6 +31,8 @@ impl Actor {
             .is_some_and(|e| e.rec.sup.state != State::Down && e.rec.spec.same_run(&req.spec));
         if !same_and_running {
             self.admit(&key, &req.spec.size)?;
+            let spec = &req.spec;
+            self.admit_fds(&key, spec.ptype == "web", spec.one_off && spec.attach.is_some())?;
         }
         if let Some(entry) = self.dynos.get(&key) {
             let mut spec = req.spec;

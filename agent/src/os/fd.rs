@@ -66,3 +66,21 @@ pub(crate) unsafe fn close_behind_owner(fd: BorrowedFd<'_>) {
     // fd is not used again.
     unsafe { libc::close(fd.as_raw_fd()) };
 }
+
+/// How many descriptors this process has open now (the entries of
+/// `/proc/self/fd`, less the one the count itself opens).
+pub fn open_count() -> io::Result<u64> {
+    let n = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(n.saturating_sub(1))
+}
+
+/// This process's `RLIMIT_NOFILE`: (soft, hard).
+pub fn nofile_limits() -> io::Result<(u64, u64)> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_err(io::Error::from)
+}
+
+/// Whether `e` says a process (`EMFILE`) or the system (`ENFILE`) has no
+/// descriptor left to give.
+pub fn is_exhausted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}

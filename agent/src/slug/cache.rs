@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::unpack::Limits;
 
-use super::error::{failure_error, internal, invalid, unpack_error};
+use super::error::{failure_error, internal, invalid, io_invalid, unpack_error};
 use super::fetch::{self, FetchOptions, Fetcher};
 use super::source::{DirRoot, Local, Source, directory_slug, sha256_file};
 use super::{Outcome, Slug, SlugError, valid_digest};
@@ -236,13 +236,13 @@ impl SlugCache {
         // unpacking): a cached copy is used as is.
         let digest = match expected {
             Some(d) => d.to_owned(),
-            None => sha256_file(path).map_err(|e| invalid(format!("{shown}: {e}")))?,
+            None => sha256_file(path).map_err(|e| io_invalid(&shown, &e))?,
         };
         if let Some(slug) = self.hit(&digest) {
             return Ok(slug);
         }
         let started = Instant::now();
-        let file = File::open(path).map_err(|e| invalid(format!("{shown}: {e}")))?;
+        let file = File::open(path).map_err(|e| io_invalid(&shown, &e))?;
         let staging = self.staging_path();
         let unpacked = crate::unpack::unpack(file, &staging, Some(&digest), &self.limits).map_err(|e| match e {
             // The caller sent no digest: the one computed a moment ago no

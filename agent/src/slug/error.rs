@@ -25,6 +25,10 @@ pub enum SlugError {
     /// The cache's own disk.
     #[error("slug cache: {0}")]
     Internal(String),
+    /// The agent had no descriptor left (`EMFILE`, `ENFILE`): not the
+    /// slug's fault.
+    #[error("slug: {0}")]
+    NoDescriptors(String),
 }
 
 impl From<SlugError> for Error {
@@ -33,6 +37,7 @@ impl From<SlugError> for Error {
             SlugError::Invalid { field, message } => Error::invalid(field, message),
             e @ SlugError::Unavailable(_) => Error::Upstream(e.to_string()),
             e @ SlugError::Internal(_) => Error::Internal(e.to_string()),
+            e @ SlugError::NoDescriptors(_) => crate::engine::fds::Budget::current().exhausted(e.to_string()),
         }
     }
 }
@@ -41,6 +46,26 @@ pub(super) fn invalid(message: impl Into<String>) -> SlugError {
     SlugError::Invalid {
         field: "slug",
         message: message.into(),
+    }
+}
+
+/// The slug's fault (`invalid`), unless `e` says the agent had no
+/// descriptor left; `what` says what failed.
+pub(super) fn io_invalid(what: impl std::fmt::Display, e: &std::io::Error) -> SlugError {
+    if crate::os::fd::is_exhausted(e) {
+        SlugError::NoDescriptors(format!("{what}: {e}"))
+    } else {
+        invalid(format!("{what}: {e}"))
+    }
+}
+
+/// The cache's own fault (`internal`), unless `e` says the agent had no
+/// descriptor left.
+pub(super) fn io_internal(path: &Path, e: &std::io::Error) -> SlugError {
+    if crate::os::fd::is_exhausted(e) {
+        SlugError::NoDescriptors(format!("{}: {e}", path.display()))
+    } else {
+        internal(path, e)
     }
 }
 
@@ -55,6 +80,9 @@ pub(super) fn unpack_error(shown: &str, e: UnpackError) -> SlugError {
             message: format!("{shown}: {e}"),
         },
         // A name the filesystem cannot hold is the archive's fault: name the entry.
+        UnpackError::Io { ref error, .. } if crate::os::fd::is_exhausted(error) => {
+            SlugError::NoDescriptors(format!("{shown}: {e}"))
+        }
         UnpackError::Io { ref path, ref error } if error.raw_os_error() == Some(ENAMETOOLONG) => invalid(format!(
             "{shown}: slug entry `{}`: name too long for the filesystem ({error})",
             entry_of(path)

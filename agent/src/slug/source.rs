@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use hyper::Uri;
 use sha2::{Digest, Sha256};
 
-use super::error::{internal, invalid};
+use super::error::{invalid, io_internal, io_invalid};
 use super::{Outcome, Slug, SlugError, fetch};
 use crate::os::resolve::{self, Kind};
 
@@ -58,7 +58,7 @@ pub(super) enum Local {
 pub(super) async fn inspect(path: &Path, compressed_limit: u64) -> Result<Local, SlugError> {
     let meta = tokio::fs::metadata(path)
         .await
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        .map_err(|e| io_invalid(path.display(), &e))?;
     if meta.is_dir() {
         return Ok(Local::Dir);
     }
@@ -132,9 +132,9 @@ pub(super) fn directory_slug(path: &Path, roots: &[DirRoot], has_sha256: bool) -
             "{shown}: leaves slug_dir_root {} (through `..` or a symlink)",
             root.given.display()
         )),
-        _ => invalid(format!("{shown}: {e}")),
+        _ => io_invalid(&shown, &e),
     };
-    let root_fd = resolve::open_dir(&root.real).map_err(|e| internal(&root.real, e))?;
+    let root_fd = resolve::open_dir(&root.real).map_err(|e| io_internal(&root.real, &e))?;
     let slug_fd = resolve::open_beneath(root_fd.as_fd(), rel, true).map_err(outside)?;
     if resolve::kind(&slug_fd).map_err(outside)? != Kind::Dir {
         return Err(invalid(format!("{shown}: not a directory")));
@@ -154,7 +154,7 @@ pub(super) fn directory_slug(path: &Path, roots: &[DirRoot], has_sha256: bool) -
         }
         Kind::Other => return Err(invalid(format!("{shown}: app is not a directory"))),
     }
-    let app_dir = resolve::real_path(&app_fd).map_err(|e| invalid(format!("{shown}: {e}")))?;
+    let app_dir = resolve::real_path(&app_fd).map_err(|e| io_invalid(&shown, &e))?;
     // Beneath the root when opened; a rename since then is caught here.
     if !app_dir.starts_with(&root.real) {
         return Err(invalid(format!(

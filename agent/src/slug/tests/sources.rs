@@ -154,3 +154,34 @@ async fn bad_sources_are_refused_with_the_reason() {
     let err = c.resolve("/x.tgz", Some("ABC")).await.unwrap_err();
     assert!(matches!(err, SlugError::Invalid { field: "sha256", .. }), "{err}");
 }
+
+#[test]
+fn no_descriptor_left_is_resource_exhausted_never_the_slugs_fault() {
+    use crate::error::{Error, Reason};
+    let emfile = || std::io::Error::from_raw_os_error(libc::EMFILE);
+    let errors = [
+        super::super::error::io_invalid("/slugs/shop.tgz", &emfile()),
+        super::super::error::io_internal(Path::new("/slugs"), &emfile()),
+        super::super::error::unpack_error(
+            "/slugs/shop.tgz",
+            crate::unpack::UnpackError::Io {
+                path: PathBuf::new(),
+                error: emfile(),
+            },
+        ),
+    ];
+    for e in errors {
+        let shown = e.to_string();
+        match Error::from(e) {
+            Error::ResourceExhausted(Reason::NoFreeDescriptors, m) => {
+                assert!(m.contains("Too many open files") && m.contains("RLIMIT_NOFILE"), "{m}");
+            }
+            other => panic!("{shown}: {other:?}"),
+        }
+    }
+    let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+    assert!(matches!(
+        Error::from(super::super::error::io_invalid("/slugs/x.tgz", &enoent)),
+        Error::InvalidArgument { .. }
+    ));
+}
