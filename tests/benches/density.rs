@@ -114,7 +114,10 @@ fn main() {
         eprintln!("density bench: {n} dynos ({} network)", s.network);
         let r = measure_scale(&s, n);
         eprintln!("density bench: {n} dynos done");
-        eprint!("{}", report(&s, &results.iter().chain([&r]).cloned().collect::<Vec<_>>()));
+        eprint!(
+            "{}",
+            report(&s, &results.iter().chain([&r]).cloned().collect::<Vec<_>>())
+        );
         results.push(r);
     }
     print!("\ndensity benchmark, {limits}\n{}", report(&s, &results));
@@ -188,10 +191,7 @@ impl Drop for Bench {
 fn agent_config(s: &Settings) -> String {
     // Thousands of sleeping dynos of 512 MiB each: admission must allow far
     // more than this host's memory (they use almost none of it).
-    format!(
-        "network = \"{}\"\nmemory_overcommit = 1000.0\n",
-        s.network
-    )
+    format!("network = \"{}\"\nmemory_overcommit = 1000.0\n", s.network)
 }
 
 async fn host_info(client: &mut AgentClient<Channel>) -> Result<pb::HostInfoResponse, String> {
@@ -264,7 +264,14 @@ fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -380,11 +387,10 @@ fn measure_scale(s: &Settings, n: usize) -> Scale {
         assert!(out.len() > n * 100, "dynoctl --json ps shows every dyno");
     });
     r.list_ms = timed(s.ps_runs, || {
-        let got = b
-            .rt
-            .block_on(client.list_dynos(pb::ListDynosRequest::default()))
-            .unwrap_or_else(|e| panic!("ListDynos at {n} dynos: {e}"))
-            .into_inner();
+        let got =
+            b.rt.block_on(client.list_dynos(pb::ListDynosRequest::default()))
+                .unwrap_or_else(|e| panic!("ListDynos at {n} dynos: {e}"))
+                .into_inner();
         assert_eq!(got.dynos.len(), n, "ListDynos lists every dyno");
     });
 
@@ -430,7 +436,10 @@ fn measure_scale(s: &Settings, n: usize) -> Scale {
     // --- clean up and check ---
     let state = b.agent.state.clone();
     let cgroups = b.agent.cgroup_dirs();
-    assert!(!cgroups.is_empty(), "no parent cgroup for the agent: nothing was checked");
+    assert!(
+        !cgroups.is_empty(),
+        "no parent cgroup for the agent: nothing was checked"
+    );
     drop(b);
     let left: Vec<_> = cgroups.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "parent cgroups left behind: {left:?}");
@@ -543,7 +552,11 @@ async fn probe_starts(agent: &TestAgent, slug: &str, probes: usize) -> Vec<f64> 
             })
             .await
             .unwrap_or_else(|e| panic!("probe StopDyno: {e}"));
-        while next_event_of(&mut events, PROBE_APP, &name, &d.run_id, timeout).await.to != pb::DynoState::Down as i32 {}
+        while next_event_of(&mut events, PROBE_APP, &name, &d.run_id, timeout)
+            .await
+            .to
+            != pb::DynoState::Down as i32
+        {}
         client
             .remove_dyno(pb::RemoveDynoRequest {
                 app: PROBE_APP.into(),
@@ -602,7 +615,11 @@ fn report(s: &Settings, rs: &[Scale]) -> String {
     row("dynoctl --json ps, ms (median)", &|r| r.ps_json_ms.0, 1);
     row("gRPC ListDynos, ms (median)", &|r| r.list_ms.0, 1);
     row("fill: seconds to all up", &|r| r.fill_secs, 1);
-    row("fill: ms per start (fill time / dynos)", &|r| r.fill_secs * 1000.0 / r.n as f64, 2);
+    row(
+        "fill: ms per start (fill time / dynos)",
+        &|r| r.fill_secs * 1000.0 / r.n as f64,
+        2,
+    );
     row("fill: starts a second", &|r| r.n as f64 / r.fill_secs, 1);
     row("fill: StartDyno call, ms p50", &|r| r.call_p50_ms, 2);
     row("fill: StartDyno call, ms p99", &|r| r.call_p99_ms, 2);
@@ -611,9 +628,17 @@ fn report(s: &Settings, rs: &[Scale]) -> String {
     row("stop --all: call returned, s", &|r| r.stop_call_secs, 2);
     row("stop --all: every dyno down, s", &|r| r.stop_down_secs, 2);
     row("stop --all: every run cgroup gone, s", &|r| r.stop_cgroups_secs, 2);
-    row("stop --all: ms per dyno (to all down)", &|r| r.stop_down_secs * 1000.0 / r.n as f64, 2);
+    row(
+        "stop --all: ms per dyno (to all down)",
+        &|r| r.stop_down_secs * 1000.0 / r.n as f64,
+        2,
+    );
     row("idle agent CPU, ms/s", &|r| r.idle_cpu_ms_per_s, 2);
-    row("idle agent CPU per 1000 dynos, ms/s", &|r| r.idle_cpu_ms_per_s * 1000.0 / r.n as f64, 2);
+    row(
+        "idle agent CPU per 1000 dynos, ms/s",
+        &|r| r.idle_cpu_ms_per_s * 1000.0 / r.n as f64,
+        2,
+    );
     for r in rs {
         out.push_str(&format!(
             "  idle window at {} dynos: {:.1} s; by thread (ms/s): {}\n",
