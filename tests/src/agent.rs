@@ -41,6 +41,10 @@ pub struct TestAgent {
     pub(crate) child: Option<Child>,
     /// Whether `state` is a tmpfs of the test's own (unmounted on drop).
     pub(crate) tmpfs: bool,
+    /// The agent's `DYNOAGENT_LOG` filter: `debug` for tests (their
+    /// failures print the log); a benchmark measuring the agent's own cost
+    /// asks for less.
+    pub log_filter: String,
 }
 
 impl TestAgent {
@@ -48,6 +52,15 @@ impl TestAgent {
     /// `extra` configuration.
     pub fn start(extra: &str) -> TestAgent {
         TestAgent::start_under(Vec::new(), extra)
+    }
+
+    /// [`TestAgent::start`] logging at `filter` (`DYNOAGENT_LOG`, e.g.
+    /// `info`) instead of `debug`.
+    pub fn start_logging(extra: &str, filter: &str) -> TestAgent {
+        let mut a = TestAgent::prepare(Vec::new(), extra);
+        a.log_filter = filter.to_string();
+        a.spawn();
+        a
     }
 
     /// [`TestAgent::start`], the agent started by `launcher` (a program that
@@ -117,6 +130,7 @@ impl TestAgent {
             v2_base: None,
             child: None,
             tmpfs: false,
+            log_filter: "debug".to_string(),
         }
     }
 
@@ -164,7 +178,7 @@ impl TestAgent {
             .arg(&self.state)
             .arg("--socket")
             .arg(&self.socket)
-            .env("DYNOAGENT_LOG", "debug")
+            .env("DYNOAGENT_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -77,6 +77,9 @@ pub(super) struct Actor {
     pub(super) oom_kills: std::collections::HashMap<Key, u64>,
 }
 
+/// The most queued messages handled in one go (see [`Actor::handle_queued`]).
+const QUEUED: usize = 256;
+
 /// How often what could not be written (events, records) is tried again.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -102,7 +105,10 @@ impl Actor {
             tokio::select! {
                 _ = &mut shutdown => break,
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => {
+                        self.handle(msg);
+                        self.handle_queued(&mut rx);
+                    }
                     None => break,
                 },
                 _ = async {
@@ -123,6 +129,33 @@ impl Actor {
             }
         }
         info!("engine stopped; dynos keep running");
+    }
+
+    /// Handles what else is queued (up to [`QUEUED`] messages) before the
+    /// loop looks at every dyno's deadline again: on a dense host that look
+    /// is a walk over thousands of dynos, and a burst of run reports (a stop
+    /// of all dynos ends thousands of runs) need not pay it for each. The
+    /// events of consecutive run reports are appended and synced together
+    /// (published, as ever, only once durable); anything else is handled
+    /// after them.
+    fn handle_queued(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        let mut held = false;
+        for _ in 0..QUEUED {
+            let Ok(msg) = rx.try_recv() else { break };
+            let report = matches!(msg, Msg::Run(..) | Msg::Ended(..));
+            if report != held {
+                if report {
+                    self.events.hold();
+                } else {
+                    self.events.release();
+                }
+                held = report;
+            }
+            self.handle(msg);
+        }
+        if held {
+            self.events.release();
+        }
     }
 
     /// Writes what could not be written before: pending events, records;
@@ -347,11 +380,37 @@ impl Actor {
         }
         // Each dyno's change is answered only once its record is written;
         // one that cannot be changed stays as it was and is named.
+        let refused = if input == Input::Stop && keys.len() > 1 {
+            self.stop_many(&keys)
+        } else {
+            self.each_in_turn(&keys, &input)
+        };
+        let Some((_, e)) = refused.first() else {
+            return Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect());
+        };
+        // Say exactly what changed and what did not.
+        let names = |ks: &mut dyn Iterator<Item = &Key>| ks.map(|k| k.1.as_str()).collect::<Vec<_>>().join(", ");
+        let unchanged = names(&mut refused.iter().map(|(k, _)| *k));
+        let changed = names(&mut keys.iter().filter(|k| !refused.iter().any(|(r, _)| r == k)));
+        let message = format!(
+            "not changed: {unchanged}; changed: {}: {e}",
+            if changed.is_empty() { "none" } else { &changed }
+        );
+        Err(match e {
+            Error::ResourceExhausted(reason, _) => Error::ResourceExhausted(*reason, message),
+            Error::FailedPrecondition(reason, _) => Error::FailedPrecondition(*reason, message),
+            _ => Error::Internal(message),
+        })
+    }
+
+    /// [`Actor::each`]'s changes one dyno after the other; returns the
+    /// dynos that could not be changed, with why.
+    fn each_in_turn<'k>(&mut self, keys: &'k [Key], input: &Input) -> Vec<(&'k Key, Error)> {
         let mut refused = Vec::new();
-        for k in &keys {
+        for k in keys {
             // A down dyno that starts again takes a fresh uid and port; on
             // a cordoned host it stays down.
-            let fresh = match (&input, self.dynos[k].rec.idle()) {
+            let fresh = match (input, self.dynos[k].rec.idle()) {
                 (Input::Restart, true) => match self
                     .refuse_if_cordoned(k)
                     .and_then(|()| {
@@ -379,22 +438,7 @@ impl Actor {
                 refused.push((k, e));
             }
         }
-        let Some((_, e)) = refused.first() else {
-            return Ok(keys.iter().map(|k| self.dynos[k].rec.view()).collect());
-        };
-        // Say exactly what changed and what did not.
-        let names = |ks: &mut dyn Iterator<Item = &Key>| ks.map(|k| k.1.as_str()).collect::<Vec<_>>().join(", ");
-        let unchanged = names(&mut refused.iter().map(|(k, _)| *k));
-        let changed = names(&mut keys.iter().filter(|k| !refused.iter().any(|(r, _)| r == k)));
-        let message = format!(
-            "not changed: {unchanged}; changed: {}: {e}",
-            if changed.is_empty() { "none" } else { &changed }
-        );
-        Err(match e {
-            Error::ResourceExhausted(reason, _) => Error::ResourceExhausted(*reason, message),
-            Error::FailedPrecondition(reason, _) => Error::FailedPrecondition(*reason, message),
-            _ => Error::Internal(message),
-        })
+        refused
     }
 
     /// Every dyno as a Prometheus scrape shows it.
@@ -439,10 +483,21 @@ impl Actor {
             return;
         }
         debug!(app = %key.0, dyno = %key.1, ?input, "input");
-        let peers = self.peers(key);
+        let peers = self.peers_for(key, &input);
         let entry = self.dynos.get_mut(key).expect("present");
         let actions = decide(&self.policy, now, &mut entry.rec, input, &peers);
         self.apply(key, actions, false);
+    }
+
+    /// [`Actor::peers`] for the inputs whose step reads them (a run's exec
+    /// picks its cycle time among its peers', a due cycle waits for a peer's),
+    /// none for the others: finding them walks the dyno's whole app, which
+    /// on a dense host is thousands of dynos for every start and exit.
+    pub(super) fn peers_for(&self, key: &Key, input: &Input) -> crate::supervisor::Peers {
+        match input {
+            Input::Spawned { .. } | Input::Tick => self.peers(key),
+            _ => crate::supervisor::Peers::default(),
+        }
     }
 
     /// What a dyno's step knows of the other dynos of its app and process

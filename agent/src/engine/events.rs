@@ -86,6 +86,9 @@ pub(super) struct EventLog {
     pending: VecDeque<Event>,
     /// Why the last append failed, while events are pending.
     failing: Option<String>,
+    /// Set during a batch of changes ([`EventLog::hold`]): events wait for
+    /// the batch's end to be appended and synced together.
+    held: bool,
     live: broadcast::Sender<Event>,
 }
 
@@ -189,6 +192,7 @@ impl EventLog {
             last_seq,
             pending: VecDeque::new(),
             failing: None,
+            held: false,
             live,
         })
     }
@@ -220,7 +224,24 @@ impl EventLog {
             removed,
         });
         // While appends fail, the housekeeping tick tries again, not every
-        // event (each try writes everything pending).
+        // event (each try writes everything pending); during a batch, its
+        // end does.
+        if self.failing.is_none() && !self.held {
+            self.flush();
+        }
+    }
+
+    /// Starts a batch of changes (a stop of many dynos): their events are
+    /// numbered as they come but appended, synced and published together by
+    /// [`EventLog::release`], one `fdatasync` for the batch instead of one
+    /// an event. Nobody sees an event before it is durable, as before.
+    pub(super) fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Ends a batch: appends and publishes what it numbered.
+    pub(super) fn release(&mut self) {
+        self.held = false;
         if self.failing.is_none() {
             self.flush();
         }

@@ -240,3 +240,28 @@ fn a_log_that_cannot_be_compacted_still_opens_whole() {
     assert_eq!(log.last_seq, 2 * EVENTS_KEPT as u64 + 2);
     assert!(fs::metadata(&path).unwrap().len() < before);
 }
+
+#[test]
+fn events_held_in_a_batch_are_numbered_at_once_and_published_together_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut log = EventLog::open(path.clone()).unwrap();
+    publish(&mut log, 1);
+    let mut w = log.watch(Some(1), "", Vec::new);
+    log.hold();
+    publish(&mut log, 3);
+    // Numbered, not yet durable: nobody sees them, nothing is on disk.
+    assert_eq!(log.position().0, 1);
+    assert_eq!(seqs(log.pending.make_contiguous()), [2, 3, 4]);
+    assert!(w.live.try_recv().is_err());
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
+    log.release();
+    assert_eq!(log.position().0, 4);
+    assert!(log.pending.is_empty());
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
+    let live: Vec<u64> = std::iter::from_fn(|| w.live.try_recv().ok()).map(|e| e.seq).collect();
+    assert_eq!(live, [2, 3, 4]);
+    // After the batch, each event is published as it comes again.
+    publish(&mut log, 1);
+    assert_eq!(log.position().0, 5);
+}

@@ -29,7 +29,8 @@
 //! - `metrics`: runtime metrics lines, R14, OOM of a whole dyno (v1), the
 //!   readings a Prometheus scrape shows; `load`: a dyno's own load averages;
 //! - `stats`: per-dyno figures on demand; `cordon`: a host that takes no
-//!   new starts; `fds`: the descriptor budget and its admission.
+//!   new starts; `fds`: the descriptor budget and its admission;
+//!   `stop_many`: a stop of many dynos with the disk's work batched.
 
 mod actor;
 mod admission;
@@ -47,6 +48,7 @@ mod settle;
 mod signal;
 mod start;
 mod stats;
+mod stop_many;
 mod store;
 #[cfg(test)]
 mod testkit;

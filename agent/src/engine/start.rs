@@ -127,7 +127,7 @@ impl Actor {
     /// only what is durable. On a failure nothing has changed.
     pub(super) fn step_durably(&mut self, key: &Key, input: Input, change: impl FnOnce(&mut DynoRecord)) -> Result<()> {
         let (policy, now) = (self.policy.clone(), self.clock.now());
-        let peers = self.peers(key);
+        let peers = self.peers_for(key, &input);
         let mut actions = Vec::new();
         self.save_durably(key, |rec| {
             change(rec);
@@ -142,17 +142,22 @@ impl Actor {
         let mut rec = self.dynos[key].rec.clone();
         change(&mut rec);
         if let Err(e) = self.paths.save_record(&key.0, &key.1, &rec) {
-            error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
-            let message = format!("cannot write the dyno record, nothing was changed: {e}");
-            return Err(if e.kind() == std::io::ErrorKind::StorageFull {
-                Error::ResourceExhausted(Reason::StateDiskFull, format!("the state disk is full: {message}"))
-            } else {
-                Error::Internal(message)
-            });
+            return Err(unwritten(key, &e));
         }
         self.unsaved.remove(key);
         self.dynos.get_mut(key).expect("present").rec = rec;
         Ok(())
+    }
+}
+
+/// The refusal of a change to dyno `key` whose record could not be written.
+pub(super) fn unwritten(key: &Key, e: &std::io::Error) -> Error {
+    error!(app = %key.0, dyno = %key.1, error = %e, "refusing a request whose record cannot be written");
+    let message = format!("cannot write the dyno record, nothing was changed: {e}");
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        Error::ResourceExhausted(Reason::StateDiskFull, format!("the state disk is full: {message}"))
+    } else {
+        Error::Internal(message)
     }
 }
 
