@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use dyno_proto::v1 as pb;
 use dyno_tests::bench::{env_usize, ms, percentile};
-use dyno_tests::grpc::next_event_of;
+use dyno_tests::grpc::{host_info, next_event_of};
 use dyno_tests::{TestAgent, require_root, selector, show, watch_events};
 use pb::agent_client::AgentClient;
 use tonic::transport::Channel;
@@ -192,14 +192,6 @@ fn agent_config(s: &Settings) -> String {
     // Thousands of sleeping dynos of 512 MiB each: admission must allow far
     // more than this host's memory (they use almost none of it).
     format!("network = \"{}\"\nmemory_overcommit = 1000.0\n", s.network)
-}
-
-async fn host_info(client: &mut AgentClient<Channel>) -> Result<pb::HostInfoResponse, String> {
-    client
-        .host_info(pb::HostInfoRequest {})
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|e| format!("HostInfo: {e}"))
 }
 
 fn app_of(i: usize, apps: usize) -> String {

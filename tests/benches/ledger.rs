@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dyno_proto::v1 as pb;
 use dyno_tests::bench::{env_usize, have, percentile};
 use dyno_tests::cleanup::remove_cgroup_tree;
+use dyno_tests::grpc::host_info;
 use dyno_tests::{TestAgent, require_root, show};
 use pb::agent_client::AgentClient;
 use tonic::transport::Channel;
@@ -180,14 +181,6 @@ impl Drop for CgroupGuard {
             eprintln!("ledger bench: removed leftover cgroups {left:?}");
         }
     }
-}
-
-async fn host_info(client: &mut AgentClient<Channel>) -> Result<pb::HostInfoResponse, String> {
-    client
-        .host_info(pb::HostInfoRequest {})
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|e| format!("HostInfo: {e}"))
 }
 
 /// Starts `n` worker dynos, `concurrency` calls at a time, and waits until

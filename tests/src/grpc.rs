@@ -41,6 +41,15 @@ pub async fn get_dyno(client: &mut pb::agent_client::AgentClient<Channel>, app: 
         .into_inner()
 }
 
+/// The agent's `HostInfo`, its error as text.
+pub async fn host_info(client: &mut pb::agent_client::AgentClient<Channel>) -> Result<pb::HostInfoResponse, String> {
+    client
+        .host_info(pb::HostInfoRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|e| format!("HostInfo: {e}"))
+}
+
 /// The selector of `target` (a dyno or a process type) in `app`.
 pub fn selector(app: &str, target: &str) -> Option<pb::DynoSelector> {
     Some(pb::DynoSelector {
